@@ -1,0 +1,30 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from accounts.services import client_key_create
+
+
+class Command(BaseCommand):
+    help = "Create a developer key. The key is printed once and never stored."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--owner", default="", help="who holds the key")
+        parser.add_argument("--models", default="", help="comma-separated allow-list (default: every model)")
+        parser.add_argument("--expires-days", type=int, default=None)
+        parser.add_argument("--quiet", action="store_true", help="print only the key")
+
+    def handle(self, *args: object, **opts: object) -> None:
+        days = opts["expires_days"]
+        key, raw = client_key_create(
+            name=str(opts["name"]),
+            owner_label=str(opts["owner"]),
+            allowed_models=[m for m in str(opts["models"]).split(",") if m],
+            expires_at=timezone.now() + timedelta(days=int(days)) if days else None,  # type: ignore[call-overload]
+        )
+        if opts["quiet"]:
+            self.stdout.write(raw)
+        else:
+            self.stdout.write(f"created key {key.id} '{key.name}'. Copy it now, it is not shown again:\n{raw}")

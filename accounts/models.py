@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from accounts.crypto import decrypt_json, encrypt_json
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI_COMPAT = "openai_compat", "OpenAI-compatible API key"
+    GITLAB = "gitlab", "GitLab Duo"
+    CODEX = "codex", "OpenAI Codex (ChatGPT sign-in)"
+
+
+class AccountState(models.TextChoices):
+    # Persistent states that need a human; timed cooldowns live in the state store.
+    ACTIVE = "active", "Active"
+    AUTH_FAILED = "auth_failed", "Credential rejected"
+    NOT_ENTITLED = "not_entitled", "Not entitled"
+    QUOTA_EXHAUSTED = "quota_exhausted", "Quota exhausted"
+    SESSION_TERMINATED = "session_terminated", "Session terminated"
+
+
+class UpstreamAccount(models.Model):
+    label = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=500, help_text="For OpenAI-compatible accounts: the URL ending in /v1.")
+    enabled = models.BooleanField(default=True)
+    priority = models.IntegerField(default=0, help_text="Higher tiers are tried first.")
+    weight = models.PositiveIntegerField(default=1)
+    model_names = models.JSONField(default=list, blank=True, help_text="Model names this account serves.")
+    state = models.CharField(max_length=32, choices=AccountState.choices, default=AccountState.ACTIVE)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "label"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.get_provider_display()})"
+
+
+class EncryptedJSONField(models.TextField):
+    """A dict stored as a Fernet token; the plaintext never reaches the database."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any] | None:
+        return None if value is None else decrypt_json(value)
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or isinstance(value, dict):
+            return value
+        return decrypt_json(value)
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise TypeError("EncryptedJSONField stores dicts")
+        return encrypt_json(value)
+
+
+class CredentialKind(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    OAUTH = "oauth", "OAuth"
+    PAT = "pat", "Personal access token"
+    CHATGPT = "chatgpt", "ChatGPT sign-in"
+
+
+class Credential(models.Model):
+    account = models.OneToOneField(UpstreamAccount, on_delete=models.CASCADE, related_name="credential")
+    kind = models.CharField(max_length=16, choices=CredentialKind.choices)
+    secret = EncryptedJSONField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.account.label}"
+
+
+class ClientKey(models.Model):
+    """A developer's key. Only a SHA-256 of the key is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="client_keys"
+    )
+    owner_label = models.CharField(max_length=150, blank=True, default="", help_text="Who holds this key.")
+    prefix = models.CharField(max_length=16, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True, help_text="Empty = every model.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,110 @@
+"""Client surfaces. Thin: read the request, call routing.proxy, write the response."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from ninja import NinjaAPI
+
+from formats import Dialect
+from routing.auth import client_authenticate
+from routing.catalog import catalog_models
+from routing.errors import ErrorCode, ProxyError
+from routing.proxy import Reply, proxy_handle
+
+api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url="/docs")
+
+
+def _to_response(reply: Reply) -> HttpResponse | StreamingHttpResponse:
+    if reply.stream is None:
+        return HttpResponse(reply.body, status=reply.status, headers=reply.headers)
+    response = StreamingHttpResponse(reply.stream, status=reply.status, headers=reply.headers)
+    if reply.abandon is not None:
+        response._resource_closers.append(reply.abandon)
+    return response
+
+
+def _read_body(request: HttpRequest) -> tuple[bytes, bool]:
+    try:
+        return request.body, False
+    except RequestDataTooBig:
+        return b"", True
+
+
+async def _serve(dialect: Dialect, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    raw, too_large = _read_body(request)
+    reply = await proxy_handle(dialect=dialect, headers=request.headers, raw_body=raw, body_too_large=too_large)
+    return _to_response(reply)
+
+
+@api.post("/chat/completions", include_in_schema=True, summary="OpenAI Chat Completions")
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    return await _serve(Dialect.CHAT, request)
+
+
+@api.post("/responses", summary="OpenAI Responses")
+async def responses(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    return await _serve(Dialect.RESPONSES, request)
+
+
+@api.post("/messages", summary="Anthropic Messages")
+async def messages(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    return await _serve(Dialect.MESSAGES, request)
+
+
+def _models_dialect(request: HttpRequest) -> Dialect:
+    return Dialect.MESSAGES if "anthropic-version" in request.headers else Dialect.CHAT
+
+
+@api.get("/models", summary="List the models the calling key may use")
+async def models(request: HttpRequest) -> HttpResponse:
+    dialect = _models_dialect(request)
+    try:
+        key = await client_authenticate(request.headers)
+    except ProxyError as exc:
+        status, headers, body = exc.render(dialect)
+        return HttpResponse(body, status=status, headers=headers)
+    names = [(name, created) for name, created in await catalog_models() if key.allows(name)]
+    if dialect is Dialect.MESSAGES:
+        data = [
+            {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
+            for name, _ in names
+        ]
+        payload: dict[str, object] = {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    else:
+        created = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+        payload = {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": created, "owned_by": "team-proxy"} for name, _ in names
+            ],
+        }
+    return HttpResponse(orjson.dumps(payload), headers={"content-type": "application/json"})
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    dialect = Dialect.MESSAGES if "anthropic-version" in request.headers else Dialect.CHAT
+    status, headers, body = ProxyError(404, "not_found", f"no route for {request.method} /v1/{path}").render(dialect)
+    return HttpResponse(body, status=status, headers=headers)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Last resort: a bug must still answer in the client's dialect, without internals.
+    import logging
+
+    logging.getLogger(__name__).exception("unhandled error on %s", request.path)
+    status, headers, body = ProxyError(500, ErrorCode.UPSTREAM_ERROR, "internal proxy error").render(
+        _models_dialect(request)
+    )
+    return HttpResponse(body, status=status, headers=headers)

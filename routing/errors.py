@@ -1,0 +1,49 @@
+"""Client-facing errors: one enum of stable codes, rendered once per dialect by formats."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import orjson
+
+from formats import Dialect, error_body
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    UNSUPPORTED_FIELD = "unsupported_field"
+    INVALID_CLIENT_KEY = "invalid_api_key"
+    FORBIDDEN = "permission_denied"
+    MODEL_NOT_FOUND = "model_not_found"
+    REQUEST_TOO_LARGE = "request_too_large"
+    ALL_ACCOUNTS_COOLING = "rate_limit_exceeded"
+    NO_ACCOUNT = "no_account_available"
+    UPSTREAM_ERROR = "upstream_error"
+    NOT_IMPLEMENTED = "not_implemented"
+
+
+class ProxyError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        outcome: str = "rejected",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+        self.outcome = outcome
+
+    def render(self, dialect: Dialect) -> tuple[int, dict[str, str], bytes]:
+        body = error_body(dialect, status=self.status, message=self.message, code=self.code, param=self.param)
+        headers = {"content-type": "application/json"}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(self.retry_after + 0.999)))
+        return self.status, headers, orjson.dumps(body)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class LockNotAcquired(Exception):
+    pass
+
+
+class StateStore(ABC):
+    """Async key/value, counter, list and lock primitives; all atomic per call."""
+
+    #: True when every process sees the same state (Redis); False for the in-process store.
+    shared: bool
+    backend: str
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False) -> bool:
+        """Store value; with only_if_absent, return False (and change nothing) if the key exists."""
+
+    @abstractmethod
+    async def delete(self, *keys: str) -> int: ...
+
+    @abstractmethod
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        """Add to an integer counter; ttl is applied only when the counter is created."""
+
+    @abstractmethod
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left, or None when the key is missing or has no expiry."""
+
+    @abstractmethod
+    async def list_push(self, key: str, *values: bytes) -> int: ...
+
+    @abstractmethod
+    async def list_range(self, key: str, count: int) -> list[bytes]:
+        """The first `count` items, oldest first, without removing them."""
+
+    @abstractmethod
+    async def list_drop(self, key: str, count: int) -> None:
+        """Remove the first `count` items (after they were safely processed)."""
+
+    @abstractmethod
+    async def list_len(self, key: str) -> int: ...
+
+    @abstractmethod
+    async def _release(self, key: str, token: bytes) -> None:
+        """Delete key only if it still holds token (never release someone else's lock)."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    @asynccontextmanager
+    async def lock(self, key: str, *, ttl: float) -> AsyncIterator[None]:
+        """A non-blocking mutual-exclusion lock across every process sharing this store.
+
+        The TTL bounds how long a crashed holder can block others.
+        """
+        token = secrets.token_bytes(16)
+        if not await self.set(f"lock:{key}", token, ttl=ttl, only_if_absent=True):
+            raise LockNotAcquired(key)
+        try:
+            yield
+        finally:
+            await self._release(f"lock:{key}", token)

@@ -1,0 +1,93 @@
+"""Redis state store: shared by every web and Celery process; atomic per operation."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from statestore.base import StateStore
+
+# Compare-and-delete: release a lock only if we still own it.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+# INCRBY that sets the expiry only on creation (a fixed window, not a sliding one).
+_INCR_TTL = """
+local v = redis.call('incrby', KEYS[1], ARGV[1])
+if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return v
+"""
+
+
+class RedisStore(StateStore):
+    shared = True
+    backend = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "llmproxy:") -> None:
+        # A blocking pool: under a burst, callers wait briefly for a connection instead of
+        # failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=256,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
+        self._prefix = prefix
+        self._release_script = self._redis.register_script(_RELEASE)
+        self._incr_script = self._redis.register_script(_INCR_TTL)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._redis.get(self._k(key))
+        return None if value is None else bytes(value)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False) -> bool:
+        px = max(1, int(ttl * 1000)) if ttl is not None else None
+        result = await self._redis.set(self._k(key), value, px=px, nx=only_if_absent)
+        return bool(result)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(await self._redis.delete(*(self._k(k) for k in keys)))
+
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        if ttl is None:
+            return int(await self._redis.incrby(self._k(key), amount))
+        return int(await self._incr_script(keys=[self._k(key)], args=[amount, max(1, int(ttl * 1000))]))
+
+    async def ttl(self, key: str) -> float | None:
+        ms = int(await self._redis.pttl(self._k(key)))
+        return None if ms < 0 else ms / 1000.0
+
+    async def list_push(self, key: str, *values: bytes) -> int:
+        return int(await self._redis.rpush(self._k(key), *values))
+
+    async def list_range(self, key: str, count: int) -> list[bytes]:
+        return [bytes(v) for v in await self._redis.lrange(self._k(key), 0, count - 1)]
+
+    async def list_drop(self, key: str, count: int) -> None:
+        await self._redis.ltrim(self._k(key), count, -1)
+
+    async def list_len(self, key: str) -> int:
+        return int(await self._redis.llen(self._k(key)))
+
+    async def _release(self, key: str, token: bytes) -> None:
+        await self._release_script(keys=[self._k(key)], args=[token])
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
+
+    async def flush_prefix(self) -> None:
+        """Delete every key under this store's prefix (tests only)."""
+        async for key in self._redis.scan_iter(match=self._prefix + "*", count=500):
+            await self._redis.delete(key)

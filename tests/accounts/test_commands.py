@@ -1,0 +1,57 @@
+"""The scriptable operations used by operators, demos and tests."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import ClientKey, UpstreamAccount
+from accounts.services import client_key_hash
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_account_add_list_disable() -> None:
+    out = _run(
+        "account_add",
+        "--label",
+        "team-openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--api-key",
+        "sk-secret-value",
+        "--models",
+        "gpt-4o-mini, gpt-4.1",
+    )
+    assert "team-openai" in out and "sk-secret-value" not in out
+    listing = _run("account_list")
+    assert "team-openai" in listing and "enabled" in listing and "sk-secret-value" not in listing
+    _run("account_disable", "team-openai")
+    assert not UpstreamAccount.objects.get(label="team-openai").enabled
+    _run("account_disable", "team-openai", "--enable")
+    assert UpstreamAccount.objects.get(label="team-openai").enabled
+    assert UpstreamAccount.objects.get(label="team-openai").model_names == ["gpt-4.1", "gpt-4o-mini"]
+
+
+def test_account_add_requires_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPSTREAM_API_KEY", raising=False)
+    with pytest.raises(CommandError):
+        _run("account_add", "--label", "x", "--base-url", "http://127.0.0.1:9/v1", "--models", "m")
+
+
+def test_key_create_prints_once_and_stores_hash() -> None:
+    raw = _run("key_create", "--name", "alice", "--owner", "alice@example.com", "--quiet").strip()
+    key = ClientKey.objects.get(name="alice")
+    assert key.key_hash == client_key_hash(raw)
+    listing = _run("key_list")
+    assert "alice" in listing and raw not in listing and key.prefix in listing
+    _run("key_disable", "alice")
+    assert not ClientKey.objects.get(name="alice").enabled

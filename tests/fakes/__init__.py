@@ -1,0 +1,1 @@
+"""Realistic fake upstream servers for tests and demos (no Django imports here)."""
