@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,12 @@ class UpstreamAccount(models.Model):
     priority = models.IntegerField(default=0, help_text="Higher tiers are tried first.")
     weight = models.PositiveIntegerField(default=1)
     model_names = models.JSONField(default=list, blank=True, help_text="Model names this account serves.")
+    # Non-secret, provider-specific settings (instance URL, gateway URL, OAuth client id,
+    # transport preferences...). Only the provider's executor and login flows read its keys.
+    provider_config = models.JSONField(default=dict, blank=True)
+    # One stable installation/device id per account (e.g. Codex's x-codex-installation-id), so
+    # each account looks like one persisted client install. Never derived from internal keys.
+    installation_id = models.UUIDField(default=uuid.uuid4, editable=False)
     state = models.CharField(max_length=32, choices=AccountState.choices, default=AccountState.ACTIVE)
     last_error = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -101,3 +108,25 @@ class ClientKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class GatewayToken(models.Model):
+    """A short-lived upstream gateway token minted from the account's credential.
+
+    GitLab Duo: the `direct_access` grants (one row per grant kind), refreshed by Celery ahead
+    of expiry. The token and the headers that must be forwarded verbatim are encrypted.
+    """
+
+    account = models.ForeignKey(UpstreamAccount, on_delete=models.CASCADE, related_name="gateway_tokens")
+    grant_kind = models.CharField(max_length=64)
+    base_url = models.URLField(max_length=500, blank=True, default="")
+    secret = EncryptedJSONField(help_text="{'token': ..., 'headers': {...}}")
+    expires_at = models.DateTimeField()
+    minted_at = models.DateTimeField()
+    model_details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "grant_kind"], name="one_token_per_grant")]
+
+    def __str__(self) -> str:
+        return f"{self.grant_kind} token for {self.account.label} (expires {self.expires_at:%Y-%m-%d %H:%M})"

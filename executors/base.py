@@ -8,28 +8,59 @@ provider names.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
-from formats import Dialect, SseEvent
+from formats import Dialect, SseEvent, decode_request, encode_request
 
 
 @dataclass(slots=True)
 class UpstreamCall:
     account: AccountInfo
     dialect: Dialect  # the client's dialect
-    body: dict[str, Any]  # parsed, validated client body
+    body: dict[str, Any]  # parsed, validated client body (in `dialect`)
     stream: bool
     upstream_model: str
+    # Client request headers (lower-case names), e.g. session ids some providers key on.
+    client_headers: Mapping[str, str] = field(default_factory=dict)
+    # Opaque provider-owned state carried by a Responses snapshot (previous_response_id);
+    # only the executor that wrote it reads its keys.
+    provider_meta: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    def body_for(self, target: Dialect) -> dict[str, Any]:
+        """The request body in the upstream's dialect, with the upstream model name.
+
+        Same dialect: a shallow copy (bytes-level passthrough stays possible). Otherwise the
+        pure translators in `formats` convert via the canonical (Responses) form; they raise
+        UnsupportedFeature for anything the target cannot express.
+        """
+        if target is self.dialect:
+            body = dict(self.body)
+        else:
+            body = encode_request(decode_request(self.dialect, self.body), target)
+        body["model"] = self.upstream_model
+        return body
+
+
+class CooldownScope(str, Enum):
+    FAMILY = "family"  # rate limits, quota windows: (account, model family)
+    MODEL = "model"  # "model unsupported on this account": (account, model)
+    ACCOUNT = "account"  # transient account-wide trouble (5xx storms, network)
 
 
 class UpstreamError(Exception):
-    """An upstream failure, classified.
+    """An upstream failure, classified by the executor (routing never parses provider errors).
 
     retryable: another account may serve the same request (429, 5xx, network).
-    cooldown: seconds this account (for this model family) should be skipped; None = no cooldown.
+    cooldown: seconds to skip this account for `cooldown_scope`; None = no cooldown.
+    account_state: a persistent state that needs a human (accounts.models.AccountState value,
+        e.g. "auth_failed", "not_entitled", "quota_exhausted"); None = none.
+    refresh_credential: the credential looks stale (e.g. 401): refresh once and retry the same
+        account before any cooldown.
     """
 
     def __init__(
@@ -43,6 +74,9 @@ class UpstreamError(Exception):
         cooldown: float | None = None,
         request_id: str = "",
         client_status: int | None = None,
+        cooldown_scope: CooldownScope = CooldownScope.FAMILY,
+        account_state: str | None = None,
+        refresh_credential: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -55,6 +89,9 @@ class UpstreamError(Exception):
         # What the client sees when this is the final answer (e.g. an upstream 400 is the
         # client's own fault and passes as 400; a 401 on our credential becomes 502).
         self.client_status = client_status if client_status is not None else status
+        self.cooldown_scope = cooldown_scope
+        self.account_state = account_state
+        self.refresh_credential = refresh_credential
 
 
 @dataclass(slots=True)
@@ -66,6 +103,8 @@ class UpstreamResponse:
     events: AsyncIterator[SseEvent] | None = None
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Provider state to keep with the Responses snapshot of this answer (see UpstreamCall).
+    provider_meta: dict[str, Any] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -78,5 +117,13 @@ class Executor(Protocol):
     provider: str
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
-        """Send the request. Raises UpstreamError before any event was produced."""
+        """Send the request. Raises UpstreamError before any event was produced.
+
+        For streams, read the upstream's handshake (at least the first event) before
+        returning, so an error that arrives as the first event can still fail over.
+        """
+        ...
+
+    async def refresh_credential(self, account: AccountInfo) -> bool:
+        """Refresh the account's credential (single-flight across processes); True if it changed."""
         ...

@@ -14,6 +14,7 @@ import httpx
 import orjson
 from django.conf import settings
 
+from accounts.selectors import AccountInfo
 from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
 from executors.errors import classify_http_error, classify_transport_error
 from executors.http import http_client
@@ -32,8 +33,7 @@ class UpstreamStreamError(Exception):
 
 
 def _upstream_body(call: UpstreamCall) -> dict[str, Any]:
-    body = dict(call.body)
-    body["model"] = call.upstream_model
+    body = call.body_for(Dialect.CHAT)
     if call.stream:
         # Always ask for usage on streams so every request is accounted for; the relay hides
         # the extra chunk from clients that did not ask for it.
@@ -53,14 +53,10 @@ def _looks_like_event(ev: SseEvent) -> bool:
 class OpenAICompatExecutor:
     provider = "openai_compat"
 
+    async def refresh_credential(self, account: AccountInfo) -> bool:
+        return False  # a static API key has nothing to refresh
+
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
-        if call.dialect is not Dialect.CHAT:
-            raise UpstreamError(
-                status=400,
-                message="this OpenAI-compatible account serves Chat Completions only",
-                code="unsupported_dialect",
-                retryable=True,
-            )
         api_key = call.account.secret.get("api_key", "")
         client = http_client("openai_compat")
         request = client.build_request(
