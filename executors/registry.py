@@ -1,14 +1,30 @@
-"""Provider kind → executor. The only place that knows which executors exist."""
+"""Provider kind → executor. The only place that knows which executors exist.
+
+Each provider registers one line here; routing looks executors up by the account's provider
+and never branches on provider names.
+"""
 
 from __future__ import annotations
 
-from executors.base import Executor
-from executors.openai_compat.executor import OpenAICompatExecutor
+from importlib import import_module
 
-_EXECUTORS: dict[str, Executor] = {
-    OpenAICompatExecutor.provider: OpenAICompatExecutor(),
+from executors.base import Executor
+
+# provider kind -> "module:attribute" of the executor instance (imported on first use)
+_PATHS: dict[str, str] = {
+    "openai_compat": "executors.openai_compat.executor:EXECUTOR",
 }
+
+_loaded: dict[str, Executor] = {}
 
 
 def executor_for(provider: str) -> Executor | None:
-    return _EXECUTORS.get(provider)
+    executor = _loaded.get(provider)
+    if executor is None:
+        path = _PATHS.get(provider)
+        if path is None:
+            return None
+        module, _, attr = path.partition(":")
+        executor = getattr(import_module(module), attr)
+        _loaded[provider] = executor
+    return executor

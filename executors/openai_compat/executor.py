@@ -198,3 +198,6 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+EXECUTOR = OpenAICompatExecutor()
