@@ -100,13 +100,10 @@ def fake_openai_server() -> Iterator[object]:
 @pytest.fixture
 def fake_openai(fake_openai_server: object) -> Iterator[object]:
     """The session's OpenAI-compatible fake, reset to defaults for this test."""
-    server = fake_openai_server
-    app = server.app  # type: ignore[attr-defined]
-    server.reset()  # type: ignore[attr-defined]
-    app.chunks, app.interval, app.reply = 20, 0.0, None
-    app.usage_on_final_choice_chunk = False
-    yield server
-    server.reset()  # type: ignore[attr-defined]
+    # reset() also restores every setting the previous test changed.
+    fake_openai_server.reset()  # type: ignore[attr-defined]
+    yield fake_openai_server
+    fake_openai_server.reset()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

@@ -213,6 +213,9 @@ class FakeControl:
 
     All mutation happens under one condition variable, so tests can block on
     `wait_for(lambda c: c.cancelled_streams == 1)` instead of sleeping.
+
+    `cancelled_streams` counts answers the client abandoned before the fake finished them
+    (mid-stream, or during a slow-first-byte delay); fault-driven cuts are not counted.
     """
 
     def __init__(self) -> None:
@@ -441,10 +444,11 @@ class _AbortConnection(Exception):
 
 
 class _QuietAbort(logging.Filter):
-    # uvicorn logs every app exception with a traceback; our deliberate aborts are noise.
+    # uvicorn logs every app exception with a traceback. Our deliberate aborts, and streams
+    # cancelled by FakeServer.stop() (force exit cancels in-flight tasks), are noise.
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, _AbortConnection)
+        return not isinstance(exc, _AbortConnection | asyncio.CancelledError)
 
 
 logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
@@ -494,6 +498,11 @@ class FakeApp:
     def route(self, method: str, path: str, handler: Handler) -> None:
         """Register `handler`; `{name}` segments match one path segment each."""
         self._routes.append(_Route(method.upper(), tuple(path.strip("/").split("/")), handler))
+
+    def reset(self) -> None:
+        """Back to the state right after construction: control plane and settings.
+        Subclasses with settings or stored state extend this (and call super)."""
+        self.control.reset()
 
     def error_for_status(self, status: int) -> HTTPError:
         """Body used by `Fault(kind="status")` without an explicit body."""
@@ -663,7 +672,7 @@ class FakeApp:
         return json_response(self.control.stats())
 
     async def _ctl_reset(self, req: Request) -> Response:
-        self.control.reset()
+        self.reset()
         return json_response({"ok": True})
 
 
@@ -785,7 +794,8 @@ class FakeServer(Generic[AppT]):
         return self.app.control.requests
 
     def reset(self) -> None:
-        self.app.control.reset()
+        """Clear faults, recordings and counters, and restore the app's constructor settings."""
+        self.app.reset()
 
     def start(self, timeout: float = 5.0) -> FakeServer[AppT]:
         if self._thread is not None:

@@ -38,6 +38,7 @@ from tests.fakes.base import (
     json_response,
     openai_error,
     sse_event,
+    wait_for_signal,
 )
 
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -210,7 +211,10 @@ def _sample_args(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAICompatApp(FakeApp):
-    """Settings are plain attributes; tests may change them between requests."""
+    """Settings (`SETTINGS`) are plain attributes; tests may change them between requests,
+    and `reset()` restores the constructor values."""
+
+    SETTINGS = ("reply", "chunks", "interval", "usage_on_final_choice_chunk", "cached_tokens", "reasoning_tokens")
 
     def __init__(
         self,
@@ -238,10 +242,17 @@ class OpenAICompatApp(FakeApp):
         self._ids_lock = threading.Lock()
         # Stored Responses by (api key, id) for previous_response_id: full item lists.
         self._stored: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._defaults = {k: getattr(self, k) for k in self.SETTINGS}
         self.route("POST", "/v1/chat/completions", self.chat_completions)
         self.route("POST", "/v1/responses", self.responses)
         self.route("GET", "/v1/models", self.list_models)
         self.route("GET", "/v1/models/{model}", self.get_model)
+
+    def reset(self) -> None:
+        super().reset()
+        for k, v in self._defaults.items():
+            setattr(self, k, v)
+        self._stored.clear()
 
     def _id(self, prefix: str) -> str:
         with self._ids_lock:

@@ -81,15 +81,12 @@ async def test_stream_usage_recorded_and_hidden_unless_requested(proxy: ProxySet
 async def test_stream_usage_passed_when_requested_even_on_final_choice_chunk(proxy: ProxySetup) -> None:
     proxy.fake.app.usage_on_final_choice_chunk = True
     proxy.fake.app.cached_tokens = 2
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.post(
-                proxy.v1 + "/chat/completions",
-                json=_chat(stream=True, stream_options={"include_usage": True}),
-                headers=proxy.headers(),
-            )
-    finally:
-        proxy.fake.app.cached_tokens = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.post(
+            proxy.v1 + "/chat/completions",
+            json=_chat(stream=True, stream_options={"include_usage": True}),
+            headers=proxy.headers(),
+        )
     chunks = [orjson.loads(e) for e in _data_events(r.content) if e != b"[DONE]"]
     with_usage = [c for c in chunks if c.get("usage")]
     assert with_usage, "usage chunk must reach a client that asked for it"
