@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
@@ -30,6 +30,17 @@ class UpstreamCall:
     # only the executor that wrote it reads its keys.
     provider_meta: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    # Shared by every attempt of one client request so the canonical form is decoded once.
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def canonical(self) -> dict[str, Any]:
+        """The client request in canonical (Responses) form, decoded once per request."""
+        canonical = self.memo.get("canonical")
+        if canonical is None:
+            canonical = decode_request(self.dialect, self.body)
+            self.memo["canonical"] = canonical
+        return canonical
 
     def body_for(self, target: Dialect) -> dict[str, Any]:
         """The request body in the upstream's dialect, with the upstream model name.
@@ -38,15 +49,12 @@ class UpstreamCall:
         pure translators in `formats` convert via the canonical (Responses) form; they raise
         UnsupportedFeature for anything the target cannot express.
         """
-        if target is self.dialect:
-            body = dict(self.body)
-        else:
-            body = encode_request(decode_request(self.dialect, self.body), target)
+        body = dict(self.body) if target is self.dialect else encode_request(self.canonical, target)
         body["model"] = self.upstream_model
         return body
 
 
-class CooldownScope(str, Enum):
+class CooldownScope(StrEnum):
     FAMILY = "family"  # rate limits, quota windows: (account, model family)
     MODEL = "model"  # "model unsupported on this account": (account, model)
     ACCOUNT = "account"  # transient account-wide trouble (5xx storms, network)

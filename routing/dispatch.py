@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -11,7 +13,7 @@ from accounts.selectors import AccountInfo
 from audit.services import UsageDraft
 from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
 from executors.registry import executor_for
-from formats import Dialect
+from formats import Dialect, UnsupportedFeature
 from routing.cooldown import cooldown_remaining, cooldown_start
 from routing.errors import ErrorCode, ProxyError
 from statestore import get_store
@@ -33,11 +35,16 @@ async def dispatch_open(
     model: str,
     stream: bool,
     draft: UsageDraft,
+    client_headers: Mapping[str, str] | None = None,
+    provider_meta: dict[str, Any] | None = None,
+    memo: dict[str, Any] | None = None,
 ) -> Opened:
     """Open the request on the first healthy account, failing over on retryable errors."""
     store = get_store()
     earliest_reset: float | None = None
     last_error: UpstreamError | None = None
+    unsupported: UnsupportedFeature | None = None
+    memo = {} if memo is None else memo
     for account in candidates:
         if draft.attempts >= settings.DISPATCH_MAX_ATTEMPTS:
             break
@@ -52,8 +59,23 @@ async def dispatch_open(
         draft.account_id, draft.account_label = account.id, account.label
         try:
             response = await executor.open(
-                UpstreamCall(account=account, dialect=dialect, body=body, stream=stream, upstream_model=model)
+                UpstreamCall(
+                    account=account,
+                    dialect=dialect,
+                    body=body,
+                    stream=stream,
+                    upstream_model=model,
+                    client_headers=client_headers or {},
+                    provider_meta=provider_meta or {},
+                    request_id=draft.request_id,
+                    memo=memo,
+                )
             )
+        except UnsupportedFeature as exc:
+            # This account's path cannot express the request; another account's might.
+            draft.attempts -= 1
+            unsupported = exc
+            continue
         except UpstreamError as exc:
             draft.upstream_request_id = exc.request_id
             log.warning(
@@ -72,6 +94,8 @@ async def dispatch_open(
         draft.upstream_request_id = response.request_id
         return Opened(account=account, response=response)
 
+    if unsupported is not None and last_error is None:
+        raise unsupported
     if last_error is not None:
         if last_error.client_status == 429:
             raise ProxyError(

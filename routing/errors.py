@@ -12,6 +12,7 @@ from formats import Dialect, error_body
 class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_FIELD = "unsupported_field"
+    PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
     INVALID_CLIENT_KEY = "invalid_api_key"
     FORBIDDEN = "permission_denied"
     MODEL_NOT_FOUND = "model_not_found"

@@ -18,23 +18,27 @@ import orjson
 from accounts.selectors import KeyInfo
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.base import UpstreamResponse
 from executors.openai_compat.executor import UpstreamStreamError
 from formats import (
     Dialect,
     InvalidRequest,
-    StreamTranslator,
     UnsupportedFeature,
+    UpstreamFormatError,
     Usage,
-    encode_sse,
+    custom_tool_names,
+    decode_request,
+    decode_response,
+    encode_response,
     usage_from,
     validate_request,
 )
+from formats.tokens import count_tokens
 from routing.auth import client_authenticate
 from routing.catalog import model_candidates
-from routing.dispatch import dispatch_open
+from routing.dispatch import Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
-from routing.relay import ChatPassthrough
+from routing.relay import Relay
+from routing.snapshots import snapshot_expand, snapshot_save
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,32 @@ class _Finisher:
             log.exception("could not buffer usage record %s", self.draft.request_id)
 
 
+@dataclass(slots=True)
+class _Request:
+    """The validated client request and what routing derived from it."""
+
+    dialect: Dialect
+    key: KeyInfo
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    provider_meta: dict[str, Any]
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def canonical(self) -> dict[str, Any]:
+        canonical = self.memo.get("canonical")
+        if canonical is None:
+            canonical = decode_request(self.dialect, self.body)
+            self.memo["canonical"] = canonical
+        return canonical
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+
 def _parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
@@ -97,9 +127,37 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _authorize_model(key: KeyInfo, model: str) -> None:
+def _validate(dialect: Dialect, body: dict[str, Any], *, count_only: bool = False) -> None:
+    try:
+        validate_request(dialect, body, count_tokens=count_only)
+    except UnsupportedFeature as exc:
+        raise ProxyError(400, ErrorCode.UNSUPPORTED_FIELD, f"{exc.field}: {exc.reason}", param=exc.field) from None
+    except InvalidRequest as exc:
+        raise ProxyError(400, ErrorCode.INVALID_REQUEST, exc.message, param=exc.field) from None
+
+
+async def _admit(
+    fin: _Finisher,
+    dialect: Dialect,
+    headers: Mapping[str, str],
+    raw_body: bytes,
+    body_too_large: bool,
+    *,
+    count_only: bool = False,
+) -> tuple[KeyInfo, dict[str, Any]]:
+    """Authenticate and validate; nothing reaches an upstream before this passes."""
+    key = await client_authenticate(headers)
+    fin.draft.client_key_id, fin.draft.key_prefix = key.id, key.prefix
+    if body_too_large:
+        raise ProxyError(413, ErrorCode.REQUEST_TOO_LARGE, "request body is larger than this proxy accepts")
+    body = _parse_body(raw_body)
+    if isinstance(body.get("model"), str):
+        fin.draft.requested_model = body["model"][:200]
+    _validate(dialect, body, count_only=count_only)
+    model: str = body["model"]
     if not key.allows(model):
         raise ProxyError(403, ErrorCode.FORBIDDEN, f"this API key may not use model '{model}'", param="model")
+    return key, body
 
 
 async def proxy_handle(
@@ -108,36 +166,55 @@ async def proxy_handle(
     fin = _Finisher(UsageDraft(surface=dialect.value))
     streaming_handed_off = False
     try:
-        key = await client_authenticate(headers)
-        fin.draft.client_key_id, fin.draft.key_prefix = key.id, key.prefix
-        if body_too_large:
-            raise ProxyError(413, ErrorCode.REQUEST_TOO_LARGE, "request body is larger than this proxy accepts")
-        body = _parse_body(raw_body)
-        if isinstance(body.get("model"), str):
-            fin.draft.requested_model = body["model"][:200]
-        try:
-            validate_request(dialect, body)
-        except InvalidRequest as exc:
-            raise ProxyError(400, ErrorCode.INVALID_REQUEST, exc.message, param=exc.field) from None
-        except UnsupportedFeature as exc:
-            raise ProxyError(400, ErrorCode.UNSUPPORTED_FIELD, f"{exc.field}: {exc.reason}", param=exc.field) from None
-        model: str = body["model"]
-        stream = body.get("stream") is True
-        fin.draft.stream = stream
-        _authorize_model(key, model)
-        candidates = await model_candidates(model)
-        if not candidates:
-            raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{model}' does not exist", param="model")
-        opened = await dispatch_open(
-            candidates=candidates, dialect=dialect, body=body, model=model, stream=stream, draft=fin.draft
+        key, body = await _admit(fin, dialect, headers, raw_body, body_too_large)
+        provider_meta: dict[str, Any] = {}
+        if dialect is Dialect.RESPONSES and body.get("previous_response_id"):
+            body, provider_meta = await snapshot_expand(key_id=key.id, body=body)
+        req = _Request(
+            dialect=dialect,
+            key=key,
+            body=body,
+            model=body["model"],
+            stream=body.get("stream") is True,
+            provider_meta=provider_meta,
         )
-        if not stream:
-            return _whole_reply(fin, dialect, opened.response, model)
+        fin.draft.stream = req.stream
+        candidates = await model_candidates(req.model)
+        if not candidates:
+            raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
+        opened = await dispatch_open(
+            candidates=candidates,
+            dialect=dialect,
+            body=body,
+            model=req.model,
+            stream=req.stream,
+            draft=fin.draft,
+            client_headers=headers,
+            provider_meta=provider_meta,
+            memo=req.memo,
+        )
+        if not req.stream:
+            return await _whole_reply(fin, req, opened)
         streaming_handed_off = True
-        return _stream_reply(fin, dialect, opened.response, body, model)
+        return _stream_reply(fin, req, opened)
     except ProxyError as exc:
         fin.fail(exc.outcome, exc.status, exc.code, exc.message)
         status, hdrs, payload = exc.render(dialect)
+        return Reply(status=status, headers=hdrs, body=payload)
+    except UpstreamFormatError as exc:
+        fin.fail(Outcome.UPSTREAM_ERROR, 502, "upstream_bad_response", exc.message)
+        status, hdrs, payload = ProxyError(502, ErrorCode.UPSTREAM_ERROR, f"upstream answer: {exc.message}").render(
+            dialect
+        )
+        return Reply(status=status, headers=hdrs, body=payload)
+    except (UnsupportedFeature, InvalidRequest) as exc:
+        err = (
+            ProxyError(400, ErrorCode.UNSUPPORTED_FIELD, f"{exc.field}: {exc.reason}", param=exc.field)
+            if isinstance(exc, UnsupportedFeature)
+            else ProxyError(400, ErrorCode.INVALID_REQUEST, exc.message, param=exc.field)
+        )
+        fin.fail(Outcome.REJECTED, 400, err.code, err.message)
+        status, hdrs, payload = err.render(dialect)
         return Reply(status=status, headers=hdrs, body=payload)
     except asyncio.CancelledError:
         fin.fail(Outcome.CLIENT_DISCONNECT, 499, "client_disconnect", "client went away before the answer")
@@ -147,23 +224,81 @@ async def proxy_handle(
             await fin.finish()
 
 
-def _whole_reply(fin: _Finisher, dialect: Dialect, response: UpstreamResponse, model: str) -> Reply:
-    body = response.body or {}
-    usage = body.get("usage")
-    if isinstance(usage, dict):
-        fin.apply_usage(usage_from(dialect, usage))
-    served = body.get("model")
-    fin.draft.served_model = served if isinstance(served, str) else model
+async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
+    """Anthropic `count_tokens`: counted locally, never sent upstream."""
+    fin = _Finisher(UsageDraft(surface="messages.count_tokens"))
+    try:
+        _, body = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
+        if not await model_candidates(body["model"]):
+            raise ProxyError(
+                404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
+            )
+        try:
+            # count_tokens bodies carry no max_tokens; the decoder requires one.
+            n = count_tokens(decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body}))
+        except (UnsupportedFeature, InvalidRequest) as exc:
+            raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
+        fin.draft.input_tokens, fin.draft.usage_estimated = n, True
+        fin.mark_first_byte()
+        return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
+    except ProxyError as exc:
+        fin.fail(exc.outcome, exc.status, exc.code, exc.message)
+        status, hdrs, payload = exc.render(Dialect.MESSAGES)
+        return Reply(status=status, headers=hdrs, body=payload)
+    finally:
+        await fin.finish()
+
+
+def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) -> None:
+    if usage is not None:
+        fin.apply_usage(usage)
+        return
+    # The upstream reported nothing: count the prompt locally and say it is an estimate.
+    try:
+        fin.draft.input_tokens = count_tokens(req.canonical)
+    except (UnsupportedFeature, InvalidRequest):
+        return
+    fin.draft.usage_estimated = True
+
+
+async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+    response = opened.response
+    upstream_body = response.body or {}
+    if response.dialect is req.dialect:
+        client_body = upstream_body
+        usage_obj = upstream_body.get("usage")
+        usage = usage_from(req.dialect, usage_obj) if isinstance(usage_obj, dict) else None
+    else:
+        canonical = decode_response(response.dialect, upstream_body, custom_tools=custom_tool_names(req.canonical))
+        client_body = encode_response(canonical, req.dialect, model=req.model)
+        usage_obj = canonical.get("usage")
+        usage = usage_from(Dialect.RESPONSES, usage_obj) if isinstance(usage_obj, dict) else None
+    _estimate_missing_usage(fin, req, usage)
+    served = upstream_body.get("model")
+    fin.draft.served_model = served if isinstance(served, str) else req.model
+    if req.dialect is Dialect.RESPONSES:
+        await snapshot_save(
+            key_id=req.key.id,
+            account_id=opened.account.id,
+            request_body=req.body,
+            response=client_body,
+            provider_meta=response.provider_meta,
+        )
     fin.mark_first_byte()
-    return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps(body))
+    return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps(client_body))
 
 
-def _stream_reply(
-    fin: _Finisher, dialect: Dialect, response: UpstreamResponse, body: dict[str, Any], model: str
-) -> Reply:
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    relay = ChatPassthrough(include_usage=include_usage)
+def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+    response = opened.response
+    translating = response.dialect is not req.dialect
+    relay = Relay(
+        source=response.dialect,
+        target=req.dialect,
+        model=req.model,
+        include_usage=req.include_usage,
+        custom_tools=custom_tool_names(req.canonical) if translating else (),
+        input_tokens=count_tokens(req.canonical) if translating and req.dialect is Dialect.MESSAGES else 0,
+    )
     assert response.events is not None
     events = response.events
     loop = asyncio.get_running_loop()
@@ -171,28 +306,32 @@ def _stream_reply(
     async def generate() -> AsyncIterator[bytes]:
         try:
             async for ev in events:
-                out = relay.feed(ev)
-                if out is None:
-                    continue
-                fin.mark_first_byte()
-                yield out
+                for out in relay.feed(ev):
+                    fin.mark_first_byte()
+                    yield out
             if not relay.done:
                 raise UpstreamStreamError("upstream stream ended before it was complete", "upstream_stream_cut")
-        except asyncio.CancelledError:
+            for out in relay.finish():
+                yield out
+            if req.dialect is Dialect.RESPONSES and relay.final_response is not None:
+                await snapshot_save(
+                    key_id=req.key.id,
+                    account_id=opened.account.id,
+                    request_body=req.body,
+                    response=relay.final_response,
+                    provider_meta=response.provider_meta,
+                )
+        except (asyncio.CancelledError, GeneratorExit):
             fin.fail(Outcome.CLIENT_DISCONNECT, 200, "client_disconnect", "client disconnected mid-stream")
             raise
-        except GeneratorExit:
-            fin.fail(Outcome.CLIENT_DISCONNECT, 200, "client_disconnect", "client disconnected mid-stream")
-            raise
-        except UpstreamStreamError as exc:
-            fin.fail(Outcome.UPSTREAM_ERROR, 200, exc.code, str(exc))
-            for err in StreamTranslator(dialect, dialect, model=model).error_events(
-                message=str(exc), type="server_error", code=exc.code
-            ):
-                yield encode_sse(err)
+        except (UpstreamStreamError, UpstreamFormatError) as exc:
+            code = exc.code if isinstance(exc, UpstreamStreamError) else "upstream_malformed_stream"
+            fin.fail(Outcome.UPSTREAM_ERROR, 200, code, str(exc))
+            for out in relay.error(message=str(exc), code=code):
+                yield out
         finally:
-            fin.apply_usage(relay.usage)
-            fin.draft.served_model = relay.served_model or model
+            _estimate_missing_usage(fin, req, relay.usage)
+            fin.draft.served_model = relay.served_model or req.model
             await response.aclose()
             await fin.finish()
 

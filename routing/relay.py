@@ -1,19 +1,27 @@
-"""Same-dialect passthrough of Chat Completions streams.
+"""Upstream events → client events, for one streamed answer.
 
-Bytes pass through untouched; only events that mention usage are parsed (a substring test
-first), and the usage-only chunk the proxy asked for is hidden from clients that did not.
+Same dialect: bytes pass through; only events that can carry usage are parsed (a substring
+test first). Different dialects: `formats.StreamTranslator` converts incrementally. Either
+way the relay knows whether the upstream finished properly, so a cut stream never looks
+complete to the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 import orjson
 
-from formats import Dialect, SseEvent, Usage, usage_from
+from formats import Dialect, SseEvent, StreamTranslator, Usage, encode_sse, usage_from
 
 _DONE = b"[DONE]"
+_RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
 class ChatPassthrough:
+    """Chat → Chat: hide the usage-only chunk the proxy asked for unless the client did."""
+
     def __init__(self, *, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage: Usage | None = None
@@ -43,3 +51,84 @@ def _model_of(data: bytes) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return value if isinstance(value, str) else None
+
+
+def _source_terminal(source: Dialect, ev: SseEvent) -> bool:
+    if source is Dialect.CHAT:
+        return ev.data == _DONE
+    if source is Dialect.MESSAGES:
+        return ev.event == "message_stop" or (ev.event is None and b'"type":"message_stop"' in ev.data[:40])
+    if ev.event is not None:
+        return ev.event in _RESPONSES_TERMINAL
+    head = ev.data[:60]
+    return any(t.encode() in head for t in _RESPONSES_TERMINAL)
+
+
+class Relay:
+    """One per streamed answer: feed upstream events, get client bytes."""
+
+    def __init__(
+        self,
+        *,
+        source: Dialect,
+        target: Dialect,
+        model: str,
+        include_usage: bool,
+        custom_tools: Collection[str] = (),
+        input_tokens: int = 0,
+    ) -> None:
+        self.source, self.target = source, target
+        self.done = False
+        self.final_response: dict[str, Any] | None = None  # Responses clients: for the snapshot
+        self._chat = ChatPassthrough(include_usage=include_usage) if source is target is Dialect.CHAT else None
+        self._translator = StreamTranslator(
+            source,
+            target,
+            model=model,
+            include_usage=include_usage,
+            custom_tools=custom_tools,
+            input_tokens=input_tokens,
+        )
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._chat.usage if self._chat is not None else self._translator.usage
+
+    @property
+    def served_model(self) -> str | None:
+        return self._chat.served_model if self._chat is not None else None
+
+    def feed(self, ev: SseEvent) -> list[bytes]:
+        if self._chat is not None:
+            out = self._chat.feed(ev)
+            self.done = self._chat.done
+            return [] if out is None else [out]
+        if _source_terminal(self.source, ev):
+            self.done = True
+        return [self._emit(e) for e in self._translator.feed(ev)]
+
+    def finish(self) -> list[bytes]:
+        """The upstream closed cleanly: closing events the client still needs."""
+        if self._chat is not None:
+            return []
+        return [self._emit(e) for e in self._translator.finish()]
+
+    def error(self, *, message: str, code: str) -> list[bytes]:
+        return [encode_sse(e) for e in self._translator.error_events(message=message, type="server_error", code=code)]
+
+    def _emit(self, ev: SseEvent) -> bytes:
+        if self.target is Dialect.RESPONSES and self.final_response is None and _is_completed(ev):
+            try:
+                obj = orjson.loads(ev.data)
+                response = obj.get("response")
+                if isinstance(response, dict):
+                    self.final_response = response
+            except orjson.JSONDecodeError:
+                pass
+        return encode_sse(ev)
+
+
+def _is_completed(ev: SseEvent) -> bool:
+    if ev.event is not None:
+        return ev.event == "response.completed"
+    return b'"response.completed"' in ev.data[:60]

@@ -139,6 +139,9 @@ DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.
 DEFAULT_COOLDOWN_SECONDS = env_float("DEFAULT_COOLDOWN_SECONDS", 30.0)
 
+# How long `previous_response_id` can refer to a stored Responses answer.
+SNAPSHOT_RETENTION_HOURS = env_int("SNAPSHOT_RETENTION_HOURS", 24 * 7)
+
 USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 500)
 USAGE_FLUSH_INTERVAL_SECONDS = env_float("USAGE_FLUSH_INTERVAL_SECONDS", 1.0)
 

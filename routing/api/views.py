@@ -14,7 +14,7 @@ from formats import Dialect
 from routing.auth import client_authenticate
 from routing.catalog import catalog_models
 from routing.errors import ErrorCode, ProxyError
-from routing.proxy import Reply, proxy_handle
+from routing.proxy import Reply, count_tokens_handle, proxy_handle
 
 api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url="/docs")
 
@@ -54,6 +54,13 @@ async def responses(request: HttpRequest) -> HttpResponse | StreamingHttpRespons
 @api.post("/messages", summary="Anthropic Messages")
 async def messages(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return await _serve(Dialect.MESSAGES, request)
+
+
+@api.post("/messages/count_tokens", summary="Anthropic token counting (local, no upstream call)")
+async def messages_count_tokens(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    raw, too_large = _read_body(request)
+    reply = await count_tokens_handle(headers=request.headers, raw_body=raw, body_too_large=too_large)
+    return _to_response(reply)
 
 
 def _models_dialect(request: HttpRequest) -> Dialect:

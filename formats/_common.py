@@ -1,0 +1,163 @@
+"""Helpers shared by the request/response translators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._core import InvalidRequest, JSONDict, UnsupportedFeature
+
+# Reasoning items that came from Anthropic carry an Anthropic signature in
+# ``encrypted_content``. The id prefix marks them so that the Responses encoder can drop
+# them (an OpenAI upstream cannot verify them) and the Messages encoder can replay them.
+RS_ANTHROPIC = "rs_ant_"
+RS_ANTHROPIC_REDACTED = "rs_ant_r_"  # also starts with RS_ANTHROPIC: check it first
+
+# Anthropic's tool_result.is_error has no Responses field; the flag rides in the text so a
+# model behind any upstream still sees it, and the Messages encoder turns it back.
+TOOL_ERROR_PREFIX = "[tool error] "
+
+# Hosted (server-side) Responses tools: they only exist at OpenAI. Towards Chat/Messages
+# they are rejected unless the target is configured to strip them.
+HOSTED_TOOL_TYPES = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "web_search_2025_08_26",
+        "file_search",
+        "image_generation",
+        "code_interpreter",
+        "mcp",
+        "computer_use_preview",
+        "computer_use",
+        "local_shell",
+        "shell",
+        "apply_patch",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeOptions:
+    """Per-target knobs for encode_request (the catalog decides them per target/model)."""
+
+    # Drop hosted tools (web_search, ...) instead of rejecting: the Codex CLI always sends
+    # web_search, so a chat-only target serving Codex needs this on.
+    strip_hosted_tools: bool = False
+    # Many OpenAI-compatible servers reject role "developer"; default to "system".
+    chat_developer_role: str = "system"
+    # "max_completion_tokens" (OpenAI) or "max_tokens" (older compatible servers).
+    chat_max_tokens_field: str = "max_completion_tokens"
+    # Anthropic requires max_tokens; used when the client gave no cap.
+    default_max_tokens: int = 8192
+    # Anthropic thinking budgets per Responses reasoning effort (§5.4: configured table).
+    thinking_budgets: dict[str, int] = field(
+        default_factory=lambda: {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32000}
+    )
+    # Keep later developer/system items in place as role "system" messages (beta
+    # mid-conversation-system-2026-04-07) instead of folding them into ``system``.
+    anthropic_mid_conversation_system: bool = False
+
+
+DEFAULT_OPTIONS = EncodeOptions()
+
+
+def input_items(canonical: JSONDict) -> list[JSONDict]:
+    """Canonical ``input`` as a list of typed items (string input -> one user message)."""
+    inp = canonical.get("input")
+    if inp is None:
+        return []
+    if isinstance(inp, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": inp}]}]
+    return [item if "type" in item else {"type": "message", **item} for item in inp]
+
+
+def content_parts(content: Any, role: str) -> list[JSONDict]:
+    """Message content as parts; a bare string becomes one text part of the right kind."""
+    if isinstance(content, str):
+        return [{"type": "output_text" if role == "assistant" else "input_text", "text": content}]
+    if isinstance(content, list):
+        return content
+    return []
+
+
+def joined_text(parts: list[JSONDict], field_name: str) -> str:
+    out: list[str] = []
+    for i, p in enumerate(parts):
+        if p.get("type") not in ("input_text", "output_text", "text"):
+            raise UnsupportedFeature(f"{field_name}[{i}]", f"part type {p.get('type')!r} cannot be carried here")
+        t = p.get("text")
+        if not isinstance(t, str):
+            raise InvalidRequest(f"{field_name}[{i}].text", "'text' must be a string")
+        out.append(t)
+    return "".join(out)
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``data:<media>;base64,<data>`` -> (media, data); None for anything else."""
+    if not url.startswith("data:"):
+        return None
+    head, sep, data = url[5:].partition(",")
+    if not sep or not head.endswith(";base64"):
+        return None
+    return head[: -len(";base64")] or "application/octet-stream", data
+
+
+def custom_tool_parameters(tool: JSONDict) -> JSONDict:
+    """A freeform (custom) tool carried as a function with one string argument ``input``."""
+    desc = "Free-form input for this tool, passed verbatim."
+    fmt = tool.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
+        # The target cannot enforce the grammar, so at least show it to the model.
+        desc += f" It must match this {fmt.get('syntax', '')} grammar:\n{fmt.get('definition', '')}"
+    return {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": desc}},
+        "required": ["input"],
+        "additionalProperties": False,
+    }
+
+
+def custom_tool_names(canonical: JSONDict) -> frozenset[str]:
+    """Names of the request's custom tools: pass to decode_response / StreamTranslator so
+    that calls coming back as functions become ``custom_tool_call`` items again."""
+    tools = canonical.get("tools") or []
+    return frozenset(
+        t["name"] for t in tools if isinstance(t, dict) and t.get("type") == "custom" and isinstance(t.get("name"), str)
+    )
+
+
+def custom_input_from_arguments(arguments: str) -> str:
+    """Undo the ``{"input": "..."}`` wrapping; a model that ignored the schema keeps its text."""
+    try:
+        obj = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(obj, dict) and isinstance(obj.get("input"), str):
+        return str(obj["input"])
+    return arguments
+
+
+def check_call_pairing(items: list[JSONDict], field_name: str = "input") -> None:
+    """Reject duplicate call ids and tool outputs without a preceding call (§5.10)."""
+    calls: set[str] = set()
+    for i, item in enumerate(items):
+        typ = item.get("type")
+        if typ in ("function_call", "custom_tool_call"):
+            cid = item.get("call_id")
+            if cid in calls:
+                raise UnsupportedFeature(f"{field_name}[{i}].call_id", f"duplicate call id {cid!r}")
+            calls.add(str(cid))
+        elif typ in ("function_call_output", "custom_tool_call_output"):
+            cid = item.get("call_id")
+            if cid not in calls:
+                raise UnsupportedFeature(f"{field_name}[{i}].call_id", f"tool output for unknown call id {cid!r}")
+
+
+def reject_if(body: JSONDict, key: str, reason: str) -> None:
+    v = body.get(key)
+    if v is not None and v is not False and v != [] and v != {}:
+        raise UnsupportedFeature(key, reason)

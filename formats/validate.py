@@ -1,0 +1,179 @@
+"""Cheap structural checks of client bodies, run before any upstream call.
+
+Only shapes are checked (types, required fields, roles); semantics such as "can the target
+express this" belong to the translators, which raise UnsupportedFeature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._core import Dialect, InvalidRequest, JSONDict
+
+_CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_RESP_ROLES = frozenset({"user", "system", "developer", "assistant"})
+
+
+def _need_str(body: JSONDict, key: str, where: str) -> None:
+    v = body.get(key)
+    if not isinstance(v, str) or not v:
+        raise InvalidRequest(where, f"'{where}' is required and must be a non-empty string")
+
+
+def _opt(body: JSONDict, key: str, types: tuple[type, ...], where: str, what: str) -> None:
+    v = body.get(key)
+    if v is None:
+        return
+    if isinstance(v, bool) and bool not in types:
+        raise InvalidRequest(where, f"'{where}' must be {what}")
+    if not isinstance(v, types):
+        raise InvalidRequest(where, f"'{where}' must be {what}")
+
+
+_NUM = (int, float)
+
+
+def _common(body: JSONDict) -> None:
+    _need_str(body, "model", "model")
+    _opt(body, "stream", (bool,), "stream", "a boolean")
+    _opt(body, "temperature", _NUM, "temperature", "a number")
+    _opt(body, "top_p", _NUM, "top_p", "a number")
+    _opt(body, "tools", (list,), "tools", "an array")
+    tools = body.get("tools") or []
+    for i, t in enumerate(tools):
+        if not isinstance(t, dict):
+            raise InvalidRequest(f"tools[{i}]", "each tool must be an object")
+
+
+def _parts(content: Any, where: str, *, allow_null: bool = False) -> None:
+    if content is None and allow_null:
+        return
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(where, f"'{where}' must be a string or an array of content parts")
+    for j, p in enumerate(content):
+        if not isinstance(p, dict) or not isinstance(p.get("type"), str):
+            raise InvalidRequest(f"{where}[{j}]", "each content part must be an object with a 'type'")
+
+
+def _chat(body: JSONDict) -> None:
+    _common(body)
+    for k in ("max_tokens", "max_completion_tokens", "n"):
+        _opt(body, k, (int,), k, "an integer")
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise InvalidRequest("stop", "'stop' must be a string or an array of strings")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise InvalidRequest("messages", "'messages' is required and must be a non-empty array")
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidRequest(where, "each message must be an object")
+        role = m.get("role")
+        if role not in _CHAT_ROLES:
+            raise InvalidRequest(f"{where}.role", f"invalid role {role!r}")
+        if role == "assistant":
+            _parts(m.get("content"), f"{where}.content", allow_null=True)
+            tcs = m.get("tool_calls")
+            if tcs is not None:
+                if not isinstance(tcs, list):
+                    raise InvalidRequest(f"{where}.tool_calls", "'tool_calls' must be an array")
+                for j, tc in enumerate(tcs):
+                    tw = f"{where}.tool_calls[{j}]"
+                    if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
+                        raise InvalidRequest(tw, "each tool call needs a string 'id'")
+                    fn = tc.get("function") if tc.get("type", "function") == "function" else tc.get("custom")
+                    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                        raise InvalidRequest(tw, "each tool call needs a name")
+                    if tc.get("type", "function") == "function" and not isinstance(fn.get("arguments", ""), str):
+                        raise InvalidRequest(f"{tw}.function.arguments", "'arguments' must be a JSON string")
+        else:
+            _parts(m.get("content"), f"{where}.content")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise InvalidRequest(f"{where}.tool_call_id", "tool messages need a string 'tool_call_id'")
+
+
+def _responses(body: JSONDict) -> None:
+    _common(body)
+    _opt(body, "instructions", (str,), "instructions", "a string")
+    _opt(body, "max_output_tokens", (int,), "max_output_tokens", "an integer")
+    inp = body.get("input")
+    if inp is None and body.get("previous_response_id") is None and body.get("prompt") is None:
+        raise InvalidRequest("input", "'input' is required")
+    if inp is None or isinstance(inp, str):
+        return
+    if not isinstance(inp, list):
+        raise InvalidRequest("input", "'input' must be a string or an array of items")
+    for i, item in enumerate(inp):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(where, "each input item must be an object")
+        typ = item.get("type", "message")
+        if not isinstance(typ, str):
+            raise InvalidRequest(f"{where}.type", "'type' must be a string")
+        if typ == "message":
+            if item.get("role") not in _RESP_ROLES:
+                raise InvalidRequest(f"{where}.role", f"invalid role {item.get('role')!r}")
+            _parts(item.get("content"), f"{where}.content")
+        elif typ in ("function_call", "custom_tool_call"):
+            if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
+                raise InvalidRequest(where, f"'{typ}' needs string 'call_id' and 'name'")
+            key = "arguments" if typ == "function_call" else "input"
+            if not isinstance(item.get(key), str):
+                raise InvalidRequest(f"{where}.{key}", f"'{key}' must be a string")
+        elif typ in ("function_call_output", "custom_tool_call_output"):
+            if not isinstance(item.get("call_id"), str):
+                raise InvalidRequest(f"{where}.call_id", "'call_id' must be a string")
+            out = item.get("output")
+            if not isinstance(out, (str, list)):
+                raise InvalidRequest(f"{where}.output", "'output' must be a string or an array")
+
+
+def _messages(body: JSONDict, *, count_tokens: bool) -> None:
+    _common(body)
+    if not count_tokens:
+        mt = body.get("max_tokens")
+        if isinstance(mt, bool) or not isinstance(mt, int):
+            raise InvalidRequest("max_tokens", "'max_tokens' is required and must be an integer")
+    system = body.get("system")
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and (not isinstance(system, list) or not all(isinstance(b, dict) and b.get("type") == "text" for b in system))
+    ):
+        raise InvalidRequest("system", "'system' must be a string or an array of text blocks")
+    stop = body.get("stop_sequences")
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise InvalidRequest("stop_sequences", "'stop_sequences' must be an array of strings")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list):
+        raise InvalidRequest("messages", "'messages' is required and must be an array")
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidRequest(where, "each message must be an object")
+        if m.get("role") not in ("user", "assistant", "system"):
+            raise InvalidRequest(f"{where}.role", f"invalid role {m.get('role')!r}")
+        _parts(m.get("content"), f"{where}.content")
+
+
+def validate_request(dialect: Dialect, body: Any, *, count_tokens: bool = False) -> None:
+    """Raise InvalidRequest naming the field when ``body`` is not a well-formed request.
+
+    ``count_tokens=True`` relaxes Anthropic's required ``max_tokens`` (the
+    ``/v1/messages/count_tokens`` body has none).
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest(None, "request body must be a JSON object")
+    if dialect is Dialect.CHAT:
+        _chat(body)
+    elif dialect is Dialect.RESPONSES:
+        _responses(body)
+    else:
+        _messages(body, count_tokens=count_tokens)

@@ -1,0 +1,209 @@
+"""Any client on an OpenAI-compatible (Chat) upstream: Responses and Anthropic clients through
+the proxy, with the official SDKs as strict judges."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.support.proxy import ProxySetup, seed, usage_rows
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+WEATHER_TOOL_OPENAI = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_TOOL_ANTHROPIC = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def proxy(live_proxy: Any, fake_openai: Any) -> ProxySetup:
+    fake_openai.app.chunks = 5
+    return seed(live_proxy.url, fake_openai)
+
+
+def _oa(proxy: ProxySetup) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.v1, api_key=proxy.key, max_retries=0)
+
+
+def _an(proxy: ProxySetup) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+
+
+async def test_responses_stream_strict_helper(proxy: ProxySetup) -> None:
+    client = _oa(proxy)
+    async with client.responses.stream(model="gpt-4o-mini", input="hello responses") as stream:
+        final = await stream.get_final_response()
+    assert "hello responses" in final.output_text
+    assert final.usage is not None and final.usage.output_tokens > 0
+    # the upstream was spoken to in its own dialect
+    assert proxy.fake.requests[-1]["path"] == "/v1/chat/completions"
+    rows = await usage_rows(1)
+    assert rows[0].surface == "responses" and rows[0].outcome == "ok" and rows[0].output_tokens > 0
+    await client.close()
+
+
+async def test_responses_non_stream_and_previous_response_id(proxy: ProxySetup) -> None:
+    client = _oa(proxy)
+    first = await client.responses.create(model="gpt-4o-mini", input="my name is Ada")
+    assert first.output_text
+    second = await client.responses.create(
+        model="gpt-4o-mini", input="what is my name?", previous_response_id=first.id
+    )
+    assert second.output_text
+    sent = proxy.fake.requests[-1]["json"]["messages"]
+    texts = [m.get("content") for m in sent]
+    # the continuation carried the whole conversation, including the first answer
+    assert any("my name is Ada" in str(t) for t in texts)
+    assert any(m["role"] == "assistant" for m in sent)
+    assert "what is my name?" in str(texts[-1])
+    await client.close()
+
+
+async def test_unknown_previous_response_id_is_openai_400(proxy: ProxySetup) -> None:
+    client = _oa(proxy)
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.responses.create(model="gpt-4o-mini", input="x", previous_response_id="resp_nope")
+    assert exc.value.code == "previous_response_not_found"
+    assert proxy.fake.requests == []
+    await client.close()
+
+
+async def test_responses_tool_round_trip_and_five_turns(proxy: ProxySetup) -> None:
+    client = _oa(proxy)
+    async with client.responses.stream(
+        model="gpt-4o-mini", input="call tool get_weather please", tools=[WEATHER_TOOL_OPENAI]
+    ) as stream:
+        final = await stream.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    assert calls and calls[0].name == "get_weather"
+    call_id = calls[0].call_id
+    # the tool result travels back, stateless, with the call id preserved exactly
+    history: list[Any] = [
+        {"role": "user", "content": "call tool get_weather please"},
+        {"type": "function_call", "call_id": call_id, "name": "get_weather", "arguments": calls[0].arguments},
+        {"type": "function_call_output", "call_id": call_id, "output": "sunny"},
+    ]
+    async with client.responses.stream(model="gpt-4o-mini", input=history, tools=[WEATHER_TOOL_OPENAI]) as stream:
+        answer = await stream.get_final_response()
+    assert "sunny" in answer.output_text
+    sent = proxy.fake.requests[-1]["json"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == call_id and sent[2]["tool_call_id"] == call_id
+    # three more turns via previous_response_id
+    prev = answer.id
+    for turn in range(3):
+        async with client.responses.stream(
+            model="gpt-4o-mini", input=f"turn {turn}", previous_response_id=prev
+        ) as stream:
+            r = await stream.get_final_response()
+        assert f"turn {turn}" in r.output_text
+        prev = r.id
+    assert len(proxy.fake.requests[-1]["json"]["messages"]) >= 9
+    await client.close()
+
+
+async def test_anthropic_stream_tool_round_trip(proxy: ProxySetup) -> None:
+    client = _an(proxy)
+    async with client.messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "call tool get_weather for Paris"}],
+        tools=[WEATHER_TOOL_ANTHROPIC],  # type: ignore[list-item]
+    ) as stream:
+        msg = await stream.get_final_message()
+    assert msg.stop_reason == "tool_use"
+    tool_use = next(b for b in msg.content if b.type == "tool_use")
+    assert tool_use.name == "get_weather" and isinstance(tool_use.input, dict)
+    async with client.messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=200,
+        messages=[
+            {"role": "user", "content": "call tool get_weather for Paris"},
+            {"role": "assistant", "content": [b.model_dump() for b in msg.content]},  # type: ignore[misc]
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "rainy"}]},
+        ],
+        tools=[WEATHER_TOOL_ANTHROPIC],  # type: ignore[list-item]
+    ) as stream:
+        answer = await stream.get_final_message()
+    text = "".join(b.text for b in answer.content if b.type == "text")
+    assert "rainy" in text and answer.stop_reason == "end_turn"
+    sent = proxy.fake.requests[-1]["json"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == tool_use.id and sent[2]["tool_call_id"] == tool_use.id
+    rows = await usage_rows(2)
+    assert all(r.surface == "messages" and r.outcome == "ok" for r in rows)
+    await client.close()
+
+
+async def test_anthropic_five_turns_with_system(proxy: ProxySetup) -> None:
+    client = _an(proxy)
+    messages: list[Any] = []
+    for turn in range(5):
+        messages.append({"role": "user", "content": f"turn number {turn}"})
+        msg = await client.messages.create(
+            model="gpt-4o-mini", max_tokens=100, system=[{"type": "text", "text": "be brief"}], messages=messages
+        )
+        text = "".join(b.text for b in msg.content if b.type == "text")
+        assert f"turn number {turn}" in text
+        messages.append({"role": "assistant", "content": text})
+    sent = proxy.fake.requests[-1]["json"]["messages"]
+    assert sent[0] == {"role": "system", "content": "be brief"} or sent[0]["role"] in ("system", "developer")
+    assert len(sent) == 10
+    await client.close()
+
+
+async def test_anthropic_errors_and_count_tokens(proxy: ProxySetup) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        bad = await http.post(
+            proxy.url + "/v1/messages?beta=true",
+            headers={"x-api-key": proxy.key, "anthropic-version": "2023-06-01"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        )
+        unauth = await http.post(proxy.url + "/v1/messages", json={"model": "m"})
+        counted = await http.post(
+            proxy.url + "/v1/messages/count_tokens",
+            headers={"x-api-key": proxy.key, "anthropic-version": "2023-06-01"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello world, count me"}]},
+        )
+    assert bad.status_code == 400
+    assert bad.json()["type"] == "error" and bad.json()["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in bad.json()["error"]["message"]
+    assert unauth.status_code == 401 and unauth.json()["error"]["type"] == "authentication_error"
+    assert counted.status_code == 200 and 3 < counted.json()["input_tokens"] < 50
+    assert proxy.fake.requests == []
+
+
+async def test_untranslatable_tool_is_a_400_naming_the_field(proxy: ProxySetup) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            proxy.v1 + "/responses",
+            headers=proxy.headers(),
+            json={"model": "gpt-4o-mini", "input": "search", "tools": [{"type": "web_search"}]},
+        )
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] and "tools" in err["param"]
+    assert proxy.fake.requests == []
+
+
+async def test_responses_stream_events_are_well_ordered(proxy: ProxySetup) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            proxy.v1 + "/responses", headers=proxy.headers(), json={"model": "gpt-4o-mini", "input": "hi", "stream": True}
+        )
+    names = [line[7:] for line in r.text.split("\n") if line.startswith("event: ")]
+    assert names[0] == "response.created" and names[-1] == "response.completed"
+    datas = [json.loads(line[6:]) for line in r.text.split("\n") if line.startswith("data: ")]
+    seqs = [d["sequence_number"] for d in datas]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
