@@ -1,16 +1,34 @@
-"""Admin for accounts and keys. Classes stay thin: every change goes through services."""
+"""Admin for accounts and keys: the team's web UI. Classes stay thin: every change goes
+through services (accounts.services, accounts.flows.operations), which write the action log."""
 
 from __future__ import annotations
 
+import contextvars
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.db.models import Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from accounts.models import ClientKey, ProviderKind, UpstreamAccount
+from accounts.crypto import decrypt_json, encrypt_json
+from accounts.flows import FlowError, flow_get, flows_by_provider
+from accounts.flows.operations import (
+    LiveState,
+    account_cooldowns_clear,
+    account_refresh,
+    account_test,
+    accounts_live_state,
+)
+from accounts.models import ClientKey, GatewayToken, ProviderKind, UpstreamAccount
 from accounts.services import (
-    account_add_openai_compat,
     account_set_enabled,
     account_update,
     client_key_create,
@@ -18,6 +36,7 @@ from accounts.services import (
     client_key_update,
     credential_set_secret,
 )
+from audit.models import Granularity, UsageRollup
 
 
 class ModelNamesField(forms.CharField):
@@ -39,42 +58,201 @@ class AccountForm(forms.ModelForm):
 
     class Meta:
         model = UpstreamAccount
-        fields = ["label", "provider", "base_url", "api_key", "model_names", "priority", "weight", "enabled"]
+        fields = ["label", "base_url", "api_key", "model_names", "priority", "weight", "enabled"]
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if self.instance.pk is None:
-            if data.get("provider") != ProviderKind.OPENAI_COMPAT:
-                raise forms.ValidationError("Only OpenAI-compatible accounts can be added here for now.")
-            if not data.get("api_key"):
-                self.add_error("api_key", "An API key is required for a new account.")
-        return data
+
+# --------------------------------------------------------------------------- board actions
+
+
+@admin.action(description="Test now (1-token request)")
+def test_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+    for account in queryset.select_related("credential"):
+        result = account_test(account=account, actor=request.user)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        detail = f" — upstream said: {result.upstream_text[:300]}" if result.upstream_text else ""
+        modeladmin.message_user(request, f"{account.label}: {result.message}{detail}", level)
+
+
+@admin.action(description="Refresh credential now")
+def refresh_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+    for account in queryset.select_related("credential"):
+        result = account_refresh(account=account, actor=request.user)
+        modeladmin.message_user(
+            request, f"{account.label}: {result.message}", messages.SUCCESS if result.ok else messages.ERROR
+        )
+
+
+@admin.action(description="Clear cooldowns")
+def clear_cooldowns(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+    for account in queryset:
+        cleared = account_cooldowns_clear(account=account, actor=request.user)
+        text = "cooldowns are not available (n/a)" if cleared is None else f"{cleared} cooldown(s) cleared"
+        modeladmin.message_user(request, f"{account.label}: {text}")
 
 
 @admin.action(description="Disable selected accounts")
-def disable_accounts(modeladmin: Any, request: HttpRequest, queryset: Any) -> None:
+def disable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
-        account_set_enabled(account=account, enabled=False)
+        account_set_enabled(account=account, enabled=False, actor=request.user)
 
 
 @admin.action(description="Enable selected accounts")
-def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: Any) -> None:
+def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
-        account_set_enabled(account=account, enabled=True)
+        account_set_enabled(account=account, enabled=True, actor=request.user)
+
+
+# Live state for the accounts on the page, read once per changelist request (not per cell).
+_live: contextvars.ContextVar[dict[int, LiveState] | None] = contextvars.ContextVar("board_live", default=None)
+_FLOW_SESSION = "account_flow:"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _until(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    delta = (value - timezone.now()).total_seconds()
+    when = value.strftime("%Y-%m-%d %H:%M")
+    return f"{when} (expired)" if delta <= 0 else f"{when} (in {_duration(delta)})"
 
 
 @admin.register(UpstreamAccount)
 class UpstreamAccountAdmin(admin.ModelAdmin):
     form = AccountForm
-    list_display = ["label", "provider", "enabled", "state", "priority", "weight", "models_served", "last_error_at"]
+    change_list_template = "accounts/account_board.html"
+    list_display = [
+        "label",
+        "provider",
+        "credential_kind",
+        "state_badge",
+        "enabled",
+        "cooldowns",
+        "quota",
+        "credential_expiry",
+        "gateway_expiry",
+        "requests_today",
+        "tokens_today",
+        "last_error_short",
+    ]
     list_filter = ["provider", "enabled", "state"]
     search_fields = ["label", "base_url"]
-    readonly_fields = ["state", "last_error", "last_error_at", "credential_summary", "created_at", "updated_at"]
-    actions = [disable_accounts, enable_accounts]
+    readonly_fields = ["provider", "state", "last_error", "last_error_at", "credential_summary", "created_at"]
+    actions = [test_accounts, refresh_accounts, clear_cooldowns, disable_accounts, enable_accounts]
 
-    @admin.display(description="models")
-    def models_served(self, obj: UpstreamAccount) -> str:
-        return ", ".join(obj.model_names)
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UpstreamAccount]:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        daily = UsageRollup.objects.filter(granularity=Granularity.DAY, bucket=today, account_id=OuterRef("pk"))
+        # Subqueries keep the board at one SQL query however many accounts it lists.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("credential")
+            .annotate(
+                req_today=Coalesce(Subquery(daily.values("account_id").annotate(s=Sum("requests")).values("s")[:1]), 0),
+                in_today=Coalesce(
+                    Subquery(daily.values("account_id").annotate(s=Sum("input_tokens")).values("s")[:1]), 0
+                ),
+                out_today=Coalesce(
+                    Subquery(daily.values("account_id").annotate(s=Sum("output_tokens")).values("s")[:1]), 0
+                ),
+                gateway_expires=Subquery(
+                    GatewayToken.objects.filter(account=OuterRef("pk"))
+                    .values("account")
+                    .annotate(m=Min("expires_at"))
+                    .values("m")[:1]
+                ),
+            )
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        ids = list(UpstreamAccount.objects.values_list("id", flat=True)[:500])
+        token = _live.set(accounts_live_state(ids))
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # render while the live state is set
+            return response
+        finally:
+            _live.reset(token)
+
+    def _state(self, obj: UpstreamAccount) -> LiveState:
+        return (_live.get() or {}).get(obj.pk) or LiveState()
+
+    @admin.display(description="credential")
+    def credential_kind(self, obj: UpstreamAccount) -> str:
+        cred = getattr(obj, "credential", None)
+        return cred.get_kind_display() if cred else "none"
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: UpstreamAccount) -> str:
+        color = "#16a34a" if obj.state == "active" else "#dc2626"
+        return format_html('<span style="color:{};font-weight:600">{}</span>', color, obj.get_state_display())
+
+    @admin.display(description="cooldowns")
+    def cooldowns(self, obj: UpstreamAccount) -> str:
+        state = self._state(obj)
+        if state.error:
+            return format_html('<span title="{}">n/a</span>', state.error)
+        if state.cooldowns is None:
+            return "n/a"
+        if not state.cooldowns:
+            return "none"
+        return format_html_join(
+            "",
+            '<div title="{}">{}: {}</div>',
+            ((c.reason, c.scope, _duration(c.remaining)) for c in state.cooldowns),
+        )
+
+    @admin.display(description="quota")
+    def quota(self, obj: UpstreamAccount) -> str:
+        state = self._state(obj)
+        if state.quota is None or state.error:
+            return "n/a"
+        if not state.quota:
+            return "—"
+        return format_html_join(
+            "",
+            "<div>{}: {}% (resets {})</div>",
+            (
+                (
+                    q.family,
+                    f"{q.used_percent:.0f}",
+                    datetime.fromtimestamp(q.resets_at, UTC).strftime("%m-%d %H:%M") if q.resets_at else "?",
+                )
+                for q in state.quota
+            ),
+        )
+
+    @admin.display(description="token expires")
+    def credential_expiry(self, obj: UpstreamAccount) -> str:
+        cred = getattr(obj, "credential", None)
+        return _until(cred.expires_at) if cred else "—"
+
+    @admin.display(description="gateway token")
+    def gateway_expiry(self, obj: UpstreamAccount) -> str:
+        return _until(getattr(obj, "gateway_expires", None))
+
+    @admin.display(description="requests today", ordering="req_today")
+    def requests_today(self, obj: UpstreamAccount) -> int:
+        return int(getattr(obj, "req_today", 0) or 0)
+
+    @admin.display(description="tokens today")
+    def tokens_today(self, obj: UpstreamAccount) -> int:
+        return int(getattr(obj, "in_today", 0) or 0) + int(getattr(obj, "out_today", 0) or 0)
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: UpstreamAccount) -> str:
+        if not obj.last_error:
+            return "—"
+        when = obj.last_error_at.strftime("%m-%d %H:%M ") if obj.last_error_at else ""
+        # Full upstream text on hover; the cell stays one line.
+        return format_html('<span title="{}">{}{}</span>', obj.last_error, when, obj.last_error[:80])
 
     @admin.display(description="credential")
     def credential_summary(self, obj: UpstreamAccount) -> str:
@@ -84,21 +262,108 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: UpstreamAccount, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        if not change:
-            created = account_add_openai_compat(
-                label=data["label"],
-                base_url=data["base_url"],
-                api_key=data["api_key"],
-                model_names=data["model_names"],
-                priority=data["priority"],
-                weight=data["weight"],
-            )
-            obj.pk = created.pk
-            return
         fields = {k: data[k] for k in ("label", "base_url", "model_names", "priority", "weight", "enabled")}
-        account_update(account=obj, **fields)
+        original = UpstreamAccount.objects.get(pk=obj.pk)
+        account_update(account=original, actor=request.user, **fields)
         if data.get("api_key"):
-            credential_set_secret(account=obj, secret={"api_key": data["api_key"]})
+            credential_set_secret(account=original, secret={"api_key": data["api_key"]}, actor=request.user)
+
+    # ----------------------------------------------------------------- guided add flows
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        # Accounts are added through the guided flows only: they verify the credential first.
+        return HttpResponseRedirect(reverse("admin:accounts_flow_choose"))
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("guided/", wrap(self.flow_choose_view), name="accounts_flow_choose"),
+            path("guided/<str:flow_key>/", wrap(self.flow_step_view), name="accounts_flow_step"),
+            *super().get_urls(),
+        ]
+
+    def flow_choose_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise Http404
+        providers = [
+            (ProviderKind(p).label if p in ProviderKind.values else p, flows)
+            for p, flows in flows_by_provider().items()
+        ]
+        context = {**self.admin_site.each_context(request), "title": "Add an account", "providers": providers}
+        return TemplateResponse(request, "accounts/flow_choose.html", context)
+
+    def flow_step_view(self, request: HttpRequest, flow_key: str) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise Http404
+        flow_cls = flow_get(flow_key)
+        if flow_cls is None:
+            raise Http404
+        flow = flow_cls()
+        session_key = _FLOW_SESSION + flow_key
+        # The state may hold a secret typed in an earlier step: encrypted in the session.
+        stored = request.session.get(session_key)
+        state: dict[str, Any] = decrypt_json(stored) if stored and request.method == "POST" else {}
+        index = min(int(state.get("_step", 0)), len(flow.steps) - 1)
+        if request.method == "POST" and request.POST.get("_back") and index > 0:
+            index -= 1
+            state["_step"] = index
+            request.session[session_key] = encrypt_json(state)
+            form = flow.steps[index].form_class(
+                initial=flow.initial(flow.steps[index], state), **flow.form_kwargs(flow.steps[index], state)
+            )
+            return self._flow_render(request, flow, index, form, None)
+        step = flow.steps[index]
+        error: FlowError | None = None
+        if request.method == "POST":
+            form = step.form_class(request.POST, **flow.form_kwargs(step, state))
+            if form.is_valid():
+                try:
+                    flow.process(step, form.cleaned_data, state)
+                except FlowError as exc:
+                    error = exc
+                    if exc.field and exc.field in form.fields:
+                        form.add_error(exc.field, exc.message)
+                else:
+                    if index + 1 < len(flow.steps):
+                        state["_step"] = index + 1
+                        request.session[session_key] = encrypt_json(state)
+                        nxt = flow.steps[index + 1]
+                        form = nxt.form_class(initial=flow.initial(nxt, state), **flow.form_kwargs(nxt, state))
+                        return self._flow_render(request, flow, index + 1, form, None)
+                    try:
+                        account = flow.finish(state, actor=request.user)
+                    except FlowError as exc:
+                        error = exc
+                    else:
+                        request.session.pop(session_key, None)
+                        self.message_user(request, f"Account '{account.label}' added.", messages.SUCCESS)
+                        return HttpResponseRedirect(reverse("admin:accounts_upstreamaccount_changelist"))
+        else:
+            request.session.pop(session_key, None)
+            state = {"_step": 0}
+            request.session[session_key] = encrypt_json(state)
+            form = step.form_class(initial=flow.initial(step, state), **flow.form_kwargs(step, state))
+        return self._flow_render(request, flow, index, form, error)
+
+    def _flow_render(
+        self, request: HttpRequest, flow: Any, index: int, form: forms.Form, error: FlowError | None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Add an account: {flow.title}",
+            "flow": flow,
+            "step": flow.steps[index],
+            "steps": [(i, s, i == index, i < index) for i, s in enumerate(flow.steps)],
+            "index": index,
+            "form": form,
+            "error": error if error is None or not error.field else None,
+            "field_error_detail": error.detail if error is not None else "",
+            "is_last": index == len(flow.steps) - 1,
+        }
+        return TemplateResponse(request, "accounts/flow_step.html", context)
+
+
+# --------------------------------------------------------------------------- client keys
 
 
 class ClientKeyForm(forms.ModelForm):
@@ -106,38 +371,90 @@ class ClientKeyForm(forms.ModelForm):
 
     class Meta:
         model = ClientKey
-        fields = ["name", "owner", "owner_label", "enabled", "expires_at", "allowed_models"]
+        fields = [
+            "name",
+            "owner",
+            "owner_label",
+            "enabled",
+            "expires_at",
+            "allowed_models",
+            "requests_per_minute",
+            "tokens_per_day",
+            "budget_tokens",
+            "budget_period",
+        ]
 
 
 @admin.action(description="Revoke (disable) selected keys")
-def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: Any) -> None:
+def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:
     for key in queryset:
-        client_key_set_enabled(key=key, enabled=False)
+        client_key_set_enabled(key=key, enabled=False, actor=request.user)
+
+
+_KEY_FIELDS = (
+    "name",
+    "owner_label",
+    "enabled",
+    "expires_at",
+    "allowed_models",
+    "requests_per_minute",
+    "tokens_per_day",
+    "budget_tokens",
+    "budget_period",
+)
 
 
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "owner_label", "owner", "enabled", "expires_at", "created_at"]
+    list_display = ["name", "prefix", "owner_label", "owner", "enabled", "expires_at", "limits", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "owner_label", "prefix"]
     readonly_fields = ["prefix", "created_at"]
     actions = [revoke_keys]
+    fieldsets = [
+        (None, {"fields": ["name", "owner", "owner_label", "enabled", "expires_at", "allowed_models"]}),
+        (
+            "Limits (empty = unlimited; enforced atomically across every proxy process)",
+            {"fields": ["requests_per_minute", "tokens_per_day", "budget_tokens", "budget_period"]},
+        ),
+        ("Record", {"fields": ["prefix", "created_at"]}),
+    ]
+
+    @admin.display(description="limits")
+    def limits(self, obj: ClientKey) -> str:
+        parts = []
+        if obj.requests_per_minute is not None:
+            parts.append(f"{obj.requests_per_minute}/min")
+        if obj.tokens_per_day is not None:
+            parts.append(f"{obj.tokens_per_day} tok/day")
+        if obj.budget_tokens is not None:
+            parts.append(f"{obj.budget_tokens} tok/{obj.budget_period}")
+        return ", ".join(parts) or "—"
 
     def save_model(self, request: HttpRequest, obj: ClientKey, form: Any, change: bool) -> None:
         data = form.cleaned_data
         if not change:
             created, raw = client_key_create(
-                name=data["name"],
-                owner_label=data["owner_label"],
                 owner_id=data["owner"].pk if data.get("owner") else None,
-                expires_at=data["expires_at"],
-                allowed_models=data["allowed_models"],
+                actor=request.user,
+                **{k: data[k] for k in _KEY_FIELDS if k != "enabled"},
             )
             obj.pk = created.pk
-            messages.warning(request, f"New key for '{created.name}' — copy it now, it is not shown again: {raw}")
+            # Shown once on the next page, never stored (not even in the messages cookie).
+            request._new_raw_key = raw  # type: ignore[attr-defined]
             return
-        client_key_update(
-            key=obj,
-            **{k: data[k] for k in ("name", "owner_label", "enabled", "expires_at", "allowed_models")},
-        )
+        original = ClientKey.objects.get(pk=obj.pk)
+        fields = {k: data[k] for k in _KEY_FIELDS}
+        fields["owner_id"] = data["owner"].pk if data.get("owner") else None
+        client_key_update(key=original, actor=request.user, **fields)
+
+    def response_add(self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None) -> HttpResponse:
+        raw = getattr(request, "_new_raw_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        key = get_object_or_404(ClientKey, pk=obj.pk)
+        context = {**self.admin_site.each_context(request), "title": "Key created", "key": key, "raw_key": raw}
+        response = TemplateResponse(request, "accounts/key_created.html", context)
+        response["Cache-Control"] = "no-store"  # the page holds the only copy of the key
+        return response

@@ -88,6 +88,13 @@ class Credential(models.Model):
         return f"{self.get_kind_display()} for {self.account.label}"
 
 
+class BudgetPeriod(models.TextChoices):
+    # Calendar periods in UTC, so every process agrees on where a period starts.
+    DAY = "day", "Day"
+    WEEK = "week", "Week (ISO, from Monday)"
+    MONTH = "month", "Month"
+
+
 class ClientKey(models.Model):
     """A developer's key. Only a SHA-256 of the key is stored; the key is shown once."""
 
@@ -101,6 +108,13 @@ class ClientKey(models.Model):
     enabled = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     allowed_models = models.JSONField(default=list, blank=True, help_text="Empty = every model.")
+    # Limits, enforced atomically in the state store by routing.limits (empty = no limit).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True, help_text="Per UTC calendar day.")
+    budget_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens (input + output) allowed per budget period."
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,11 @@ class KeyInfo:
     enabled: bool
     expires_at: float | None  # epoch seconds
     allowed_models: frozenset[str]  # empty = every model
+    # Limits (None = unlimited), enforced by routing.limits.
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    budget_tokens: int | None = None
+    budget_period: str = "month"
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -51,6 +56,7 @@ class AccountInfo:
     model_names: tuple[str, ...]
     state: str
     secret: dict[str, Any]
+    provider_config: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print the secret
         return f"AccountInfo(id={self.id}, label={self.label!r}, provider={self.provider!r})"
@@ -62,13 +68,20 @@ class _Caches:
         self.accounts: tuple[list[AccountInfo], float] | None = None
         self.version: bytes | None = None
         self.version_checked_at = 0.0
+        # Bumped on every clear so caches in other modules (the routing catalog) follow.
+        self.generation = 0
 
     def clear(self) -> None:
         self.keys.clear()
         self.accounts = None
+        self.generation += 1
 
 
 _caches = _Caches()
+
+
+def cache_generation() -> int:
+    return _caches.generation
 
 
 def caches_clear() -> None:
@@ -110,6 +123,10 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
             enabled=row.enabled,
             expires_at=_epoch(row.expires_at),
             allowed_models=frozenset(row.allowed_models or ()),
+            requests_per_minute=row.requests_per_minute,
+            tokens_per_day=row.tokens_per_day,
+            budget_tokens=row.budget_tokens,
+            budget_period=row.budget_period,
         )
     )
     _caches.keys[digest] = (info, now)
@@ -136,6 +153,7 @@ def _load_accounts() -> list[AccountInfo]:
                 model_names=tuple(row.model_names or ()),
                 state=row.state,
                 secret=dict(credential.secret) if credential is not None else {},
+                provider_config=dict(row.provider_config or {}),
             )
         )
     return result
@@ -155,3 +173,11 @@ async def accounts_enabled() -> list[AccountInfo]:
 
 def account_usable(account: AccountInfo) -> bool:
     return account.state == AccountState.ACTIVE
+
+
+def account_info_reload(account_id: int) -> AccountInfo | None:
+    """Fresh from the database (after a credential refresh), bypassing the cache."""
+    for account in _load_accounts():
+        if account.id == account_id:
+            return account
+    return None

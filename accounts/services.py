@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from audit.services import admin_action_log, changes_between
 from statestore.factory import call_sync
 
 CLIENT_KEY_PREFIX = "sk-team-"
@@ -47,6 +49,8 @@ def account_create(
     priority: int = 0,
     weight: int = 1,
     enabled: bool = True,
+    provider_config: dict[str, Any] | None = None,
+    actor: Any | None = None,
 ) -> UpstreamAccount:
     if provider not in ProviderKind.values:
         raise ValueError(f"unknown provider {provider!r}")
@@ -61,14 +65,33 @@ def account_create(
             priority=priority,
             weight=weight,
             enabled=enabled,
+            provider_config=provider_config or {},
         )
         Credential.objects.create(account=account, kind=credential_kind, secret=secret)
+        admin_action_log(
+            actor=actor,
+            action="account.create",
+            target_type="account",
+            target_id=account.pk,
+            target_label=account.label,
+            changes={
+                **{f: [None, getattr(account, f)] for f in _ACCOUNT_LOGGED if f != "state"},
+                "credential_kind": [None, credential_kind],
+            },
+        )
         _on_commit_bump()
     return account
 
 
 def account_add_openai_compat(
-    *, label: str, base_url: str, api_key: str, model_names: Iterable[str], priority: int = 0, weight: int = 1
+    *,
+    label: str,
+    base_url: str,
+    api_key: str,
+    model_names: Iterable[str],
+    priority: int = 0,
+    weight: int = 1,
+    actor: Any | None = None,
 ) -> UpstreamAccount:
     return account_create(
         label=label,
@@ -79,33 +102,73 @@ def account_add_openai_compat(
         secret={"api_key": api_key},
         priority=priority,
         weight=weight,
+        actor=actor,
     )
 
 
-def account_update(*, account: UpstreamAccount, **fields: Any) -> UpstreamAccount:
+# Fields whose old -> new values go to the admin action log (never credentials).
+_ACCOUNT_LOGGED = ("label", "provider", "base_url", "enabled", "priority", "weight", "model_names", "state")
+_KEY_LOGGED = (
+    "name",
+    "owner_label",
+    "owner_id",
+    "enabled",
+    "expires_at",
+    "allowed_models",
+    "requests_per_minute",
+    "tokens_per_day",
+    "budget_tokens",
+    "budget_period",
+)
+
+
+def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fields: Any) -> UpstreamAccount:
     allowed = {"label", "base_url", "enabled", "priority", "weight", "model_names", "state", "last_error"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     with transaction.atomic():
+        before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():
             setattr(account, name, value)
+        if "last_error" in fields:
+            account.last_error_at = timezone.now() if fields["last_error"] else None
         account.save()
+        # last_error is the upstream's text, written by probes and executors: not an admin change.
+        changes = changes_between(before, {k: v for k, v in fields.items() if k != "last_error"})
+        if changes:
+            admin_action_log(
+                actor=actor,
+                action="account.update",
+                target_type="account",
+                target_id=account.pk,
+                target_label=account.label,
+                changes=changes,
+            )
         _on_commit_bump()
     return account
 
 
-def account_set_enabled(*, account: UpstreamAccount, enabled: bool) -> UpstreamAccount:
-    return account_update(account=account, enabled=enabled)
+def account_set_enabled(*, account: UpstreamAccount, enabled: bool, actor: Any | None = None) -> UpstreamAccount:
+    return account_update(account=account, enabled=enabled, actor=actor)
 
 
 def credential_set_secret(
-    *, account: UpstreamAccount, secret: dict[str, Any], expires_at: datetime | None = None
+    *, account: UpstreamAccount, secret: dict[str, Any], expires_at: datetime | None = None, actor: Any | None = None
 ) -> None:
     with transaction.atomic():
         Credential.objects.filter(account=account).update(
             secret=Credential._meta.get_field("secret").get_prep_value(secret),  # type: ignore[attr-defined]
             expires_at=expires_at,
+        )
+        # Only the fact of the change and the new expiry: never any part of the secret.
+        admin_action_log(
+            actor=actor,
+            action="account.credential_replace",
+            target_type="account",
+            target_id=account.pk,
+            target_label=account.label,
+            changes={"expires_at": [None, expires_at]},
         )
         _on_commit_bump()
 
@@ -117,34 +180,81 @@ def client_key_create(
     owner_id: int | None = None,
     expires_at: datetime | None = None,
     allowed_models: Iterable[str] = (),
+    requests_per_minute: int | None = None,
+    tokens_per_day: int | None = None,
+    budget_tokens: int | None = None,
+    budget_period: str = "month",
+    actor: Any | None = None,
 ) -> tuple[ClientKey, str]:
     """Create a key; the raw key is returned once and never stored."""
     raw = CLIENT_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ClientKey.objects.create(
-        name=name,
-        owner_label=owner_label,
-        owner_id=owner_id,
-        prefix=raw[: len(CLIENT_KEY_PREFIX) + 6],
-        key_hash=client_key_hash(raw),
-        expires_at=expires_at,
-        allowed_models=sorted({m.strip() for m in allowed_models if m.strip()}),
-    )
-    transaction.on_commit(cache_version_bump)
+    with transaction.atomic():
+        key = ClientKey.objects.create(
+            name=name,
+            owner_label=owner_label,
+            owner_id=owner_id,
+            prefix=raw[: len(CLIENT_KEY_PREFIX) + 6],
+            key_hash=client_key_hash(raw),
+            expires_at=expires_at,
+            allowed_models=sorted({m.strip() for m in allowed_models if m.strip()}),
+            requests_per_minute=requests_per_minute,
+            tokens_per_day=tokens_per_day,
+            budget_tokens=budget_tokens,
+            budget_period=budget_period,
+        )
+        admin_action_log(
+            actor=actor,
+            action="key.create",
+            target_type="client_key",
+            target_id=key.pk,
+            target_label=f"{key.name} ({key.prefix}…)",
+            changes={f: [None, getattr(key, f)] for f in _KEY_LOGGED},
+        )
+        transaction.on_commit(cache_version_bump)
     return key, raw
 
 
-def client_key_update(*, key: ClientKey, **fields: Any) -> ClientKey:
-    allowed = {"name", "owner_label", "enabled", "expires_at", "allowed_models"}
+def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any) -> ClientKey:
+    allowed = set(_KEY_LOGGED)
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     with transaction.atomic():
+        before = {name: getattr(key, name) for name in fields}
         for name, value in fields.items():
             setattr(key, name, value)
         key.save()
+        changes = changes_between(before, fields)
+        if changes:
+            admin_action_log(
+                actor=actor,
+                action="key.update",
+                target_type="client_key",
+                target_id=key.pk,
+                target_label=f"{key.name} ({key.prefix}…)",
+                changes=changes,
+            )
         _on_commit_bump()
     return key
 
 
-def client_key_set_enabled(*, key: ClientKey, enabled: bool) -> ClientKey:
-    return client_key_update(key=key, enabled=enabled)
+def client_key_set_enabled(*, key: ClientKey, enabled: bool, actor: Any | None = None) -> ClientKey:
+    return client_key_update(key=key, enabled=enabled, actor=actor)
+
+
+def account_mark_state(*, account_id: int, state: str, error: str) -> None:
+    """Move an account to a persistent state that needs a human (or back to active).
+
+    Called from the request path on rare failures; every process skips the account within a
+    second through the cache version bump.
+    """
+    from django.utils import timezone
+
+    from accounts.models import AccountState
+
+    if state not in AccountState.values:
+        raise ValueError(f"unknown account state {state!r}")
+    UpstreamAccount.objects.filter(id=account_id).update(
+        state=state, last_error=error[:2000], last_error_at=timezone.now()
+    )
+    cache_version_bump()

@@ -1,7 +1,82 @@
-from django.contrib import admin
-from django.http import HttpRequest
+"""Usage audit in the admin: raw records, rollups, the action log, dashboards and CSV exports.
 
-from audit.models import UsageRecord
+Every page is staff-only (admin_view) and CSRF-protected by Django's middleware. A staff
+member without `audit.view_all_usage` sees only the usage of keys they own.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from audit.charts import line_chart
+from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
+from audit.selectors import (
+    RECORD_CSV_COLUMNS,
+    ROLLUP_CSV_COLUMNS,
+    buckets_between,
+    granularity_for,
+    record_rows,
+    rollup_rows,
+    usage_breakdown,
+    usage_health,
+    usage_scope_for,
+)
+
+# The admin index links to the dashboards (template extends Django's own index).
+admin.site.index_template = "audit/admin_index.html"
+admin.site.site_header = "Team LLM proxy"
+admin.site.site_title = "Team LLM proxy"
+admin.site.index_title = "Accounts, keys and usage"
+
+MAX_RANGE_DAYS = 400
+
+
+class RangeForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) in UTC; defaults to the last 7 days including today."""
+        today = datetime.now(UTC).date()
+        data = self.cleaned_data if self.is_valid() else {}
+        end_day: date = data.get("end") or today
+        start_day: date = data.get("start") or end_day - timedelta(days=6)
+        if start_day > end_day:
+            start_day, end_day = end_day, start_day
+        start_day = max(start_day, end_day - timedelta(days=MAX_RANGE_DAYS))
+        return (
+            datetime.combine(start_day, time.min, tzinfo=UTC),
+            datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC),
+        )
+
+
+class _Echo:
+    """csv.writer target that hands each line back instead of buffering it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_stream(header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow([v.isoformat() if isinstance(v, datetime) else v for v in row])
+
+
+def _scoped(request: HttpRequest, qs: QuerySet[Any]) -> QuerySet[Any]:
+    scope = usage_scope_for(request.user)
+    return qs if scope.all_keys else qs.filter(client_key_id__in=scope.key_ids)
 
 
 @admin.register(UsageRecord)
@@ -25,8 +100,150 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False  # COUNT(*) over millions of rows is the slow part
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRecord]:
+        return _scoped(request, super().get_queryset(request))
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="audit_dashboard"),
+            path("export/rollups.csv", wrap(self.export_rollups_view), name="audit_export_rollups"),
+            path("export/records.csv", wrap(self.export_records_view), name="audit_export_records"),
+            *super().get_urls(),
+        ]
+
+    # Views: parse the request, call selectors, render. Any staff member may open them;
+    # what they see is narrowed by usage_scope_for.
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        form = RangeForm(request.GET or None)
+        start, end = form.bounds()
+        scope = usage_scope_for(request.user)
+        granularity = granularity_for(start, end)
+        hourly = granularity == Granularity.HOUR
+        buckets = buckets_between(start, end, granularity)
+        charts = []
+        tables = []
+        for dimension, label in (("account", "account"), ("developer", "developer"), ("model", "model")):
+            b = usage_breakdown(scope=scope, start=start, end=end, dimension=dimension, buckets=buckets)  # type: ignore[arg-type]
+            charts.append(line_chart(title=f"Requests by {label}", x=buckets, series=b.requests, hourly=hourly))
+            charts.append(line_chart(title=f"Tokens by {label}", x=buckets, series=b.tokens, hourly=hourly))
+            tables.append((label, b.totals[:20]))
+        health = usage_health(scope=scope, start=start, end=end, buckets=buckets)
+        charts.append(
+            line_chart(
+                title="Errors and failovers (% of requests)",
+                x=buckets,
+                series={
+                    "upstream errors": health.error_rate,
+                    "failover / cooldown": health.failover_rate,
+                    "429 to client": health.rate_limited,
+                },
+                unit="%",
+                hourly=hourly,
+                zero_is_data=bool(health.totals["requests"]),
+            )
+        )
+        charts.append(
+            line_chart(title="Time to first byte (ms)", x=buckets, series=health.ttfb, unit="", hourly=hourly)
+        )
+        query = request.GET.urlencode()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage dashboard",
+            "form": form,
+            "start": start,
+            "end": end - timedelta(days=1),
+            "granularity": "hourly" if hourly else "daily",
+            "charts": charts,
+            "tables": tables,
+            "totals": health.totals,
+            "scope_all": scope.all_keys,
+            "export_rollups": reverse("admin:audit_export_rollups") + ("?" + query if query else ""),
+            "export_records": reverse("admin:audit_export_records") + ("?" + query if query else ""),
+            "presets": [
+                ("Today", _preset(0)),
+                ("Last 7 days", _preset(6)),
+                ("Last 30 days", _preset(29)),
+                ("Last 90 days", _preset(89)),
+            ],
+        }
+        return TemplateResponse(request, "audit/dashboard.html", context)
+
+    def export_rollups_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        start, end = RangeForm(request.GET or None).bounds()
+        granularity = request.GET.get("granularity") or granularity_for(start, end)
+        if granularity not in Granularity.values:
+            granularity = Granularity.DAY
+        rows = rollup_rows(scope=usage_scope_for(request.user), start=start, end=end, granularity=granularity)
+        return _csv_response(f"usage-rollups-{start:%Y%m%d}-{end:%Y%m%d}.csv", ROLLUP_CSV_COLUMNS, rows)
+
+    def export_records_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        start, end = RangeForm(request.GET or None).bounds()
+        rows = record_rows(scope=usage_scope_for(request.user), start=start, end=end)
+        return _csv_response(f"usage-records-{start:%Y%m%d}-{end:%Y%m%d}.csv", RECORD_CSV_COLUMNS, rows)
+
+
+def _preset(days_back: int) -> str:
+    today = datetime.now(UTC).date()
+    return f"?start={today - timedelta(days=days_back)}&end={today}"
+
+
+def _csv_response(filename: str, header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> StreamingHttpResponse:
+    # Streamed: the rows are written as they are read, never built in memory.
+    response = StreamingHttpResponse(_csv_stream(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(admin.ModelAdmin):
+    list_display = [
+        "bucket",
+        "granularity",
+        "account_label",
+        "key_prefix",
+        "model",
+        "requests",
+        "upstream_errors",
+        "input_tokens",
+        "output_tokens",
+    ]
+    list_filter = ["granularity", "account_label"]
+    date_hierarchy = "bucket"
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRollup]:
+        return _scoped(request, super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(AdminAction)
+class AdminActionAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "changes"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["actor_label", "target_label", "action"]
+    date_hierarchy = "created_at"
+
+    # The log is append-only from the admin's point of view: written by services only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

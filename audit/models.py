@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -58,3 +59,107 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.surface} {self.requested_model} {self.outcome}"
+
+
+# Time-to-first-byte histogram bounds (ms, upper-inclusive). Percentiles are read from these
+# bucket counts, so rollups can be summed across hours/keys and still give p50/p95/p99.
+TTFB_BOUNDS_MS: tuple[int, ...] = (100, 250, 500, 1000, 2000, 5000, 10000, 30000)
+
+
+class Granularity(models.TextChoices):
+    HOUR = "h", "Hour"
+    DAY = "d", "Day"
+
+
+class UsageRollup(models.Model):
+    """Sums of UsageRecord per (hour or day) x account x key x requested model.
+
+    Maintained incrementally by audit.services.rollups_update (watermark on UsageRecord.id);
+    dashboards read only this table so they stay fast with tens of millions of raw rows.
+    Ids are plain integers (0 = none) rather than foreign keys: NULLs would defeat the unique
+    upsert key, and a deleted key or account must not delete its history.
+    """
+
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    account_id = models.BigIntegerField(default=0)
+    client_key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True, default="")
+    account_label = models.CharField(max_length=100, blank=True, default="")
+    key_prefix = models.CharField(max_length=16, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    ok = models.BigIntegerField(default=0)
+    upstream_errors = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    disconnects = models.BigIntegerField(default=0)
+    # Requests that needed more than one attempt: an account failed or was cooling down.
+    failovers = models.BigIntegerField(default=0)
+    rate_limited = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+    ttfb_count = models.BigIntegerField(default=0)
+    ttfb_ms_sum = models.BigIntegerField(default=0)
+    ttfb_b0 = models.BigIntegerField(default=0)  # <= 100 ms
+    ttfb_b1 = models.BigIntegerField(default=0)  # <= 250
+    ttfb_b2 = models.BigIntegerField(default=0)  # <= 500
+    ttfb_b3 = models.BigIntegerField(default=0)  # <= 1000
+    ttfb_b4 = models.BigIntegerField(default=0)  # <= 2000
+    ttfb_b5 = models.BigIntegerField(default=0)  # <= 5000
+    ttfb_b6 = models.BigIntegerField(default=0)  # <= 10000
+    ttfb_b7 = models.BigIntegerField(default=0)  # <= 30000
+    ttfb_b8 = models.BigIntegerField(default=0)  # > 30000
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket", "account_id", "client_key_id", "model"], name="rollup_unique_cell"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["granularity", "bucket"]),
+            models.Index(fields=["granularity", "client_key_id", "bucket"]),
+        ]
+        permissions = [("view_all_usage", "Can see every key's usage (not only their own keys')")]
+
+    def __str__(self) -> str:
+        return f"{self.get_granularity_display()} {self.bucket:%Y-%m-%d %H:00} {self.account_label} {self.model}"
+
+
+class RollupWatermark(models.Model):
+    """The highest UsageRecord.id already folded into the rollups (one row, name='usage')."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_id}"
+
+
+class AdminAction(models.Model):
+    """Who changed which account or key, when, old -> new. Never holds secrets.
+
+    Written by the same service that makes the change (accounts.services), inside its
+    transaction, so a change and its log entry commit together.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="", help_text="Kept if the user is deleted.")
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=32)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_label = models.CharField(max_length=200, blank=True, default="")
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [old, new]}")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label or 'system'} {self.action} {self.target_label}"

@@ -12,11 +12,12 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from django.conf import settings
 
-from audit.models import Outcome, UsageRecord
+from audit.models import AdminAction, Outcome, UsageRecord
 from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore, get_store
 
@@ -99,3 +100,55 @@ async def usage_flush(*, store: StateStore | None = None, batch: int | None = No
 
 async def usage_buffer_depth() -> int:
     return await get_store().list_len(USAGE_BUFFER_KEY)
+
+
+# --------------------------------------------------------------------------- admin action log
+
+# Field names that hold secrets anywhere in the project (exact names: "tokens_per_day" is fine).
+_SECRET_FIELDS = frozenset({"secret", "api_key", "key_hash", "password", "token", "access_token", "refresh_token"})
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def admin_action_log(
+    *,
+    actor: Any | None,
+    action: str,
+    target_type: str,
+    target_id: int | None,
+    target_label: str = "",
+    changes: dict[str, Any] | None = None,
+) -> AdminAction:
+    """Record who changed what (old -> new). Call inside the changing service's transaction.
+
+    Secret-looking fields are refused loudly rather than masked quietly: a caller that passes
+    one has a bug, and a masked value in an audit log still hints that it was handled there.
+    """
+    clean: dict[str, Any] = {}
+    for name, value in (changes or {}).items():
+        if name.lower() in _SECRET_FIELDS:
+            raise ValueError(f"refusing to write field {name!r} to the audit log")
+        clean[name] = _json_safe(value)
+    user = actor if getattr(actor, "pk", None) is not None else None
+    return AdminAction.objects.create(
+        actor=user,
+        actor_label=(getattr(user, "get_username", lambda: "")() if user else "") or "system",
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        target_label=target_label[:200],
+        changes=clean,
+    )
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} for the fields whose value changed."""
+    return {k: [_json_safe(before.get(k)), _json_safe(v)] for k, v in after.items() if before.get(k) != v}

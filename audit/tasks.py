@@ -1,5 +1,8 @@
+"""Celery tasks: thin wrappers that call services (see docs/architecture.md)."""
+
 from celery import shared_task
 
+from audit.rollups import rollups_update
 from audit.services import usage_flush
 from statestore.factory import call_sync
 
@@ -7,3 +10,10 @@ from statestore.factory import call_sync
 @shared_task(ignore_result=True)
 def usage_flush_task() -> int:
     return call_sync(lambda store: usage_flush(store=store))
+
+
+@shared_task(ignore_result=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+def rollups_update_task() -> int:
+    # Bounded per run (20 x 50k rows) to stay inside the global soft time limit; the next
+    # beat continues from the watermark.
+    return rollups_update(batch=50_000, max_batches=20)

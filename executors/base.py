@@ -17,6 +17,15 @@ from accounts.selectors import AccountInfo
 from formats import Dialect, SseEvent, decode_request, encode_request
 
 
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """Catalog facts about the upstream model that change how an executor calls it."""
+
+    responses_only: bool = False  # Chat-dialect upstreams must use their /responses endpoint
+    prefer_websockets: bool = False
+    context_window: int | None = None
+
+
 @dataclass(slots=True)
 class UpstreamCall:
     account: AccountInfo
@@ -30,6 +39,7 @@ class UpstreamCall:
     # only the executor that wrote it reads its keys.
     provider_meta: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    facts: ModelFacts = field(default_factory=ModelFacts)
     # Shared by every attempt of one client request so the canonical form is decoded once.
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +62,14 @@ class UpstreamCall:
         body = dict(self.body) if target is self.dialect else encode_request(self.canonical, target)
         body["model"] = self.upstream_model
         return body
+
+
+class UpstreamStreamError(Exception):
+    """The upstream stream broke after it started (cut, malformed event, error event)."""
+
+    def __init__(self, message: str, code: str = "upstream_stream_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CooldownScope(StrEnum):
@@ -85,6 +103,7 @@ class UpstreamError(Exception):
         cooldown_scope: CooldownScope = CooldownScope.FAMILY,
         account_state: str | None = None,
         refresh_credential: bool = False,
+        backoff: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -100,6 +119,8 @@ class UpstreamError(Exception):
         self.cooldown_scope = cooldown_scope
         self.account_state = account_state
         self.refresh_credential = refresh_credential
+        # No reset hint: cool down with escalating backoff (used when `cooldown` is None).
+        self.backoff = backoff
 
 
 @dataclass(slots=True)

@@ -7,10 +7,12 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from executors.base import UpstreamError
+from executors.base import CooldownScope, UpstreamError
 
 # What an upstream failure looks like to the client when it is the final answer.
-_CLIENT_FAULT = {400, 404, 409, 413, 422}
+_CLIENT_FAULT = {400, 409, 413, 422}
+# "This account does not have that model": try others, and skip this (account, model) for a while.
+MODEL_UNSUPPORTED_COOLDOWN = 3600.0
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
@@ -44,18 +46,32 @@ def classify_http_error(
             message=message,
             code=code or "upstream_rate_limited",
             retryable=True,
-            cooldown=wait if wait is not None else default_cooldown,
+            cooldown=wait,
+            backoff=wait is None,  # no hint: escalating backoff for this (account, family)
             request_id=request_id,
             client_status=429,
         )
-    if status in (401, 403):
-        # Our credential is the problem, not the client's request: another account may serve it.
+    if status == 401:
+        # Our credential is the problem, not the client's request: refresh once, then let
+        # another account serve it; a credential that stays rejected needs a human.
         return UpstreamError(
             status=status,
             message=message,
             code=code or "upstream_auth_failed",
             retryable=True,
+            refresh_credential=True,
+            account_state="auth_failed",
+            request_id=request_id,
+            client_status=502,
+        )
+    if status == 403:
+        return UpstreamError(
+            status=status,
+            message=message,
+            code=code or "upstream_forbidden",
+            retryable=True,
             cooldown=default_cooldown,
+            cooldown_scope=CooldownScope.ACCOUNT,
             request_id=request_id,
             client_status=502,
         )
@@ -67,8 +83,19 @@ def classify_http_error(
             code=code or "upstream_error",
             retryable=True,
             cooldown=wait if wait is not None else min(5.0, default_cooldown),
+            cooldown_scope=CooldownScope.ACCOUNT,
             request_id=request_id,
             client_status=503 if status in (503, 529) else 502,
+        )
+    if status == 404:
+        return UpstreamError(
+            status=status,
+            message=message,
+            code=code or "model_not_found",
+            retryable=True,
+            cooldown=MODEL_UNSUPPORTED_COOLDOWN,
+            cooldown_scope=CooldownScope.MODEL,
+            request_id=request_id,
         )
     if status in _CLIENT_FAULT:
         return UpstreamError(
@@ -87,6 +114,7 @@ def classify_http_error(
 def classify_transport_error(exc: httpx.HTTPError) -> UpstreamError:
     timeout = isinstance(exc, httpx.TimeoutException)
     return UpstreamError(
+        cooldown_scope=CooldownScope.ACCOUNT,
         status=504 if timeout else 502,
         message=f"upstream {'timed out' if timeout else 'connection failed'} ({type(exc).__name__})",
         code="upstream_timeout" if timeout else "upstream_unreachable",

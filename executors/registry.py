@@ -13,6 +13,8 @@ from executors.base import Executor
 # provider kind -> "module:attribute" of the executor instance (imported on first use)
 _PATHS: dict[str, str] = {
     "openai_compat": "executors.openai_compat.executor:EXECUTOR",
+    "gitlab": "executors.gitlab.executor:EXECUTOR",
+    "codex": "executors.codex.executor:EXECUTOR",
 }
 
 _loaded: dict[str, Executor] = {}

@@ -1,21 +1,41 @@
-"""Account choice and failover before the first byte reaches the client."""
+"""Account choice and failover before the first byte reaches the client.
+
+Order: the conversation's bound account, then priority tiers and the catalog strategy. One
+MGET tells which targets are cooling. Each attempt either opens the upstream (the handshake
+was read, so the first byte can still be chosen) or raises a classified UpstreamError:
+401 → one credential refresh and retry on the same account; needs-a-human → persistent account
+state; limits → cooldown for the right scope; client faults → straight to the client.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
-from accounts.selectors import AccountInfo
+from accounts.selectors import AccountInfo, account_info_reload
+from accounts.services import account_mark_state
 from audit.services import UsageDraft
-from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
-from routing.cooldown import cooldown_remaining, cooldown_start
+from proxy_project.db import db_call
+from routing.affinity import affinity_bind, affinity_get
+from routing.catalog import Resolution, Target
+from routing.cooldown import (
+    ACCOUNT_SCOPE,
+    cooldown_check,
+    cooldown_reset_backoff,
+    cooldown_start,
+    family_scope,
+    model_scope,
+)
 from routing.errors import ErrorCode, ProxyError
+from routing.selection import selection_order, selection_used
 from statestore import get_store
 
 log = logging.getLogger(__name__)
@@ -25,92 +45,142 @@ log = logging.getLogger(__name__)
 class Opened:
     account: AccountInfo
     response: UpstreamResponse
+    target: Target
+
+
+@dataclass(slots=True)
+class Affinity:
+    key_id: int
+    session: str | None
+    preferred_account: int | None = None  # e.g. the account that served previous_response_id
+
+
+def _scope(exc: UpstreamError, target: Target) -> str:
+    if exc.cooldown_scope is CooldownScope.ACCOUNT:
+        return ACCOUNT_SCOPE
+    if exc.cooldown_scope is CooldownScope.MODEL:
+        return model_scope(target.upstream_model)
+    return family_scope(target.family)
 
 
 async def dispatch_open(
     *,
-    candidates: list[AccountInfo],
+    resolution: Resolution,
     dialect: Dialect,
-    body: dict[str, object],
-    model: str,
+    body: dict[str, Any],
     stream: bool,
     draft: UsageDraft,
+    affinity: Affinity,
     client_headers: Mapping[str, str] | None = None,
     provider_meta: dict[str, Any] | None = None,
     memo: dict[str, Any] | None = None,
 ) -> Opened:
-    """Open the request on the first healthy account, failing over on retryable errors."""
+    """Open the request on the best available account, failing over on retryable errors."""
     store = get_store()
+    deadline = time.monotonic() + settings.DISPATCH_DEADLINE_SECONDS
+    preferred = affinity.preferred_account
+    if preferred is None and affinity.session is not None:
+        preferred = await affinity_get(store, key_id=affinity.key_id, model=resolution.name, session=affinity.session)
+    ordered = await selection_order(store, resolution, preferred_account=preferred)
+    states = await cooldown_check(store, [(t.account.id, t.family, t.upstream_model) for t in ordered])
+    memo = {} if memo is None else memo
+
     earliest_reset: float | None = None
     last_error: UpstreamError | None = None
     unsupported: UnsupportedFeature | None = None
-    memo = {} if memo is None else memo
-    for account in candidates:
-        if draft.attempts >= settings.DISPATCH_MAX_ATTEMPTS:
+    for target, state in zip(ordered, states, strict=True):
+        if draft.attempts >= settings.DISPATCH_MAX_ATTEMPTS or time.monotonic() > deadline:
             break
-        wait = await cooldown_remaining(store, account_id=account.id, model=model)
-        if wait is not None:
-            earliest_reset = wait if earliest_reset is None else min(earliest_reset, wait)
+        if state.wait is not None:
+            earliest_reset = state.wait if earliest_reset is None else min(earliest_reset, state.wait)
             continue
-        executor = executor_for(account.provider)
+        executor = executor_for(target.account.provider)
         if executor is None:
             continue
-        draft.attempts += 1
-        draft.account_id, draft.account_label = account.id, account.label
-        try:
-            response = await executor.open(
-                UpstreamCall(
-                    account=account,
-                    dialect=dialect,
-                    body=body,
-                    stream=stream,
-                    upstream_model=model,
-                    client_headers=client_headers or {},
-                    provider_meta=provider_meta or {},
-                    request_id=draft.request_id,
-                    memo=memo,
+        account = target.account
+        refreshed = False
+        while True:
+            draft.attempts += 1
+            draft.account_id, draft.account_label = account.id, account.label
+            call = UpstreamCall(
+                account=account,
+                dialect=dialect,
+                body=body,
+                stream=stream,
+                upstream_model=target.upstream_model,
+                client_headers=client_headers or {},
+                provider_meta=provider_meta or {},
+                request_id=draft.request_id,
+                facts=target.facts,
+                memo=memo,
+            )
+            try:
+                response = await executor.open(call)
+            except UnsupportedFeature as exc:
+                # This account's path cannot express the request; another account's might.
+                draft.attempts -= 1
+                unsupported = exc
+                break
+            except UpstreamError as exc:
+                draft.upstream_request_id = exc.request_id
+                log.warning(
+                    "upstream attempt failed account=%s model=%s status=%s code=%s retryable=%s",
+                    account.label,
+                    target.upstream_model,
+                    exc.status,
+                    exc.code,
+                    exc.retryable,
                 )
-            )
-        except UnsupportedFeature as exc:
-            # This account's path cannot express the request; another account's might.
-            draft.attempts -= 1
-            unsupported = exc
-            continue
-        except UpstreamError as exc:
-            draft.upstream_request_id = exc.request_id
-            log.warning(
-                "upstream attempt failed account=%s status=%s code=%s retryable=%s",
-                account.label,
-                exc.status,
-                exc.code,
-                exc.retryable,
-            )
-            if exc.cooldown:
-                await cooldown_start(store, account_id=account.id, model=model, seconds=exc.cooldown)
-            last_error = exc
-            if exc.retryable:
-                continue
-            raise ProxyError(exc.client_status, exc.code, exc.message, outcome="upstream_error") from None
-        draft.upstream_request_id = response.request_id
-        return Opened(account=account, response=response)
+                if exc.refresh_credential and not refreshed:
+                    refreshed = True
+                    if await executor.refresh_credential(account):
+                        account = await db_call(account_info_reload, account.id) or account
+                        continue
+                await _penalize(store, exc, target, account)
+                last_error = exc
+                if not exc.retryable:
+                    raise ProxyError(exc.client_status, exc.code, exc.message, outcome="upstream_error") from None
+                break
+            draft.upstream_request_id = response.request_id
+            await _reward(store, resolution, target, state.escalated, affinity, preferred)
+            return Opened(account=account, response=response, target=target)
 
-    if unsupported is not None and last_error is None:
+    if unsupported is not None and last_error is None and earliest_reset is None:
         raise unsupported
-    if last_error is not None:
-        if last_error.client_status == 429:
-            raise ProxyError(
-                429,
-                ErrorCode.ALL_ACCOUNTS_COOLING,
-                f"every account serving '{model}' is rate limited; retry later",
-                retry_after=last_error.cooldown,
-                outcome="upstream_error",
-            )
+    if last_error is not None and last_error.client_status != 429:
         raise ProxyError(last_error.client_status, last_error.code, last_error.message, outcome="upstream_error")
-    if earliest_reset is not None:
+    if last_error is not None or earliest_reset is not None:
+        waits = [w for w in (earliest_reset, last_error.cooldown if last_error else None) if w is not None]
+        wait = min(waits) if waits else 1.0
         raise ProxyError(
             429,
             ErrorCode.ALL_ACCOUNTS_COOLING,
-            f"every account serving '{model}' is cooling down; retry after {int(earliest_reset + 0.999)} s",
-            retry_after=earliest_reset,
+            f"every account serving '{resolution.name}' is rate limited or cooling down; "
+            f"retry after {int(wait + 0.999)} s",
+            retry_after=wait,
+            outcome="upstream_error" if last_error is not None else "rejected",
         )
-    raise ProxyError(503, ErrorCode.NO_ACCOUNT, f"no account can serve '{model}' right now", outcome="upstream_error")
+    raise ProxyError(
+        503, ErrorCode.NO_ACCOUNT, f"no account can serve '{resolution.name}' right now", outcome="upstream_error"
+    )
+
+
+async def _penalize(store: Any, exc: UpstreamError, target: Target, account: AccountInfo) -> None:
+    if exc.account_state:
+        await db_call(account_mark_state, account_id=account.id, state=exc.account_state, error=exc.message)
+    if exc.cooldown is not None or exc.backoff:
+        await cooldown_start(
+            store, account_id=account.id, scope=_scope(exc, target), seconds=exc.cooldown, reason=exc.message
+        )
+
+
+async def _reward(
+    store: Any, resolution: Resolution, target: Target, escalated: bool, affinity: Affinity, preferred: int | None
+) -> None:
+    if escalated:
+        await cooldown_reset_backoff(store, account_id=target.account.id, family=target.family)
+    if affinity.session is not None and preferred != target.account.id:
+        await affinity_bind(
+            store, key_id=affinity.key_id, model=resolution.name, session=affinity.session, account_id=target.account.id
+        )
+    await selection_used(store, resolution, target)

@@ -33,3 +33,36 @@ class ResponseSnapshot(models.Model):
 
     def __str__(self) -> str:
         return self.response_id
+
+
+class Strategy(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "Round robin"
+    WEIGHTED = "weighted", "Weighted (account weight)"
+    FILL_FIRST = "fill_first", "Fill first (stable order)"
+    LEAST_RECENT = "least_recent", "Least recently used"
+
+
+class CatalogEntry(models.Model):
+    """Admin-editable catalog data: stable aliases and per-model facts.
+
+    With `targets`, `name` is an alias clients may call (e.g. `gitlab-duo`) that resolves to the
+    listed upstream models in order, surviving upstream renames. Without targets, the entry only
+    sets facts for a model or a family (dated variants like `gpt-5.5-2026-04-23` inherit the
+    facts of `gpt-5.5`). Unset facts fall back to the built-in defaults.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    targets = models.JSONField(default=list, blank=True, help_text="Upstream model names, in order.")
+    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.ROUND_ROBIN)
+    responses_only = models.BooleanField(null=True, blank=True, help_text="Chat upstreams must use /responses.")
+    prefer_websockets = models.BooleanField(null=True, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    listed = models.BooleanField(default=True, help_text="Show in /v1/models.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "catalog entries"
+
+    def __str__(self) -> str:
+        return self.name

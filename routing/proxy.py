@@ -18,7 +18,7 @@ import orjson
 from accounts.selectors import KeyInfo
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.openai_compat.executor import UpstreamStreamError
+from executors.base import UpstreamStreamError
 from formats import (
     Dialect,
     InvalidRequest,
@@ -33,9 +33,10 @@ from formats import (
     validate_request,
 )
 from formats.tokens import count_tokens
+from routing.affinity import session_of
 from routing.auth import client_authenticate
-from routing.catalog import model_candidates
-from routing.dispatch import Opened, dispatch_open
+from routing.catalog import catalog_resolve
+from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
@@ -168,8 +169,9 @@ async def proxy_handle(
     try:
         key, body = await _admit(fin, dialect, headers, raw_body, body_too_large)
         provider_meta: dict[str, Any] = {}
+        affinity = Affinity(key_id=key.id, session=session_of(dialect, headers, body))
         if dialect is Dialect.RESPONSES and body.get("previous_response_id"):
-            body, provider_meta = await snapshot_expand(key_id=key.id, body=body)
+            body, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
         req = _Request(
             dialect=dialect,
             key=key,
@@ -179,16 +181,16 @@ async def proxy_handle(
             provider_meta=provider_meta,
         )
         fin.draft.stream = req.stream
-        candidates = await model_candidates(req.model)
-        if not candidates:
+        resolution = await catalog_resolve(req.model)
+        if not resolution.targets:
             raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
         opened = await dispatch_open(
-            candidates=candidates,
+            resolution=resolution,
             dialect=dialect,
             body=body,
-            model=req.model,
             stream=req.stream,
             draft=fin.draft,
+            affinity=affinity,
             client_headers=headers,
             provider_meta=provider_meta,
             memo=req.memo,
@@ -229,7 +231,7 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
     fin = _Finisher(UsageDraft(surface="messages.count_tokens"))
     try:
         _, body = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
-        if not await model_candidates(body["model"]):
+        if not (await catalog_resolve(body["model"])).targets:
             raise ProxyError(
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
             )
@@ -275,7 +277,7 @@ async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
         usage = usage_from(Dialect.RESPONSES, usage_obj) if isinstance(usage_obj, dict) else None
     _estimate_missing_usage(fin, req, usage)
     served = upstream_body.get("model")
-    fin.draft.served_model = served if isinstance(served, str) else req.model
+    fin.draft.served_model = served if isinstance(served, str) else opened.target.upstream_model
     if req.dialect is Dialect.RESPONSES:
         await snapshot_save(
             key_id=req.key.id,
@@ -331,7 +333,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
                 yield out
         finally:
             _estimate_missing_usage(fin, req, relay.usage)
-            fin.draft.served_model = relay.served_model or req.model
+            fin.draft.served_model = relay.served_model or opened.target.upstream_model
             await response.aclose()
             await fin.finish()
 

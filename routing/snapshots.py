@@ -39,15 +39,16 @@ def _clean_meta(meta: Any) -> dict[str, Any]:
     return meta
 
 
-async def snapshot_expand(*, key_id: int, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+async def snapshot_expand(*, key_id: int, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int | None]:
     """Replace `previous_response_id` with the stored conversation.
 
-    Returns the stateless body and the provider metadata of the previous answer.
+    Returns the stateless body, the provider metadata of the previous answer and the account
+    that served it (the continuation prefers it).
     Unknown (or another key's) id -> OpenAI's 400 `previous_response_not_found`.
     """
     previous = body.get("previous_response_id")
     if not previous:
-        return body, {}
+        return body, {}, None
     snap = await db_call(
         lambda: ResponseSnapshot.objects.filter(
             response_id=previous, client_key_id=key_id, expires_at__gt=timezone.now()
@@ -62,7 +63,7 @@ async def snapshot_expand(*, key_id: int, body: dict[str, Any]) -> tuple[dict[st
         )
     expanded = {k: v for k, v in body.items() if k != "previous_response_id"}
     expanded["input"] = [*snap.items, *_input_items(body.get("input"))]
-    return expanded, _clean_meta(snap.provider_meta)
+    return expanded, _clean_meta(snap.provider_meta), snap.account_id
 
 
 def _as_input_item(item: dict[str, Any]) -> dict[str, Any]:

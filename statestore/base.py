@@ -2,12 +2,23 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 
 class LockNotAcquired(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class CounterLimit:
+    """One counter in an all-or-nothing reservation (see StateStore.counters_reserve)."""
+
+    key: str
+    amount: int
+    limit: int
+    ttl: float  # window length, applied only when the counter is created (fixed window)
 
 
 class StateStore(ABC):
@@ -51,6 +62,21 @@ class StateStore(ABC):
 
     @abstractmethod
     async def list_len(self, key: str) -> int: ...
+
+    @abstractmethod
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
+        """All or nothing, atomically: if every counter + amount <= its limit, add every amount
+        and return None; otherwise change nothing and return the index of the first counter
+        that would go over. Concurrent callers can never jointly overshoot a limit."""
+
+    @abstractmethod
+    async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
+        """Add (possibly negative) amounts to counters that still exist. A counter whose
+        window already ended is left alone, so a late settlement never opens a new window."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Several values in one round trip where the backend allows it (Redis MGET)."""
+        return [await self.get(k) for k in keys]
 
     @abstractmethod
     async def _release(self, key: str, token: bytes) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
-from statestore.base import StateStore
+from statestore.base import CounterLimit, StateStore
 
 
 class InProcessStore(StateStore):
@@ -109,6 +110,31 @@ class InProcessStore(StateStore):
     async def list_len(self, key: str) -> int:
         with self._mutex:
             return len(self._lists.get(key, ()))
+
+    def _int(self, key: str, now: float) -> int:
+        if not self._alive(key, now):
+            return 0
+        value = self._values[key]
+        return value if isinstance(value, int) else int(value)
+
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
+        with self._mutex:
+            now = time.monotonic()
+            for i, lim in enumerate(limits):
+                if self._int(lim.key, now) + lim.amount > lim.limit:
+                    return i
+            for lim in limits:
+                if not self._alive(lim.key, now):
+                    self._expiry[lim.key] = now + lim.ttl
+                self._values[lim.key] = self._int(lim.key, now) + lim.amount
+            return None
+
+    async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
+        with self._mutex:
+            now = time.monotonic()
+            for key, amount in deltas:
+                if self._alive(key, now):
+                    self._values[key] = self._int(key, now) + amount
 
     async def _release(self, key: str, token: bytes) -> None:
         with self._mutex:

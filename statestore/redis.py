@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
 
-from statestore.base import StateStore
+from statestore.base import CounterLimit, StateStore
 
 # Compare-and-delete: release a lock only if we still own it.
 _RELEASE = """
@@ -16,6 +18,28 @@ _INCR_TTL = """
 local v = redis.call('incrby', KEYS[1], ARGV[1])
 if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return v
+"""
+
+# All-or-nothing reservation over several fixed-window counters, in one script so no other
+# client can interleave between the check and the increment. ARGV per key: amount, limit,
+# window in ms. Returns 0 when reserved, else the 1-based index of the first counter over.
+_RESERVE = """
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('get', key) or '0')
+  if current + tonumber(ARGV[3*i-2]) > tonumber(ARGV[3*i-1]) then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('incrby', key, ARGV[3*i-2])
+  if redis.call('pttl', key) < 0 then redis.call('pexpire', key, ARGV[3*i]) end
+end
+return 0
+"""
+# Settle: adjust only counters whose window is still open.
+_ADJUST = """
+for i, key in ipairs(KEYS) do
+  if redis.call('exists', key) == 1 then redis.call('incrby', key, ARGV[i]) end
+end
+return 0
 """
 
 
@@ -38,6 +62,8 @@ class RedisStore(StateStore):
         self._prefix = prefix
         self._release_script = self._redis.register_script(_RELEASE)
         self._incr_script = self._redis.register_script(_INCR_TTL)
+        self._reserve_script = self._redis.register_script(_RESERVE)
+        self._adjust_script = self._redis.register_script(_ADJUST)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -68,6 +94,12 @@ class RedisStore(StateStore):
         ms = int(await self._redis.pttl(self._k(key)))
         return None if ms < 0 else ms / 1000.0
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._redis.mget([self._k(k) for k in keys])
+        return [None if v is None else bytes(v) for v in values]
+
     async def list_push(self, key: str, *values: bytes) -> int:
         return int(await self._redis.rpush(self._k(key), *values))
 
@@ -79,6 +111,19 @@ class RedisStore(StateStore):
 
     async def list_len(self, key: str) -> int:
         return int(await self._redis.llen(self._k(key)))
+
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
+        if not limits:
+            return None
+        args: list[int] = []
+        for lim in limits:
+            args += [lim.amount, lim.limit, max(1, int(lim.ttl * 1000))]
+        over = int(await self._reserve_script(keys=[self._k(lim.key) for lim in limits], args=args))
+        return None if over == 0 else over - 1
+
+    async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
+        if deltas:
+            await self._adjust_script(keys=[self._k(k) for k, _ in deltas], args=[a for _, a in deltas])
 
     async def _release(self, key: str, token: bytes) -> None:
         await self._release_script(keys=[self._k(key)], args=[token])

@@ -1,13 +1,13 @@
 """OpenAI-compatible upstream: an admin-configured base URL (ending in /v1) and an API key.
 
-Streams are relayed event by event as they arrive; the first event is read before the
-response is handed back, so an error that arrives as the first event of a 200 stream still
-lets routing fail over before the client saw a byte.
+Chat Completions is the upstream dialect, except for models the catalog marks responses-only
+(e.g. the gpt-5.5 family), which go to `{base}/responses` — always streamed upstream, and
+assembled into one response object when the client did not stream. Streams are relayed event
+by event as they arrive.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,24 +15,20 @@ import orjson
 from django.conf import settings
 
 from accounts.selectors import AccountInfo
-from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
 from executors.errors import classify_http_error, classify_transport_error
 from executors.http import http_client
-from formats import Dialect, SseEvent, SseParser, UpstreamFormatError, error_from_upstream
+from executors.streaming import open_event_stream, read_bounded
+from formats import Dialect, SseEvent, error_from_upstream
+
+__all__ = ["EXECUTOR", "OpenAICompatExecutor", "UpstreamStreamError"]
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
+_RESPONSES_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
 
-class UpstreamStreamError(Exception):
-    """The upstream stream broke after it started (cut, malformed event, error event)."""
-
-    def __init__(self, message: str, code: str = "upstream_stream_error") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _upstream_body(call: UpstreamCall) -> dict[str, Any]:
+def _chat_body(call: UpstreamCall) -> dict[str, Any]:
     body = call.body_for(Dialect.CHAT)
     if call.stream:
         # Always ask for usage on streams so every request is accounted for; the relay hides
@@ -43,11 +39,25 @@ def _upstream_body(call: UpstreamCall) -> dict[str, Any]:
     return body
 
 
-def _looks_like_event(ev: SseEvent) -> bool:
-    # O(1) framing check instead of a JSON parse per event: catches garbage and truncated
-    # objects, which is what broken upstreams and middleboxes produce.
-    data = ev.data.rstrip()
-    return data == b"[DONE]" or (data[:1] == b"{" and data[-1:] == b"}")
+def _responses_body(call: UpstreamCall) -> dict[str, Any]:
+    body = call.body_for(Dialect.RESPONSES)
+    body.pop("stream_options", None)
+    body["stream"] = True
+    return body
+
+
+def _chat_first_error(ev: SseEvent) -> UpstreamError | None:
+    if not ev.data.startswith(b'{"error"'):
+        return None
+    message, _type, code = error_from_upstream(Dialect.CHAT, 500, ev.data)
+    return UpstreamError(status=502, message=message, retryable=True, code=code or "upstream_error", cooldown=5.0)
+
+
+def _responses_first_error(ev: SseEvent) -> UpstreamError | None:
+    if ev.event in ("error", "response.failed") or ev.data.startswith(b'{"type":"error"'):
+        message, _type, code = error_from_upstream(Dialect.RESPONSES, 500, ev.data)
+        return UpstreamError(status=502, message=message, retryable=True, code=code or "upstream_error", cooldown=5.0)
+    return None
 
 
 class OpenAICompatExecutor:
@@ -57,60 +67,58 @@ class OpenAICompatExecutor:
         return False  # a static API key has nothing to refresh
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
-        api_key = call.account.secret.get("api_key", "")
+        if call.facts.responses_only:
+            return await self._open_responses(call)
+        return await self._open_chat(call)
+
+    async def _send(self, call: UpstreamCall, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         client = http_client("openai_compat")
         request = client.build_request(
             "POST",
-            f"{call.account.base_url}/chat/completions",
-            content=orjson.dumps(_upstream_body(call)),
+            f"{call.account.base_url}{path}",
+            content=orjson.dumps(body),
             headers={
-                "authorization": f"Bearer {api_key}",
+                "authorization": f"Bearer {call.account.secret.get('api_key', '')}",
                 "content-type": "application/json",
-                "accept": "text/event-stream" if call.stream else "application/json",
+                "accept": "text/event-stream" if stream else "application/json",
                 # A compressed stream would be buffered by the compressor: ask for identity.
-                **({"accept-encoding": "identity"} if call.stream else {}),
+                **({"accept-encoding": "identity"} if stream else {}),
             },
         )
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
+        if response.status_code >= 400:
+            try:
+                raw = await read_bounded(response, _MAX_ERROR_BODY)
+            except httpx.HTTPError:
+                raw = b""
+            finally:
+                await response.aclose()
+            message, _type, code = error_from_upstream(Dialect.CHAT, response.status_code, raw)
+            raise classify_http_error(
+                status=response.status_code,
+                headers=response.headers,
+                message=message,
+                code=code,
+                default_cooldown=settings.DEFAULT_COOLDOWN_SECONDS,
+                request_id=response.headers.get("x-request-id", ""),
+            )
+        return response
+
+    async def _open_chat(self, call: UpstreamCall) -> UpstreamResponse:
+        response = await self._send(call, "/chat/completions", _chat_body(call), call.stream)
         request_id = response.headers.get("x-request-id", "")
         try:
-            if response.status_code >= 400:
-                raw = await _read_bounded(response, _MAX_ERROR_BODY)
-                message, _type, code = error_from_upstream(Dialect.CHAT, response.status_code, raw)
-                raise classify_http_error(
-                    status=response.status_code,
-                    headers=response.headers,
-                    message=message,
-                    code=code,
-                    default_cooldown=settings.DEFAULT_COOLDOWN_SECONDS,
-                    request_id=request_id,
+            if call.stream:
+                _require_sse(response, request_id)
+                return await open_event_stream(
+                    response, dialect=Dialect.CHAT, request_id=request_id, first_event_error=_chat_first_error
                 )
-            if not call.stream:
-                raw = await _read_bounded(response, _MAX_BODY)
-                await response.aclose()
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(
-                        status=502,
-                        message="upstream returned a body that is not JSON",
-                        retryable=True,
-                        request_id=request_id,
-                        code="upstream_bad_response",
-                    ) from None
-                if not isinstance(body, dict):
-                    raise UpstreamError(
-                        status=502,
-                        message="upstream returned a JSON body that is not an object",
-                        retryable=True,
-                        request_id=request_id,
-                        code="upstream_bad_response",
-                    )
-                return UpstreamResponse(dialect=Dialect.CHAT, request_id=request_id, body=body)
-            return await self._open_stream(response, request_id)
+            raw = await read_bounded(response, _MAX_BODY)
+            await response.aclose()
+            return UpstreamResponse(dialect=Dialect.CHAT, request_id=request_id, body=_json_object(raw, request_id))
         except httpx.HTTPError as exc:
             await response.aclose()
             raise classify_transport_error(exc) from None
@@ -118,86 +126,107 @@ class OpenAICompatExecutor:
             await response.aclose()
             raise
 
-    async def _open_stream(self, response: httpx.Response, request_id: str) -> UpstreamResponse:
-        ctype = response.headers.get("content-type", "")
-        if "text/event-stream" not in ctype:
-            raise UpstreamError(
-                status=502,
-                message=f"upstream answered a stream request with {ctype or 'no content type'}",
-                retryable=True,
-                request_id=request_id,
-                code="upstream_bad_response",
-            )
-        events = _relay_events(response)
-        first: list[SseEvent] = []
-        # Handshake: wait for the first event so an error event can still fail over.
+    async def _open_responses(self, call: UpstreamCall) -> UpstreamResponse:
+        response = await self._send(call, "/responses", _responses_body(call), True)
+        request_id = response.headers.get("x-request-id", "")
         try:
-            ev = await anext(events)
-        except StopAsyncIteration:
-            raise UpstreamError(
-                status=502,
-                message="upstream stream ended before any event",
-                retryable=True,
-                request_id=request_id,
-                code="upstream_empty_stream",
-            ) from None
-        except UpstreamStreamError as exc:
-            raise UpstreamError(
-                status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
-            ) from None
-        if ev.data.startswith(b'{"error"'):
-            message, _type, code = error_from_upstream(Dialect.CHAT, 500, ev.data)
-            raise UpstreamError(
-                status=502,
-                message=message,
-                retryable=True,
-                request_id=request_id,
-                code=code or "upstream_error",
-                cooldown=5.0,
+            if "application/json" in response.headers.get("content-type", ""):
+                # Some servers answer a stream request with the bare response object.
+                raw = await read_bounded(response, _MAX_BODY)
+                await response.aclose()
+                body = _json_object(raw, request_id)
+                if call.stream:
+                    raise UpstreamError(
+                        status=502,
+                        message="upstream answered a stream request with JSON",
+                        retryable=True,
+                        request_id=request_id,
+                        code="upstream_bad_response",
+                    )
+                return UpstreamResponse(dialect=Dialect.RESPONSES, request_id=request_id, body=body)
+            _require_sse(response, request_id)
+            opened = await open_event_stream(
+                response, dialect=Dialect.RESPONSES, request_id=request_id, first_event_error=_responses_first_error
             )
-        first.append(ev)
-
-        async def chained() -> AsyncIterator[SseEvent]:
-            for item in first:
-                yield item
-            async for item in events:
-                yield item
-
-        out = UpstreamResponse(dialect=Dialect.CHAT, request_id=request_id, events=chained())
-        out._closers.append(events.aclose)
-        out._closers.append(response.aclose)
-        return out
+            if call.stream:
+                return opened
+            return await _assemble_response(opened, request_id)
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise classify_transport_error(exc) from None
+        except BaseException:
+            await response.aclose()
+            raise
 
 
-async def _relay_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    parser = SseParser()
+async def _assemble_response(opened: UpstreamResponse, request_id: str) -> UpstreamResponse:
+    """A non-stream client on a streamed upstream call: the final response object, built from
+    `response.completed` (its output rebuilt from `output_item.done` events when empty)."""
+    assert opened.events is not None
+    items: list[Any] = []
+    final: dict[str, Any] | None = None
     try:
-        async for chunk in response.aiter_bytes():
-            for ev in parser.feed(chunk):
-                if not _looks_like_event(ev):
-                    raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
-                yield ev
-        for ev in parser.flush():
-            if not _looks_like_event(ev):
-                raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
-            yield ev
-    except UpstreamFormatError as exc:
-        raise UpstreamStreamError(
-            f"upstream sent a malformed stream ({exc.message})", "upstream_malformed_stream"
+        async for ev in opened.events:
+            obj = orjson.loads(ev.data)
+            kind = obj.get("type")
+            if kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
+                items.append(obj["item"])
+            elif kind in _RESPONSES_TERMINAL:
+                final = obj.get("response") if isinstance(obj.get("response"), dict) else None
+                if kind == "response.failed":
+                    raise UpstreamError(
+                        status=502,
+                        message=str((final or {}).get("error") or "upstream response failed"),
+                        retryable=True,
+                        request_id=request_id,
+                        code="upstream_error",
+                    )
+                break
+    except UpstreamStreamError as exc:
+        raise UpstreamError(
+            status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
         ) from None
-    except httpx.HTTPError as exc:
-        raise UpstreamStreamError(f"upstream stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
+    finally:
+        await opened.aclose()
+    if final is None:
+        raise UpstreamError(
+            status=502,
+            message="upstream stream ended before the response completed",
+            retryable=True,
+            request_id=request_id,
+            code="upstream_stream_cut",
+        )
+    if not final.get("output"):
+        final = {**final, "output": items}
+    return UpstreamResponse(dialect=Dialect.RESPONSES, request_id=request_id, body=final)
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _require_sse(response: httpx.Response, request_id: str) -> None:
+    ctype = response.headers.get("content-type", "")
+    if "text/event-stream" not in ctype:
+        raise UpstreamError(
+            status=502,
+            message=f"upstream answered a stream request with {ctype or 'no content type'}",
+            retryable=True,
+            request_id=request_id,
+            code="upstream_bad_response",
+        )
+
+
+def _json_object(raw: bytes, request_id: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise UpstreamError(
+            status=502,
+            message="upstream returned a body that is not a JSON object",
+            retryable=True,
+            request_id=request_id,
+            code="upstream_bad_response",
+        )
+    return body
 
 
 EXECUTOR = OpenAICompatExecutor()

@@ -138,6 +138,13 @@ UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
 DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.
 DEFAULT_COOLDOWN_SECONDS = env_float("DEFAULT_COOLDOWN_SECONDS", 30.0)
+# Escalating backoff for limits without a reset hint: base × 2^n, capped.
+COOLDOWN_BACKOFF_BASE_SECONDS = env_float("COOLDOWN_BACKOFF_BASE_SECONDS", 5.0)
+COOLDOWN_BACKOFF_CAP_SECONDS = env_float("COOLDOWN_BACKOFF_CAP_SECONDS", 1800.0)
+# Total time one client request may spend trying accounts before the first byte.
+DISPATCH_DEADLINE_SECONDS = env_float("DISPATCH_DEADLINE_SECONDS", 120.0)
+# How long a conversation stays bound to the account that served it.
+AFFINITY_TTL_SECONDS = env_float("AFFINITY_TTL_SECONDS", 3600.0)
 
 # How long `previous_response_id` can refer to a stored Responses answer.
 SNAPSHOT_RETENTION_HOURS = env_int("SNAPSHOT_RETENTION_HOURS", 24 * 7)

@@ -14,7 +14,7 @@ if _broker:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 else:
     _queue = _VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_queue / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -22,6 +22,8 @@ else:
         "data_folder_out": str(_queue / "queue"),
         "processed_folder": str(_queue / "processed"),
         "store_processed": False,
+        # Without this kombu writes its broadcast exchange files into the working directory.
+        "control_folder": str(_queue / "control"),
     }
 
 CELERY_TASK_IGNORE_RESULT = True
@@ -35,4 +37,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Every periodic task, in one place.
 CELERY_BEAT_SCHEDULE = {
     "usage-flush": {"task": "audit.tasks.usage_flush_task", "schedule": 2.0},
+    "gitlab-tokens-refresh": {"task": "accounts.gitlab.tasks.gitlab_tokens_refresh_task", "schedule": 120.0},
+    # Incremental (watermark on id) and idempotent; dashboards lag raw records by <= 1 min.
+    "usage-rollups": {"task": "audit.tasks.rollups_update_task", "schedule": 60.0},
+    "codex-refresh-ahead": {"task": "accounts.codex.tasks.codex_refresh_due_task", "schedule": 900.0},
+    "snapshot-cleanup": {"task": "routing.tasks.snapshot_cleanup_task", "schedule": 3600.0},
 }

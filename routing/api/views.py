@@ -75,11 +75,10 @@ async def models(request: HttpRequest) -> HttpResponse:
     except ProxyError as exc:
         status, headers, body = exc.render(dialect)
         return HttpResponse(body, status=status, headers=headers)
-    names = [(name, created) for name, created in await catalog_models() if key.allows(name)]
+    names = [name for name in await catalog_models() if key.allows(name)]
     if dialect is Dialect.MESSAGES:
         data = [
-            {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
-            for name, _ in names
+            {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"} for name in names
         ]
         payload: dict[str, object] = {
             "data": data,
@@ -92,7 +91,7 @@ async def models(request: HttpRequest) -> HttpResponse:
         payload = {
             "object": "list",
             "data": [
-                {"id": name, "object": "model", "created": created, "owned_by": "team-proxy"} for name, _ in names
+                {"id": name, "object": "model", "created": created, "owned_by": "team-proxy"} for name in names
             ],
         }
     return HttpResponse(orjson.dumps(payload), headers={"content-type": "application/json"})

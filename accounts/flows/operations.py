@@ -1,0 +1,182 @@
+"""Services behind the accounts board's buttons: test now, refresh now, clear cooldowns,
+and the live state (cooldowns, quota) the board shows.
+
+Cooldowns and quota belong to routing; they are read only through routing.cooldown and
+routing.quota. The imports are guarded so the board still renders ("n/a") if a deployment
+lacks them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from accounts.models import UpstreamAccount
+from accounts.selectors import AccountInfo
+from accounts.services import account_update
+from audit.services import admin_action_log
+from statestore import StateStore
+from statestore.factory import call_sync
+
+log = logging.getLogger(__name__)
+
+try:
+    from routing.cooldown import cooldowns_clear, cooldowns_list
+except ImportError:  # pragma: no cover - owned by another module
+    cooldowns_list = None  # type: ignore[assignment]
+    cooldowns_clear = None  # type: ignore[assignment]
+try:
+    from routing.quota import quota_snapshots
+except ImportError:  # pragma: no cover
+    quota_snapshots = None  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class LiveState:
+    cooldowns: list[Any] | None = None  # None = not available ("n/a")
+    quota: list[Any] | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    ok: bool
+    message: str
+    upstream_text: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def accounts_live_state(account_ids: list[int]) -> dict[int, LiveState]:
+    """Cooldowns and quota snapshots of many accounts, in one store session."""
+
+    async def read(store: StateStore) -> dict[int, LiveState]:
+        out: dict[int, LiveState] = {}
+        for account_id in account_ids:
+            state = LiveState()
+            try:
+                if cooldowns_list is not None:
+                    state.cooldowns = list(await cooldowns_list(store, account_id=account_id))
+                if quota_snapshots is not None:
+                    state.quota = list(await quota_snapshots(store, account_id=account_id))
+            except Exception as exc:  # the board must render even if the store is down
+                state.error = f"state store unavailable: {exc}"
+            out[account_id] = state
+        return out
+
+    try:
+        return call_sync(read)
+    except Exception as exc:
+        return {a: LiveState(error=f"state store unavailable: {exc}") for a in account_ids}
+
+
+def _account_info(account: UpstreamAccount) -> AccountInfo:
+    credential = getattr(account, "credential", None)
+    return AccountInfo(
+        id=account.pk,
+        label=account.label,
+        provider=account.provider,
+        base_url=account.base_url,
+        priority=account.priority,
+        weight=account.weight,
+        model_names=tuple(account.model_names or ()),
+        state=account.state,
+        secret=dict(credential.secret) if credential is not None else {},
+    )
+
+
+def account_test(*, account: UpstreamAccount, actor: Any = None) -> ProbeResult:
+    """Send a 1-token chat request through the account's executor and report what happened.
+
+    Costs a few tokens; records the upstream's text as last_error on failure (cleared on
+    success) and the attempt in the action log.
+    """
+    from executors.base import UpstreamCall, UpstreamError
+    from executors.http import http_clients_close
+    from executors.registry import executor_for
+    from formats import Dialect
+
+    executor = executor_for(account.provider)
+    if executor is None:
+        return ProbeResult(False, f"No executor for provider {account.provider!r} yet.")
+    if not account.model_names:
+        return ProbeResult(False, "The account serves no models; add one first.")
+    model = sorted(account.model_names)[0]
+    call = UpstreamCall(
+        account=_account_info(account),
+        dialect=Dialect.CHAT,
+        body={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+        stream=False,
+        upstream_model=model,
+    )
+
+    async def probe(_store: StateStore) -> ProbeResult:
+        try:
+            response = await executor.open(call)
+            await response.aclose()
+            return ProbeResult(True, f"{model} answered (request id {response.request_id or 'n/a'}).")
+        except UpstreamError as exc:
+            return ProbeResult(False, f"{model}: HTTP {exc.status} {exc.code}", upstream_text=exc.message)
+        except Exception as exc:
+            return ProbeResult(False, f"{model}: {type(exc).__name__}", upstream_text=str(exc))
+        finally:
+            # The pooled client belongs to this short-lived loop; close it with the loop.
+            await http_clients_close()
+
+    result = call_sync(probe)
+    account_update(account=account, last_error="" if result.ok else f"{result.message}: {result.upstream_text}"[:2000])
+    admin_action_log(
+        actor=actor,
+        action="account.test",
+        target_type="account",
+        target_id=account.pk,
+        target_label=account.label,
+        changes={"result": [None, "ok" if result.ok else result.message]},
+    )
+    return result
+
+
+def account_refresh(*, account: UpstreamAccount, actor: Any = None) -> ProbeResult:
+    """Ask the executor to refresh the account's credential now (OAuth kinds; a no-op for keys)."""
+    from executors.http import http_clients_close
+    from executors.registry import executor_for
+
+    executor = executor_for(account.provider)
+    if executor is None:
+        return ProbeResult(False, f"No executor for provider {account.provider!r} yet.")
+
+    async def refresh(_store: StateStore) -> ProbeResult:
+        try:
+            changed = await executor.refresh_credential(_account_info(account))
+        except Exception as exc:
+            return ProbeResult(False, f"refresh failed: {type(exc).__name__}", upstream_text=str(exc))
+        finally:
+            await http_clients_close()
+        return ProbeResult(True, "credential refreshed" if changed else "nothing to refresh for this credential")
+
+    result = call_sync(refresh)
+    admin_action_log(
+        actor=actor,
+        action="account.refresh",
+        target_type="account",
+        target_id=account.pk,
+        target_label=account.label,
+        changes={"result": [None, result.message]},
+    )
+    return result
+
+
+def account_cooldowns_clear(*, account: UpstreamAccount, actor: Any = None) -> int | None:
+    """Clear every cooldown of the account; None when cooldowns are not available."""
+    if cooldowns_clear is None:
+        return None
+    cleared = call_sync(lambda store: cooldowns_clear(store, account_id=account.pk))
+    admin_action_log(
+        actor=actor,
+        action="account.cooldowns_clear",
+        target_type="account",
+        target_id=account.pk,
+        target_label=account.label,
+        changes={"cooldowns": [cleared, 0]},
+    )
+    return cleared

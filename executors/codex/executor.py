@@ -1,0 +1,388 @@
+"""OpenAI Codex upstream (ChatGPT sign-in): `POST {base}/responses` over HTTP + SSE.
+
+Every client dialect is translated to Responses, the Codex body rules are applied, and the
+header set is rebuilt from scratch with the official CLI's fingerprint and a resolved
+identity (codex.md §5-§6). The upstream is always streamed; a non-stream client gets the
+final response object assembled from the events. The handshake events are read before
+returning, so an error hidden in a 200 stream still fails over (§8.3).
+
+WebSocket upstream (§4.2) is not implemented: HTTP SSE serves every model the CLI serves
+over HTTP; a model the backend only routes over WS answers `routing_unsupported` (→ 502).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from accounts.codex.config import CodexConfig, codex_config
+from accounts.codex.selectors import codex_provider_config
+from accounts.codex.services import CodexRefreshError, codex_token_refresh
+from accounts.models import AccountState
+from accounts.selectors import AccountInfo
+from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.codex import errors, ratelimits
+from executors.codex.identity import Identity, TurnIds, resolve_identity
+from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
+from executors.codex.stream import HANDSHAKE, CodexEventFilter, CodexStreamBroken
+from executors.errors import classify_transport_error
+from executors.http import http_client
+from executors.openai_compat.executor import UpstreamStreamError
+from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
+from routing.quota import quota_family_for_model, quota_snapshot_set
+from statestore import get_store
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_HANDSHAKE_EVENTS = 16  # §8.3: buffer at most this many handshake events
+_KEPT_HEADERS = ("x-request-id", "openai-model", "x-codex-active-limit", "x-codex-turn-state", "cf-ray")
+
+
+class CodexStreamError(UpstreamStreamError):
+    """Mid-stream failure; a subclass of the relay's stream error so routing ends the stream properly."""
+
+
+def _lower(headers: httpx.Headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+class CodexExecutor:
+    provider = "codex"
+
+    def __init__(self) -> None:
+        self._turns = TurnIds()
+        # Newest secret this process obtained by refreshing, keyed by (account id, installation
+        # id): AccountInfo's copy lags up to the cache TTL behind a refresh.
+        self._fresh: dict[tuple[int, str], dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ credentials
+    def _key(self, account: AccountInfo) -> tuple[int, str]:
+        return (account.id, str(account.secret.get("installation_id", "")))
+
+    def _secret(self, account: AccountInfo) -> dict[str, Any]:
+        fresh = self._fresh.get(self._key(account))
+        cached = account.secret
+        if fresh is not None and float(fresh.get("last_refresh") or 0) >= float(cached.get("last_refresh") or 0):
+            return fresh
+        return cached
+
+    async def refresh_credential(self, account: AccountInfo) -> bool:
+        before = self._secret(account).get("access_token")
+        outcome = await codex_token_refresh(store=get_store(), account_id=account.id, stale_access_token=before)
+        self._fresh[self._key(account)] = outcome.secret
+        return outcome.secret.get("access_token") != before
+
+    async def _usable_secret(self, account: AccountInfo, cfg: CodexConfig) -> dict[str, Any]:
+        secret = self._secret(account)
+        expires = secret.get("expires_at")
+        now = time.time()
+        if not isinstance(expires, int | float) or expires - now >= cfg.inline_refresh_seconds:
+            return secret
+        # Close to expiry (Celery's refresh-ahead did not get there): refresh inline, single-flight.
+        try:
+            outcome = await codex_token_refresh(store=get_store(), account_id=account.id)
+        except CodexRefreshError as exc:
+            if exc.terminal:
+                raise UpstreamError(
+                    status=401,
+                    message=f"Codex credential is dead: {exc}",
+                    code="upstream_auth_failed",
+                    retryable=True,
+                    account_state=AccountState.AUTH_FAILED,
+                    client_status=502,
+                ) from None
+            if expires > now:
+                return secret  # still valid for a moment; the next request retries the refresh
+            raise UpstreamError(
+                status=401,
+                message=f"Codex token expired and refresh failed: {exc}",
+                code="upstream_auth_failed",
+                retryable=True,
+                cooldown=30.0,
+                cooldown_scope=CooldownScope.ACCOUNT,
+                client_status=502,
+            ) from None
+        self._fresh[self._key(account)] = outcome.secret
+        return outcome.secret
+
+    # ------------------------------------------------------------------------ open
+    async def open(self, call: UpstreamCall) -> UpstreamResponse:
+        account = call.account
+        installation = str(account.secret.get("installation_id") or getattr(account, "installation_id", "") or "")
+        cfg = codex_config(await codex_provider_config(account_id=account.id, installation_id=installation))
+        translated = call.body_for(Dialect.RESPONSES)  # UnsupportedFeature → the routing's 400
+        compaction = has_compaction_trigger(translated)
+        body = codex_body(translated)
+        ident = resolve_identity(
+            headers=call.client_headers,
+            body=body,
+            snapshot_meta=call.provider_meta,
+            installation_id=installation,
+            turn_id_default=self._turns.for_request(call.request_id),
+            model=call.upstream_model,
+            compaction=compaction,
+        )
+        payload = orjson.dumps(apply_identity(body, ident))
+        secret = await self._usable_secret(account, cfg)
+        try:
+            return await self._attempt(call, cfg, secret, ident, payload)
+        except UpstreamError as exc:
+            if not exc.refresh_credential:
+                raise
+        # §2.7 step 5: a 401 on a request → refresh once (single-flight), retry once.
+        try:
+            changed = await self.refresh_credential(account)
+        except CodexRefreshError as exc:
+            raise UpstreamError(
+                status=401,
+                message=f"Codex credential rejected and refresh failed: {exc}",
+                code="upstream_auth_failed",
+                retryable=True,
+                account_state=AccountState.AUTH_FAILED if exc.terminal else None,
+                cooldown=None if exc.terminal else 30.0,
+                cooldown_scope=CooldownScope.ACCOUNT,
+                client_status=502,
+            ) from None
+        if not changed:
+            raise UpstreamError(
+                status=401,
+                message="Codex rejected a freshly refreshed token",
+                code="upstream_auth_failed",
+                retryable=True,
+                cooldown=30.0,
+                cooldown_scope=CooldownScope.ACCOUNT,
+                client_status=502,
+            )
+        return await self._attempt(call, cfg, self._secret(account), ident, payload)
+
+    async def _attempt(
+        self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, payload: bytes
+    ) -> UpstreamResponse:
+        headers = codex_headers(
+            cfg,
+            access_token=str(secret.get("access_token") or ""),
+            chatgpt_account_id=str(secret.get("account_id") or ""),
+            ident=ident,
+            fedramp=bool(secret.get("fedramp")),
+        )
+        client = http_client("codex")
+        request = client.build_request("POST", f"{call.account.base_url}/responses", content=payload, headers=headers)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise classify_transport_error(exc) from None
+        resp_headers = _lower(response.headers)
+        request_id = resp_headers.get("x-request-id", "")
+        try:
+            await self._record_headers(call, resp_headers)
+            if response.status_code >= 400:
+                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                err = errors.classify(
+                    status=response.status_code,
+                    body=raw,
+                    headers=resp_headers,
+                    content_type=resp_headers.get("content-type", ""),
+                    request_id=request_id,
+                )
+                await self._note_usage_limit(call, err, resp_headers)
+                raise err
+            ctype = resp_headers.get("content-type", "")
+            # The backend sends SSE without a content type (§9); only an explicit non-SSE type is wrong.
+            if ctype and "text/event-stream" not in ctype:
+                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                raise errors.classify(
+                    status=502 if "html" not in ctype else 403,
+                    body=raw,
+                    headers=resp_headers,
+                    content_type=ctype,
+                    request_id=request_id,
+                )
+            return await self._open_events(call, response, resp_headers, request_id, ident)
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise classify_transport_error(exc) from None
+        except BaseException:
+            await response.aclose()
+            raise
+
+    # ------------------------------------------------------------------ quota signals
+    async def _record_headers(self, call: UpstreamCall, headers: dict[str, str]) -> None:
+        readings = ratelimits.readings_from_headers(headers)
+        family = ratelimits.active_limit(headers)
+        if readings or family:
+            try:
+                await ratelimits.record_readings(
+                    get_store(),
+                    account_id=call.account.id,
+                    model=call.upstream_model,
+                    readings=readings,
+                    family=family,
+                )
+            except Exception:  # quota hints must never fail a request
+                log.warning("codex: could not record rate-limit headers", exc_info=True)
+
+    async def _record_event(self, call: UpstreamCall, event: dict[str, Any]) -> None:
+        try:
+            await ratelimits.record_readings(
+                get_store(),
+                account_id=call.account.id,
+                model=call.upstream_model,
+                readings=ratelimits.readings_from_event(event),
+                family=ratelimits.event_family(event),
+            )
+        except Exception:
+            log.warning("codex: could not record a codex.rate_limits event", exc_info=True)
+
+    async def _note_usage_limit(self, call: UpstreamCall, err: UpstreamError, headers: dict[str, str]) -> None:
+        if err.code != "usage_limit_reached" or not err.cooldown:
+            return
+        store = get_store()
+        family = (
+            ratelimits.active_limit(headers)
+            or await quota_family_for_model(store, account_id=call.account.id, model=call.upstream_model)
+            or call.upstream_model  # default: one family per model (§8.2)
+        )
+        # Spent until the reset: selection sees zero headroom for exactly this family.
+        await quota_snapshot_set(
+            store,
+            account_id=call.account.id,
+            family=family,
+            used_percent=100.0,
+            resets_at=time.time() + err.cooldown,
+            window_minutes=None,
+            window="limit",
+        )
+
+    # ------------------------------------------------------------------------ events
+    async def _open_events(
+        self,
+        call: UpstreamCall,
+        response: httpx.Response,
+        headers: dict[str, str],
+        request_id: str,
+        ident: Identity,
+    ) -> UpstreamResponse:
+        pending: list[dict[str, Any]] = []
+        filt = CodexEventFilter(pending.append)
+        raw_events = _sse_events(response)
+
+        async def next_visible() -> tuple[dict[str, Any], SseEvent] | None:
+            while True:
+                try:
+                    ev = await anext(raw_events)
+                except StopAsyncIteration:
+                    return None
+                obj, out = filt.feed(ev)
+                while pending:
+                    await self._record_event(call, pending.pop(0))
+                if out is not None:
+                    return obj, out
+
+        kept = {k: v for k, v in headers.items() if k in _KEPT_HEADERS}
+        meta = ident.provider_meta()
+
+        if not call.stream:
+            # Stream upstream anyway (the backend insists) and assemble the final object.
+            try:
+                while (item := await next_visible()) is not None:
+                    obj, _ = item
+                    if obj.get("type") in ("response.failed", "error"):
+                        raise errors.stream_error(obj, headers, request_id)
+            except CodexStreamBroken as exc:
+                raise UpstreamError(
+                    status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
+                ) from None
+            await response.aclose()
+            final = filt.final_response()
+            if final is None:
+                raise UpstreamError(
+                    status=502,
+                    message="stream closed before response.completed",
+                    code="upstream_stream_cut",
+                    retryable=True,
+                    request_id=request_id,
+                )
+            return UpstreamResponse(
+                dialect=Dialect.RESPONSES, request_id=request_id, body=final, headers=kept, provider_meta=meta
+            )
+
+        # Handshake: hold the first events until real content (or an error) shows up.
+        buffered: list[SseEvent] = []
+        try:
+            while True:
+                item = await next_visible()
+                if item is None:
+                    raise UpstreamError(
+                        status=502,
+                        message="stream closed before response.completed",
+                        code="upstream_stream_cut",
+                        retryable=True,
+                        request_id=request_id,
+                    )
+                obj, out = item
+                if obj.get("type") in ("response.failed", "error"):
+                    raise errors.stream_error(obj, headers, request_id)
+                buffered.append(out)
+                if obj.get("type") not in HANDSHAKE or len(buffered) >= _MAX_HANDSHAKE_EVENTS:
+                    break
+        except CodexStreamBroken as exc:
+            raise UpstreamError(
+                status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
+            ) from None
+
+        async def relay() -> AsyncIterator[SseEvent]:
+            for ev in buffered:
+                yield ev
+            if filt.terminal is not None:
+                return
+            try:
+                while (item := await next_visible()) is not None:
+                    yield item[1]
+                    if filt.terminal is not None:
+                        return
+            except CodexStreamBroken as exc:
+                raise CodexStreamError(str(exc), exc.code) from None
+            raise CodexStreamError("Codex stream closed before response.completed", "upstream_stream_cut")
+
+        events = relay()
+        out = UpstreamResponse(
+            dialect=Dialect.RESPONSES, request_id=request_id, events=events, headers=kept, provider_meta=meta
+        )
+        out._closers.append(events.aclose)
+        out._closers.append(raw_events.aclose)
+        out._closers.append(response.aclose)
+        return out
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    parser = SseParser()
+    try:
+        async for chunk in response.aiter_bytes():
+            for ev in parser.feed(chunk):
+                yield ev
+        for ev in parser.flush():
+            yield ev
+    except UpstreamFormatError as exc:
+        raise CodexStreamBroken(f"Codex sent a malformed stream ({exc.message})", "upstream_malformed_stream") from None
+    except httpx.HTTPError as exc:
+        raise CodexStreamBroken(f"Codex stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+EXECUTOR = CodexExecutor()

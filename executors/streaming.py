@@ -1,0 +1,90 @@
+"""Stream plumbing shared by executors: bounded reads, SSE relay, the handshake read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+from executors.base import UpstreamError, UpstreamResponse, UpstreamStreamError
+from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
+
+
+def looks_like_event(ev: SseEvent) -> bool:
+    # O(1) framing check instead of a JSON parse per event: catches garbage and truncated
+    # objects, which is what broken upstreams and middleboxes produce.
+    data = ev.data.rstrip()
+    return data == b"[DONE]" or (data[:1] == b"{" and data[-1:] == b"}")
+
+
+async def relay_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Upstream bytes → SSE events as they arrive; transport and framing faults become
+    UpstreamStreamError with a stable code."""
+    parser = SseParser()
+    try:
+        async for chunk in response.aiter_bytes():
+            for ev in parser.feed(chunk):
+                if not looks_like_event(ev):
+                    raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
+                yield ev
+        for ev in parser.flush():
+            if not looks_like_event(ev):
+                raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
+            yield ev
+    except UpstreamFormatError as exc:
+        raise UpstreamStreamError(
+            f"upstream sent a malformed stream ({exc.message})", "upstream_malformed_stream"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise UpstreamStreamError(f"upstream stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def open_event_stream(
+    response: httpx.Response,
+    *,
+    dialect: Dialect,
+    request_id: str,
+    first_event_error: Callable[[SseEvent], UpstreamError | None],
+    events: AsyncIterator[SseEvent] | None = None,
+) -> UpstreamResponse:
+    """Read the handshake (the first event) before committing to this upstream, so an error
+    hidden in a 200 stream still fails over; then hand back the rest as it arrives."""
+    stream = events if events is not None else relay_events(response)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        raise UpstreamError(
+            status=502,
+            message="upstream stream ended before any event",
+            retryable=True,
+            request_id=request_id,
+            code="upstream_empty_stream",
+        ) from None
+    except UpstreamStreamError as exc:
+        raise UpstreamError(
+            status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
+        ) from None
+    error = first_event_error(first)
+    if error is not None:
+        raise error
+
+    async def chained() -> AsyncIterator[SseEvent]:
+        yield first
+        async for item in stream:
+            yield item
+
+    out = UpstreamResponse(dialect=dialect, request_id=request_id, events=chained())
+    out._closers.append(stream.aclose)  # type: ignore[attr-defined]
+    out._closers.append(response.aclose)
+    return out
