@@ -46,6 +46,8 @@ class UsageRecord(models.Model):
     ttfb_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Every upstream attempt of this request, in order: account, model, status, code, ms.
+    attempt_log = models.JSONField(default=list, blank=True)
     upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
     error_message = models.CharField(max_length=500, blank=True, default="")

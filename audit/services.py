@@ -52,6 +52,7 @@ class UsageDraft:
     ttfb_ms: int | None = None
     duration_ms: int = 0
     attempts: int = 0
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
     upstream_request_id: str = ""
     error_code: str = ""
     error_message: str = ""

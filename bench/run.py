@@ -175,6 +175,13 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
 def _rss(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
@@ -197,6 +204,7 @@ class Monitor:
 
     def __enter__(self) -> Monitor:
         self.t0 = sum(_cpu_ticks(p) for p in self.pids)
+        self.m0 = _machine_ticks()
         self.peak = max(_rss(p) for p in self.workers)
         self._thread.start()
         return self
@@ -205,6 +213,8 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         self.cpu_s = (sum(_cpu_ticks(p) for p in self.pids) - self.t0) / CLK
+        m1 = _machine_ticks()
+        self.machine_busy_s = (m1[0] - self.m0[0]) / CLK
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -239,6 +249,11 @@ def run_load(srv: Server, wl: Workload, *, duration: float | None = None) -> Row
         raise RuntimeError(f"load generator failed: {out.stderr.decode()[-2000:]}")
     data = json.loads(out.stdout.decode().strip().splitlines()[-1])
     data["cpu_s"] = mon.cpu_s
+    # CPU burnt by processes that are neither this server nor the load generator (the fake
+    # upstream when it is not the target, the databases, and anything else on the machine).
+    data["others_cpu_share"] = max(0.0, mon.machine_busy_s - mon.cpu_s - data["gen_cpu_s"]) / (
+        data["wall_s"] * (os.cpu_count() or 1)
+    )
     data["cpu_ms_per_1k"] = mon.cpu_s / data["ok"] * 1e6 if data["ok"] else float("nan")
     data["cpu_us_per_event"] = mon.cpu_s / data["events"] * 1e6 if data["events"] else float("nan")
     data["peak_rss_mb"] = mon.peak / 2**20
@@ -251,7 +266,8 @@ def run_load(srv: Server, wl: Workload, *, duration: float | None = None) -> Row
         data["status"] = "ok"
     print(
         f"  {wl.name:<28} {srv.name:<16} {data['rps']:9.1f} req/s  ttfb p50 {data['ttfb_p50_ms']:7.2f} ms"
-        f"  cpu {mon.cpu_s:6.2f} s  {data['status']}  gen cpu {data['gen_cpu_util']:.0%}",
+        f"  cpu {mon.cpu_s:6.2f} s  {data['status']}  gen cpu {data['gen_cpu_util']:.0%}"
+        f"  others {data['others_cpu_share']:.0%}",
         flush=True,
     )
     if data["status"] != "ok":
@@ -413,7 +429,25 @@ def start_litellm(port: int, fake_port: int, workers: int) -> Server | None:
         NO_DOCS="True",
         DISABLE_ADMIN_UI="True",
     )
-    cmd = [str(exe), "--config", str(cfg), "--host", HOST, "--port", str(port), "--num_workers", str(workers)]
+    logcfg = RESULTS / "litellm-logging.json"  # no access log, like the proxy's --no-access-log
+    logcfg.write_text(
+        json.dumps(
+            {"version": 1, "disable_existing_loggers": False, "loggers": {"uvicorn.access": {"level": "WARNING"}}}
+        )
+    )
+    cmd = [
+        str(exe),
+        "--config",
+        str(cfg),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--num_workers",
+        str(workers),
+        "--log_config",
+        str(logcfg),
+    ]
     log = RESULTS / "litellm.log"
     srv = Server("litellm", port, _start(cmd, env, log), {"authorization": f"Bearer {LITELLM_KEY}"}, log)
     try:
@@ -437,9 +471,9 @@ def table(rows: list[Row], base_target: str = "direct") -> str:
     head = (
         "| workload | target | req/s | x direct | TTFB p50 / p99 ms | added TTFB p50 / p99 ms "
         "| lag p99 / max ms | added lag p99 / max ms | CPU ms/1k req | CPU µs/event | peak RSS/worker MB "
-        "| gen CPU | status |"
+        "| gen CPU | others' CPU | status |"
     )
-    out = [head, "|" + "---|" * 13]
+    out = [head, "|" + "---|" * 14]
     for r in rows:
         d, b = r.data, base.get(r.workload, {})
         ratio = d["rps"] / b["rps"] if b.get("rps") else float("nan")
@@ -451,7 +485,8 @@ def table(rows: list[Row], base_target: str = "direct") -> str:
             f"| {r.workload} | {r.target} | {_f(d['rps'])} | {_f(ratio, 2)} | {_f(d['ttfb_p50_ms'], 2)} / "
             f"{_f(d['ttfb_p99_ms'], 2)} | {_f(add50, 2)} / {_f(add99, 2)} | {_f(d['lag_p99_ms'])} / "
             f"{_f(d['lag_max_ms'])} | {_f(lag_a)} / {_f(lag_m)} | {_f(d['cpu_ms_per_1k'], 0)} | "
-            f"{_f(d['cpu_us_per_event'])} | {_f(d['peak_rss_mb'], 0)} | {d['gen_cpu_util']:.0%} | {d['status']} |"
+            f"{_f(d['cpu_us_per_event'])} | {_f(d['peak_rss_mb'], 0)} | {d['gen_cpu_util']:.0%} | "
+            f"{d.get('others_cpu_share', 0):.0%} | {d['status']} |"
         )
     return "\n".join(out)
 

@@ -18,7 +18,12 @@ django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 
 async def _startup(state: dict[str, Any]) -> None:
+    from formats.tokens import count_text
     from statestore import get_store
+
+    # Loading the tokenizer's tables takes seconds: do it now, off the event loop, instead of
+    # inside the first request that needs a local token count.
+    state["tokenizer"] = asyncio.create_task(asyncio.to_thread(count_text, "warm up"))
 
     if not get_store().shared:
         from audit.flusher import usage_flush_forever

@@ -73,17 +73,20 @@ def session_of(dialect: Dialect, headers: Mapping[str, str], body: dict[str, Any
     return "h:" + digest
 
 
-def _key(key_id: int, model: str, session: str) -> str:
+def affinity_key(key_id: int, model: str, session: str) -> str:
     return f"aff:{key_id}:{model}:{session}"
 
 
-async def affinity_get(store: StateStore, *, key_id: int, model: str, session: str) -> int | None:
-    raw = await store.get(_key(key_id, model, session))
+def affinity_parse(raw: bytes | None) -> int | None:
     try:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
 
 
+async def affinity_get(store: StateStore, *, key_id: int, model: str, session: str) -> int | None:
+    return affinity_parse(await store.get(affinity_key(key_id, model, session)))
+
+
 async def affinity_bind(store: StateStore, *, key_id: int, model: str, session: str, account_id: int) -> None:
-    await store.set(_key(key_id, model, session), str(account_id).encode(), ttl=settings.AFFINITY_TTL_SECONDS)
+    await store.set(affinity_key(key_id, model, session), str(account_id).encode(), ttl=settings.AFFINITY_TTL_SECONDS)

@@ -60,14 +60,18 @@ class CandidateState:
     escalated: bool  # a backoff level exists: a success should reset it
 
 
-async def cooldown_check(store: StateStore, candidates: Sequence[tuple[int, str, str]]) -> list[CandidateState]:
-    """For each (account_id, family, model): how long it must still wait. One round trip."""
-    keys: list[str] = []
+async def cooldown_check(
+    store: StateStore, candidates: Sequence[tuple[int, str, str]], *, also: Sequence[str] = ()
+) -> tuple[list[CandidateState], list[bytes | None]]:
+    """For each (account_id, family, model): how long it must still wait. One round trip,
+    which also fetches the `also` keys (e.g. the conversation's affinity binding)."""
+    keys: list[str] = list(also)
     for account_id, family, model in candidates:
         for scope in target_scopes(family, model):
             keys.append(_key(account_id, scope))
         keys.append(_level_key(account_id, family_scope(family)))
-    values = await store.get_many(keys) if keys else []
+    fetched = await store.get_many(keys) if keys else []
+    extras, values = fetched[: len(also)], fetched[len(also) :]
     now = time.time()
     result = []
     for i in range(len(candidates)):
@@ -80,7 +84,7 @@ async def cooldown_check(store: StateStore, candidates: Sequence[tuple[int, str,
             if until > now:
                 wait = max(wait or 0.0, until - now)
         result.append(CandidateState(wait=wait, escalated=chunk[3] is not None))
-    return result
+    return result, extras
 
 
 def _until(raw: bytes) -> float:

@@ -24,7 +24,7 @@ from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamR
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
 from proxy_project.db import db_call
-from routing.affinity import affinity_bind, affinity_get
+from routing.affinity import affinity_bind, affinity_key, affinity_parse
 from routing.catalog import Resolution, Target
 from routing.cooldown import (
     ACCOUNT_SCOPE,
@@ -35,6 +35,7 @@ from routing.cooldown import (
     model_scope,
 )
 from routing.errors import ErrorCode, ProxyError
+from routing.quota import headroom_key, headroom_parse
 from routing.selection import selection_order, selection_used
 from statestore import get_store
 
@@ -53,6 +54,10 @@ class Affinity:
     key_id: int
     session: str | None
     preferred_account: int | None = None  # e.g. the account that served previous_response_id
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def _scope(exc: UpstreamError, target: Target) -> str:
@@ -78,11 +83,22 @@ async def dispatch_open(
     """Open the request on the best available account, failing over on retryable errors."""
     store = get_store()
     deadline = time.monotonic() + settings.DISPATCH_DEADLINE_SECONDS
+    # One round trip: every target's cooldowns plus the conversation's binding.
+    bind_key = (
+        affinity_key(affinity.key_id, resolution.name, affinity.session) if affinity.session is not None else None
+    )
+    account_ids = list(dict.fromkeys(t.account.id for t in resolution.targets))
+    also = [headroom_key(a) for a in account_ids] + ([bind_key] if bind_key else [])
+    checked, extras = await cooldown_check(
+        store, [(t.account.id, t.family, t.upstream_model) for t in resolution.targets], also=also
+    )
+    by_target = {(t.account.id, t.upstream_model): s for t, s in zip(resolution.targets, checked, strict=True)}
+    headroom = {a: h for a, raw in zip(account_ids, extras, strict=False) if (h := headroom_parse(raw)) is not None}
     preferred = affinity.preferred_account
-    if preferred is None and affinity.session is not None:
-        preferred = await affinity_get(store, key_id=affinity.key_id, model=resolution.name, session=affinity.session)
-    ordered = await selection_order(store, resolution, preferred_account=preferred)
-    states = await cooldown_check(store, [(t.account.id, t.family, t.upstream_model) for t in ordered])
+    if preferred is None and bind_key:
+        preferred = affinity_parse(extras[-1])
+    ordered = await selection_order(store, resolution, preferred_account=preferred, headroom=headroom)
+    states = [by_target[(t.account.id, t.upstream_model)] for t in ordered]
     memo = {} if memo is None else memo
 
     earliest_reset: float | None = None
@@ -114,14 +130,19 @@ async def dispatch_open(
                 facts=target.facts,
                 memo=memo,
             )
+            attempt_started = time.perf_counter()
+            attempt: dict[str, Any] = {"account": account.label, "model": target.upstream_model}
+            draft.attempt_log.append(attempt)
             try:
                 response = await executor.open(call)
             except UnsupportedFeature as exc:
                 # This account's path cannot express the request; another account's might.
                 draft.attempts -= 1
+                draft.attempt_log.pop()
                 unsupported = exc
                 break
             except UpstreamError as exc:
+                attempt.update(status=exc.status, code=exc.code, ms=_ms(attempt_started))
                 draft.upstream_request_id = exc.request_id
                 log.warning(
                     "upstream attempt failed account=%s model=%s status=%s code=%s retryable=%s",
@@ -136,11 +157,14 @@ async def dispatch_open(
                     if await executor.refresh_credential(account):
                         account = await db_call(account_info_reload, account.id) or account
                         continue
-                await _penalize(store, exc, target, account)
+                started = await _penalize(store, exc, target, account)
+                if started and exc.client_status == 429:
+                    earliest_reset = started if earliest_reset is None else min(earliest_reset, started)
                 last_error = exc
                 if not exc.retryable:
                     raise ProxyError(exc.client_status, exc.code, exc.message, outcome="upstream_error") from None
                 break
+            attempt.update(status=200, ms=_ms(attempt_started))
             draft.upstream_request_id = response.request_id
             await _reward(store, resolution, target, state.escalated, affinity, preferred)
             return Opened(account=account, response=response, target=target)
@@ -150,8 +174,7 @@ async def dispatch_open(
     if last_error is not None and last_error.client_status != 429:
         raise ProxyError(last_error.client_status, last_error.code, last_error.message, outcome="upstream_error")
     if last_error is not None or earliest_reset is not None:
-        waits = [w for w in (earliest_reset, last_error.cooldown if last_error else None) if w is not None]
-        wait = min(waits) if waits else 1.0
+        wait = earliest_reset if earliest_reset is not None else 1.0
         raise ProxyError(
             429,
             ErrorCode.ALL_ACCOUNTS_COOLING,
@@ -165,13 +188,15 @@ async def dispatch_open(
     )
 
 
-async def _penalize(store: Any, exc: UpstreamError, target: Target, account: AccountInfo) -> None:
+async def _penalize(store: Any, exc: UpstreamError, target: Target, account: AccountInfo) -> float | None:
+    """Apply the error's consequences; returns the cooldown started (seconds), if any."""
     if exc.account_state:
         await db_call(account_mark_state, account_id=account.id, state=exc.account_state, error=exc.message)
     if exc.cooldown is not None or exc.backoff:
-        await cooldown_start(
+        return await cooldown_start(
             store, account_id=account.id, scope=_scope(exc, target), seconds=exc.cooldown, reason=exc.message
         )
+    return None
 
 
 async def _reward(

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"
     REQUEST_TOO_LARGE = "request_too_large"
     ALL_ACCOUNTS_COOLING = "rate_limit_exceeded"
+    CLIENT_RATE_LIMITED = "key_limit_exceeded"
     NO_ACCOUNT = "no_account_available"
     UPSTREAM_ERROR = "upstream_error"
     NOT_IMPLEMENTED = "not_implemented"

@@ -38,8 +38,10 @@ from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
+from routing.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
+from statestore import get_store
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class _Finisher:
     draft: UsageDraft
     started: float = field(default_factory=time.perf_counter)
     done: bool = False
+    reservation: Reservation | None = None  # the key's limits, settled with the real usage
 
     def mark_first_byte(self) -> None:
         if self.draft.ttfb_ms is None:
@@ -86,6 +89,9 @@ class _Finisher:
             return
         self.done = True
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
+        if self.reservation is not None:
+            d = self.draft
+            await limits_settle(get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens)
         try:
             await usage_record(self.draft)
         except Exception:  # the client's answer must not fail because accounting did
@@ -158,6 +164,19 @@ async def _admit(
     model: str = body["model"]
     if not key.allows(model):
         raise ProxyError(403, ErrorCode.FORBIDDEN, f"this API key may not use model '{model}'", param="model")
+    if not count_only and key_has_limits(key):
+        try:
+            fin.reservation = await limits_reserve(
+                get_store(), key=key, estimated_tokens=estimate_tokens(len(raw_body), body)
+            )
+        except LimitExceeded as exc:
+            raise ProxyError(
+                429,
+                ErrorCode.CLIENT_RATE_LIMITED,
+                f"this API key reached its {exc.which.replace('_', ' ')} limit; "
+                f"retry in {int(exc.retry_after + 0.999)} s",
+                retry_after=exc.retry_after,
+            ) from None
     return key, body
 
 

@@ -47,6 +47,19 @@ def _key(account_id: int, family: str, window: str) -> str:
     return f"quota:{account_id}:{family}:{window}"
 
 
+def headroom_key(account_id: int) -> str:
+    """The account's tightest headroom over all live windows, kept for account selection
+    (read together with cooldowns in one round trip)."""
+    return f"quota:{account_id}:headroom"
+
+
+def headroom_parse(raw: bytes | None) -> float | None:
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
+
+
 def _index_key(account_id: int) -> str:
     return f"quota:{account_id}:index"
 
@@ -98,6 +111,14 @@ async def quota_snapshot_set(
         # the same instant can lose one name until its next reading (a few seconds at most).
         members = [*members, member][-_MAX_FAMILIES:]
         await store.set(_index_key(account_id), orjson.dumps(members))
+    live = await quota_snapshots(store, account_id=account_id)
+    if live:
+        soonest = min((x.resets_at for x in live if x.resets_at is not None), default=None)
+        await store.set(
+            headroom_key(account_id),
+            str(min(x.headroom for x in live)).encode(),
+            ttl=(soonest - now) if soonest is not None and soonest > now else DEFAULT_TTL_SECONDS,
+        )
     return snap
 
 

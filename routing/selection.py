@@ -34,14 +34,30 @@ async def _order_tier(store: StateStore, resolution: Resolution, tier: int, targ
     return targets[start:] + targets[:start]
 
 
-async def selection_order(store: StateStore, resolution: Resolution, *, preferred_account: int | None) -> list[Target]:
+# Accounts whose quota window is nearly spent go last in their tier for new sessions.
+LOW_HEADROOM = 0.2
+
+
+async def selection_order(
+    store: StateStore,
+    resolution: Resolution,
+    *,
+    preferred_account: int | None,
+    headroom: dict[int, float] | None = None,
+) -> list[Target]:
+    if preferred_account is not None and any(t.account.id == preferred_account for t in resolution.targets):
+        # A bound conversation does not take a strategy turn (and costs no state write): the
+        # rotation stays fair for the traffic that actually rotates.
+        by_priority = sorted(resolution.targets, key=lambda t: (t.account.id != preferred_account, -t.account.priority))
+        return by_priority
     ordered: list[Target] = []
     by_tier = sorted(resolution.targets, key=lambda t: -t.account.priority)
     for tier, group in groupby(by_tier, key=lambda t: t.account.priority):
-        ordered.extend(await _order_tier(store, resolution, tier, list(group)))
-    if preferred_account is not None:
-        bound = [t for t in ordered if t.account.id == preferred_account]
-        ordered = bound + [t for t in ordered if t.account.id != preferred_account]
+        tier_order = await _order_tier(store, resolution, tier, list(group))
+        if headroom:
+            # Stable: the strategy's order holds among accounts with headroom.
+            tier_order.sort(key=lambda t: headroom.get(t.account.id, 1.0) < LOW_HEADROOM)
+        ordered.extend(tier_order)
     return ordered
 
 

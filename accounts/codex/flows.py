@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import httpx
 
@@ -87,14 +87,8 @@ def authorize_url(cfg: CodexConfig, *, state: str, challenge: str, workspace_id:
     }
     if workspace_id:
         params["allowed_workspace_id"] = workspace_id
-    return f"{cfg.auth_url}/oauth/authorize?{urlencode(params, quote_via=_quote)}"
-
-
-def _quote(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
     # %20 (not "+") for spaces, as the CLI builds it.
-    from urllib.parse import quote
-
-    return quote(value, safe="", encoding=encoding, errors=errors)
+    return f"{cfg.auth_url}/oauth/authorize?{urlencode(params, quote_via=quote)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,7 @@ def codex_account_save(
             account.last_error = ""
             account.save()
         stored = {**secret, "installation_id": str(account.installation_id)}
-        Credential.objects.update_or_create(
+        Credential.objects.update_or_create(  # type: ignore[misc]  # the secret field stores dicts
             account=account,
             defaults={
                 "kind": CredentialKind.CHATGPT,
@@ -324,7 +324,8 @@ def _token_block(data: Mapping[str, Any]) -> Mapping[str, Any]:
                     and entry.get("platform", "openai") == "openai"
                     and (entry.get("type", "oauth") in ("oauth", "codex"))
                 ):
-                    inner = entry.get("credentials") if isinstance(entry.get("credentials"), Mapping) else entry
+                    nested = entry.get("credentials")
+                    inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else entry
                     if inner.get("refresh_token"):
                         return inner
     raise CodexLoginError("no ChatGPT tokens found (expected auth.json `tokens`, a flat token file or a bundle)")
@@ -371,9 +372,15 @@ class RefreshOutcome:
     reason: str  # "fresh" | "refreshed" | "sibling"
 
 
+def _secret_of(cred: Credential) -> dict[str, Any]:
+    # EncryptedJSONField decrypts to a dict; django-stubs only knows it as a TextField.
+    value: Any = cred.secret
+    return dict(value)
+
+
 def _load(account_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
     cred = Credential.objects.select_related("account").get(account_id=account_id)
-    return dict(cred.secret), dict(cred.account.provider_config or {})
+    return _secret_of(cred), dict(cred.account.provider_config or {})
 
 
 def _needs_refresh(secret: Mapping[str, Any], *, stale_access_token: str | None, min_valid: float, now: float) -> bool:
@@ -390,7 +397,7 @@ def _persist(account_id: int, *, sent_refresh_token: str, tokens: flows.TokenSet
     """Store what the refresh returned, all fields in one transaction under the row lock."""
     with transaction.atomic():
         cred = Credential.objects.select_for_update().get(account_id=account_id)
-        secret = dict(cred.secret)
+        secret = _secret_of(cred)
         if secret.get("refresh_token") != sent_refresh_token:
             # Only possible when a holder outlived its store lock; our rotation is the newest
             # one the auth server issued, so it still wins — but say so.
@@ -409,7 +416,7 @@ def _persist(account_id: int, *, sent_refresh_token: str, tokens: flows.TokenSet
         )
         if claims and claims.plan_type:
             secret["plan_type"] = claims.plan_type
-        cred.secret = secret
+        cred.secret = secret  # type: ignore[assignment]  # EncryptedJSONField holds a dict
         cred.expires_at = _as_datetime(secret["expires_at"])
         cred.save(update_fields=["secret", "expires_at", "updated_at"])
         transaction.on_commit(cache_version_bump)
@@ -514,7 +521,7 @@ def codex_accounts_refresh_due(*, now: float | None = None) -> dict[int, str]:
     )
     for cred in rows:
         cfg = codex_config(cred.account.provider_config)
-        if not _needs_refresh(cred.secret, stale_access_token=None, min_valid=cfg.refresh_ahead_seconds, now=now):
+        if not _needs_refresh(_secret_of(cred), stale_access_token=None, min_valid=cfg.refresh_ahead_seconds, now=now):
             continue
         try:
             outcome = codex_token_refresh_sync(account_id=cred.account_id, min_valid_seconds=cfg.refresh_ahead_seconds)

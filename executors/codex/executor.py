@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -336,7 +336,7 @@ class CodexExecutor:
                 status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
             ) from None
 
-        async def relay() -> AsyncIterator[SseEvent]:
+        async def relay() -> AsyncGenerator[SseEvent, None]:
             for ev in buffered:
                 yield ev
             if filt.terminal is not None:
@@ -351,16 +351,16 @@ class CodexExecutor:
             raise CodexStreamError("Codex stream closed before response.completed", "upstream_stream_cut")
 
         events = relay()
-        out = UpstreamResponse(
+        opened = UpstreamResponse(
             dialect=Dialect.RESPONSES, request_id=request_id, events=events, headers=kept, provider_meta=meta
         )
-        out._closers.append(events.aclose)
-        out._closers.append(raw_events.aclose)
-        out._closers.append(response.aclose)
-        return out
+        opened._closers.append(events.aclose)
+        opened._closers.append(raw_events.aclose)
+        opened._closers.append(response.aclose)
+        return opened
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+async def _sse_events(response: httpx.Response) -> AsyncGenerator[SseEvent, None]:
     parser = SseParser()
     try:
         async for chunk in response.aiter_bytes():

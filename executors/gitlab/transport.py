@@ -29,7 +29,6 @@ from executors.gitlab.models import (
     gitlab_model_provider,
 )
 from formats import Dialect, SseEvent, UnsupportedFeature
-from formats.tokens import count_text
 
 USER_AGENT = "team-llm-proxy"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -318,6 +317,12 @@ class CodeSuggestionsToChat:
         out.append(SseEvent(None, orjson.dumps(data)))
         out.append(SseEvent(None, b"[DONE]"))
         return out
+
+
+def count_text(text: str) -> int:
+    """A cheap local token estimate (~4 characters per token) for the lossy paths, which report
+    no usage. Deliberately not a tokenizer: loading one would stall the event loop mid-stream."""
+    return (len(text) + 3) // 4
 
 
 def _chunk_text(data: bytes) -> str:

@@ -110,6 +110,8 @@ STATIC_ROOT = VAR_DIR / "static"
 # --- Proxy ------------------------------------------------------------------------------
 # Empty REDIS_URL = the in-process state store (single web process only).
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Namespace for every state-store key (several deployments may share one Redis).
+STATE_KEY_PREFIX = os.environ.get("STATE_KEY_PREFIX", "llmproxy:")
 
 # Upstream credentials: MultiFernet keys, newest first (comma-separated). Older keys stay
 # readable until `manage.py credentials_rotate` re-encrypts under the first one.
@@ -138,7 +140,7 @@ UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
 DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.
 DEFAULT_COOLDOWN_SECONDS = env_float("DEFAULT_COOLDOWN_SECONDS", 30.0)
-# Escalating backoff for limits without a reset hint: base × 2^n, capped.
+# Escalating backoff for limits without a reset hint: base * 2^n, capped.
 COOLDOWN_BACKOFF_BASE_SECONDS = env_float("COOLDOWN_BACKOFF_BASE_SECONDS", 5.0)
 COOLDOWN_BACKOFF_CAP_SECONDS = env_float("COOLDOWN_BACKOFF_CAP_SECONDS", 1800.0)
 # Total time one client request may spend trying accounts before the first byte.

@@ -90,9 +90,7 @@ async def models(request: HttpRequest) -> HttpResponse:
         created = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
         payload = {
             "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": created, "owned_by": "team-proxy"} for name in names
-            ],
+            "data": [{"id": name, "object": "model", "created": created, "owned_by": "team-proxy"} for name in names],
         }
     return HttpResponse(orjson.dumps(payload), headers={"content-type": "application/json"})
 

@@ -13,6 +13,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.rollups import rollups_update
 from audit.services import usage_flush
@@ -24,6 +26,14 @@ def _fill(driver: Any, name: str, value: str) -> None:
     field = driver.find_element(By.NAME, name)
     field.clear()
     field.send_keys(value)
+
+
+def _click_and_wait(driver: Any, by: str, selector: str) -> None:
+    """Click something that loads a new page, and wait for that page (a bare click returns
+    before navigation, which makes page_source racy under load)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, selector).click()
+    WebDriverWait(driver, 15).until(staleness_of(old))
 
 
 def _shot(driver: Any, artifacts: Path, name: str, width: int = 1500) -> None:
@@ -45,26 +55,26 @@ def test_add_account_create_key_use_it_and_see_usage(
     browser.get(base + "/admin/login/")
     _fill(browser, "username", "boss")
     _fill(browser, "password", "correct-horse-9")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    _click_and_wait(browser, By.CSS_SELECTOR, "input[type=submit]")
     assert "Accounts, keys and usage" in browser.page_source
 
     # when they add an OpenAI-compatible account through the guided flow
     browser.get(base + "/admin/accounts/upstreamaccount/add/")
-    browser.find_element(By.ID, "flow-openai_compatapi_key").click()
+    _click_and_wait(browser, By.ID, "flow-openai_compatapi_key")
     _fill(browser, "label", "team-openai")
     _fill(browser, "base_url", fake_openai.url + "/v1")
     _fill(browser, "api_key", "sk-wrong")
-    browser.find_element(By.ID, "flow-next").click()
+    _click_and_wait(browser, By.ID, "flow-next")
     # a wrong key gets a human message on the field, and nothing is saved
     assert "The server rejected this API key (HTTP 401)" in browser.page_source
     _fill(browser, "api_key", "sk-upstream-A")
-    browser.find_element(By.ID, "flow-next").click()
+    _click_and_wait(browser, By.ID, "flow-next")
     # discovered models are offered, pre-selected
     boxes = browser.find_elements(By.CSS_SELECTOR, "input[name=models]")
     assert {b.get_attribute("value") for b in boxes} == {"gpt-4o-mini", "gpt-4.1"}
     assert all(b.is_selected() for b in boxes)
     _shot(browser, artifacts, "flow-choose-models.png")
-    browser.find_element(By.ID, "flow-next").click()
+    _click_and_wait(browser, By.ID, "flow-next")
     assert "Account &#x27;team-openai&#x27; added." in browser.page_source or "team-openai" in browser.page_source
 
     # and creates a developer key (shown once)
@@ -72,7 +82,7 @@ def test_add_account_create_key_use_it_and_see_usage(
     _fill(browser, "name", "alice-laptop")
     _fill(browser, "owner_label", "alice@example.com")
     _fill(browser, "requests_per_minute", "60")
-    browser.find_element(By.NAME, "_save").click()
+    _click_and_wait(browser, By.NAME, "_save")
     raw_key = browser.find_element(By.ID, "new-key").text.strip()
     assert raw_key.startswith("sk-team-")
     _shot(browser, artifacts, "key-created.png")

@@ -533,7 +533,7 @@ class GitLabInstanceApp(FakeApp):
                 "verification_uri": f"{base}/oauth/device",
                 "verification_uri_complete": f"{base}/oauth/device?user_code={dev.user_code}",
                 "expires_in": int(w.device_expires_in),
-                "interval": int(w.device_interval),
+                "interval": w.device_interval if w.device_interval < 1 else int(w.device_interval),
             }
         )
 

@@ -38,16 +38,16 @@ async def test_stream_reaches_client_as_upstream_produces_it(proxy: ProxySetup) 
     proxy.fake.app.chunks, proxy.fake.app.interval = 20, 0.05
     arrivals: list[tuple[float, bytes]] = []
     # when the client streams through the proxy
-    async with httpx.AsyncClient(timeout=10) as client:
-        async with client.stream(
-            "POST", proxy.v1 + "/chat/completions", json=_chat(stream=True), headers=proxy.headers()
-        ) as resp:
-            opened = time.perf_counter()  # response headers arrived: the upstream stream began
-            assert resp.status_code == 200
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            async for line in resp.aiter_lines():
-                if line.startswith("data: "):
-                    arrivals.append((time.perf_counter() - opened, line[6:].encode()))
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("POST", proxy.v1 + "/chat/completions", json=_chat(stream=True), headers=proxy.headers()) as resp,
+    ):
+        opened = time.perf_counter()  # response headers arrived: the upstream stream began
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        async for line in resp.aiter_lines():
+            if line.startswith("data: "):
+                arrivals.append((time.perf_counter() - opened, line[6:].encode()))
     total = arrivals[-1][0]
     content_times = [t for t, d in arrivals if b'"content":"' in d and b'"content":""' not in d]
     first_content = content_times[0]

@@ -59,9 +59,7 @@ async def test_responses_non_stream_and_previous_response_id(proxy: ProxySetup) 
     client = _oa(proxy)
     first = await client.responses.create(model="gpt-4o-mini", input="my name is Ada")
     assert first.output_text
-    second = await client.responses.create(
-        model="gpt-4o-mini", input="what is my name?", previous_response_id=first.id
-    )
+    second = await client.responses.create(model="gpt-4o-mini", input="what is my name?", previous_response_id=first.id)
     assert second.output_text
     sent = proxy.fake.requests[-1]["json"]["messages"]
     texts = [m.get("content") for m in sent]
@@ -200,7 +198,9 @@ async def test_untranslatable_tool_is_a_400_naming_the_field(proxy: ProxySetup) 
 async def test_responses_stream_events_are_well_ordered(proxy: ProxySetup) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.post(
-            proxy.v1 + "/responses", headers=proxy.headers(), json={"model": "gpt-4o-mini", "input": "hi", "stream": True}
+            proxy.v1 + "/responses",
+            headers=proxy.headers(),
+            json={"model": "gpt-4o-mini", "input": "hi", "stream": True},
         )
     names = [line[7:] for line in r.text.split("\n") if line.startswith("event: ")]
     assert names[0] == "response.created" and names[-1] == "response.completed"

@@ -46,8 +46,9 @@ def _secret(account_id: int) -> dict[str, Any]:
 
 def test_pkce_paste_callback_creates_account(codex_fake: Any) -> None:
     # given a pending PKCE login
-    start = codex_pkce_start(label="pkce", base_url=codex_fake.url + "/backend-api/codex",
-                             provider_config={"auth_url": codex_fake.url})  # fmt: skip
+    start = codex_pkce_start(
+        label="pkce", base_url=codex_fake.url + "/backend-api/codex", provider_config={"auth_url": codex_fake.url}
+    )
     q = parse_qs(urlparse(start.url).query)
     assert q["redirect_uri"] == ["http://localhost:1455/auth/callback"]
     assert q["code_challenge_method"] == ["S256"] and q["originator"] == ["codex_cli_rs"]
@@ -79,8 +80,9 @@ def test_pkce_callback_errors() -> None:
 
 def test_device_code_flow_polls_until_approved(codex_fake: Any) -> None:
     codex_fake.app.device_pending_polls = 2
-    code = codex_device_start(label="dev", base_url=codex_fake.url + "/backend-api/codex",
-                              provider_config={"auth_url": codex_fake.url})  # fmt: skip
+    code = codex_device_start(
+        label="dev", base_url=codex_fake.url + "/backend-api/codex", provider_config={"auth_url": codex_fake.url}
+    )
     assert code.interval == 1.0 and code.user_code  # "interval" arrives as a string
     sleeps: list[float] = []
     account = codex_device_complete(device_auth_id=code.device_auth_id, sleep=sleeps.append)
@@ -96,7 +98,7 @@ def test_import_auth_json_and_mismatch_refusal(codex_fake: Any) -> None:
     data = codex_fake.app.auth_json()
     data["tokens"]["id_token"] = make_jwt({"https://api.openai.com/auth": {"chatgpt_account_id": "other"}})
     data["tokens"].pop("account_id")
-    with pytest.raises(CodexLoginError, match="different|names"):
+    with pytest.raises(CodexLoginError, match=r"different|names"):
         codex_import_auth_json(data=data, label="bad")
     # ...unless the operator pins one
     pinned = codex_import_auth_json(data=data, label="pinned", pin_account_id="acc-fake-0001")
@@ -107,8 +109,18 @@ def test_commands_import_and_login_device(codex_fake: Any, tmp_path: Path) -> No
     path = tmp_path / "auth.json"
     path.write_text(json.dumps(codex_fake.app.auth_json()))
     out = StringIO()
-    call_command("codex_import", "--file", str(path), "--label", "cmd", "--base-url",
-                 codex_fake.url + "/backend-api/codex", "--auth-url", codex_fake.url, stdout=out)  # fmt: skip
+    call_command(
+        "codex_import",
+        "--file",
+        str(path),
+        "--label",
+        "cmd",
+        "--base-url",
+        codex_fake.url + "/backend-api/codex",
+        "--auth-url",
+        codex_fake.url,
+        stdout=out,
+    )
     assert "imported" in out.getvalue() and "rt_" not in out.getvalue()
     codex_fake.app.device_pending_polls = 0
     out = StringIO()
@@ -134,12 +146,18 @@ def test_command_login_pkce_reads_pasted_url(codex_fake: Any, monkeypatch: pytes
 
 
 def test_jwt_claims_nested_and_flat() -> None:
-    nested = make_jwt({"exp": 10, "email": "a@b", "https://api.openai.com/auth": {"chatgpt_account_id": "x",
-                                                                                 "chatgpt_plan_type": "pro"}})  # fmt: skip
+    nested = make_jwt(
+        {
+            "exp": 10,
+            "email": "a@b",
+            "https://api.openai.com/auth": {"chatgpt_account_id": "x", "chatgpt_plan_type": "pro"},
+        }
+    )
     c = chatgpt_claims(nested)
     assert (c.account_id, c.plan_type, c.email, c.expires_at) == ("x", "pro", "a@b", 10.0)
-    flat = make_jwt({"https://api.openai.com/auth.chatgpt_account_id": "y",
-                     "https://api.openai.com/profile": {"email": "p@q"}})  # fmt: skip
+    flat = make_jwt(
+        {"https://api.openai.com/auth.chatgpt_account_id": "y", "https://api.openai.com/profile": {"email": "p@q"}}
+    )
     assert (chatgpt_claims(flat).account_id, chatgpt_claims(flat).email) == ("y", "p@q")
 
 
@@ -190,8 +208,11 @@ async def test_reused_refresh_token_after_sibling_rotation_uses_stored_tokens(co
 
         def store_sibling() -> None:
             cred = Credential.objects.get(account_id=account.id)
-            cred.secret = {**cred.secret, "access_token": sibling_tokens["access_token"],
-                           "refresh_token": sibling_tokens["refresh_token"]}  # fmt: skip
+            cred.secret = {
+                **cred.secret,
+                "access_token": sibling_tokens["access_token"],
+                "refresh_token": sibling_tokens["refresh_token"],
+            }
             cred.save()
             close_old_connections()
 
@@ -228,4 +249,6 @@ def test_refresh_ahead_service_and_task(codex_fake: Any) -> None:
     assert codex_refresh_due_task() == {}  # nothing due any more
     from django.conf import settings
 
-    assert any(e["task"] == "accounts.codex.tasks.codex_refresh_due_task" for e in settings.CELERY_BEAT_SCHEDULE.values())
+    assert any(
+        e["task"] == "accounts.codex.tasks.codex_refresh_due_task" for e in settings.CELERY_BEAT_SCHEDULE.values()
+    )

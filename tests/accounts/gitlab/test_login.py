@@ -95,9 +95,12 @@ def test_device_flow_terminal_errors(gitlab: GitLabFakes, setup: str, message: s
 def test_pkce_flow_with_pasted_callback(gitlab: GitLabFakes) -> None:
     # given the operator opened the authorize URL and GitLab redirected the browser
     start = gitlab_oauth_pkce_start(
-        label="duo-pkce", client_id=CLIENT_ID, redirect_uri=REDIRECT, instance_url=gitlab.instance_url,
+        label="duo-pkce",
+        client_id=CLIENT_ID,
+        redirect_uri=REDIRECT,
+        instance_url=gitlab.instance_url,
         gateway_url=gitlab.gateway_url,
-    )  # fmt: skip
+    )
     assert "code_challenge_method=S256" in start.authorize_url and "scope=api+read_user" in start.authorize_url
     callback = httpx.get(start.authorize_url, follow_redirects=False).headers["location"]
     assert callback.startswith(REDIRECT) and f"state={start.flow_id}" in callback
@@ -114,15 +117,17 @@ def test_pkce_flow_with_pasted_callback(gitlab: GitLabFakes) -> None:
 
 
 def test_pkce_rejects_a_foreign_state(gitlab: GitLabFakes) -> None:
-    start = gitlab_oauth_pkce_start(label="x", client_id=CLIENT_ID, redirect_uri=REDIRECT,
-                                    instance_url=gitlab.instance_url)  # fmt: skip
+    start = gitlab_oauth_pkce_start(
+        label="x", client_id=CLIENT_ID, redirect_uri=REDIRECT, instance_url=gitlab.instance_url
+    )
     with pytest.raises(GitLabError, match="CSRF"):
         gitlab_oauth_pkce_finish(callback=f"{REDIRECT}?code=abc&state=other", flow_id=start.flow_id)
 
 
 def test_pat_is_validated_and_probed(gitlab: GitLabFakes) -> None:
-    account = gitlab_pat_add(label="duo-pat", token=PAT, instance_url=gitlab.instance_url,
-                             gateway_url=gitlab.gateway_url)  # fmt: skip
+    account = gitlab_pat_add(
+        label="duo-pat", token=PAT, instance_url=gitlab.instance_url, gateway_url=gitlab.gateway_url
+    )
     assert account.credential.kind == "pat" and account.credential.secret == {"token": PAT}
     assert account.provider_config["pat"]["scopes"] == ["api"]
     assert account.provider_config["pat"]["expires_at"] == "2099-01-01"
@@ -181,7 +186,7 @@ def test_pat_rejected_and_expired(gitlab: GitLabFakes) -> None:
     with pytest.raises(GitLabError, match="rejected the token"):
         gitlab_pat_add(label="x", token="glpat-unknown", instance_url=gitlab.instance_url)
     gitlab.world.add_pat("glpat-old", expires_at="2020-01-01")
-    with pytest.raises(GitLabError, match="revoked or no longer active|expired"):
+    with pytest.raises(GitLabError, match=r"revoked or no longer active|expired"):
         gitlab_pat_add(label="x", token="glpat-old", instance_url=gitlab.instance_url)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from accounts.codex.config import codex_config
 from executors.codex.identity import (
     SEPARATOR,
     SnapshotMeta,
@@ -17,7 +18,6 @@ from executors.codex.identity import (
     uuid7,
 )
 from executors.codex.request import codex_headers
-from accounts.codex.config import codex_config
 
 INSTALL = "3af4276f-70c2-460a-92b2-c05863766552"
 TURN = "01a2003d-c58f-7bf1-9992-c69487db9137"
@@ -43,9 +43,13 @@ def _resolve(
     if cm:
         full["client_metadata"] = cm
     return resolve_identity(
-        headers=headers, body=full, snapshot_meta=snapshot, installation_id=INSTALL, turn_id_default=TURN,
+        headers=headers,
+        body=full,
+        snapshot_meta=snapshot,
+        installation_id=INSTALL,
+        turn_id_default=TURN,
         model="gpt-5.5",
-    )  # fmt: skip
+    )
 
 
 DERIVED = content_session_id(None, BODY_INPUT)
@@ -53,14 +57,26 @@ DERIVED = content_session_id(None, BODY_INPUT)
 # (case, resolve kwargs, expected session id, expected source)
 SESSION_CHAIN = [
     ("header session-id", {"headers": {"session-id": "S-h"}, "cm": {"session_id": "S-b"}}, "S-h", "header"),
-    ("legacy header session_id", {"headers": {"session_id": "S-legacy"}, "cm": {"session_id": "S-b"}}, "S-legacy",
-     "header"),
+    (
+        "legacy header session_id",
+        {"headers": {"session_id": "S-legacy"}, "cm": {"session_id": "S-b"}},
+        "S-legacy",
+        "header",
+    ),
     ("header beats legacy", {"headers": {"session-id": "S-h", "session_id": "S-legacy"}}, "S-h", "header"),
     ("body client_metadata", {"cm": {"session_id": "S-b"}, "turn_meta": {"session_id": "S-t"}}, "S-b", "body"),
-    ("turn metadata (header)", {"turn_meta": {"session_id": "S-t"}, "snapshot": {"session_id": "S-s"}}, "S-t",
-     "turn_metadata"),
-    ("turn metadata (body copy)", {"turn_meta": {"session_id": "S-t2"}, "turn_meta_in": "body"}, "S-t2",
-     "turn_metadata"),
+    (
+        "turn metadata (header)",
+        {"turn_meta": {"session_id": "S-t"}, "snapshot": {"session_id": "S-s"}},
+        "S-t",
+        "turn_metadata",
+    ),
+    (
+        "turn metadata (body copy)",
+        {"turn_meta": {"session_id": "S-t2"}, "turn_meta_in": "body"},
+        "S-t2",
+        "turn_metadata",
+    ),
     ("snapshot metadata", {"snapshot": {"session_id": "S-s", "window_generation": 2}}, "S-s", "snapshot"),
     ("malformed snapshot ignored", {"snapshot": {"session_id": 42}}, DERIVED, "content"),
     ("snapshot not a dict", {"snapshot": "garbage"}, DERIVED, "content"),
@@ -155,9 +171,16 @@ def test_every_surface_carries_the_same_ids() -> None:
     ident = _resolve(
         headers={"session_id": "S-legacy", "thread-id": "T"},
         cm={"x-codex-window-id": "T:1", "custom_tag": "keep-me", "nested": {"a": 1}},
-        turn_meta={"turn_id": "U", "sandbox": "seccomp", "workspaces": {"/r": {}}, "tool_namespaces_info": {"x": 1},
-                   "session_id": "ignored-lower-priority", "request_kind": "turn", "note": "ünïcode"},
-    )  # fmt: skip
+        turn_meta={
+            "turn_id": "U",
+            "sandbox": "seccomp",
+            "workspaces": {"/r": {}},
+            "tool_namespaces_info": {"x": 1},
+            "session_id": "ignored-lower-priority",
+            "request_kind": "turn",
+            "note": "ünïcode",
+        },
+    )
     headers = codex_headers(codex_config({}), access_token="AT", chatgpt_account_id="acc", ident=ident)
     body_meta = json.loads(ident.client_metadata["x-codex-turn-metadata"])
     header_meta = json.loads(headers["x-codex-turn-metadata"])
@@ -180,9 +203,14 @@ def test_every_surface_carries_the_same_ids() -> None:
 
 def test_compaction_trigger_sets_request_kind() -> None:
     ident = resolve_identity(
-        headers={}, body={"input": BODY_INPUT}, snapshot_meta=None, installation_id=INSTALL, turn_id_default=TURN,
-        model="m", compaction=True,
-    )  # fmt: skip
+        headers={},
+        body={"input": BODY_INPUT},
+        snapshot_meta=None,
+        installation_id=INSTALL,
+        turn_id_default=TURN,
+        model="m",
+        compaction=True,
+    )
     assert ident.turn_metadata["request_kind"] == "compaction"
     assert ident.turn_metadata["compaction"]["implementation"] == "responses_compaction_v2"
 

@@ -19,25 +19,57 @@ MSG = {"type": "message", "role": "user", "content": [{"type": "input_text", "te
 
 
 def test_body_forces_store_and_stream_and_drops_rejected_fields() -> None:
-    body = codex_body({
-        "model": "gpt-5.5", "input": [MSG], "store": True, "stream": False, "temperature": 0.2, "top_p": 1,
-        "max_output_tokens": 10, "user": "u", "metadata": {"a": "b"}, "safety_identifier": "s",
-        "prompt_cache_retention": "24h", "stream_options": {"include_usage": True}, "truncation": "auto",
-        "service_tier": "flex", "instructions": "", "reasoning": {"effort": "low"}, "parallel_tool_calls": True,
-    })  # fmt: skip
+    body = codex_body(
+        {
+            "model": "gpt-5.5",
+            "input": [MSG],
+            "store": True,
+            "stream": False,
+            "temperature": 0.2,
+            "top_p": 1,
+            "max_output_tokens": 10,
+            "user": "u",
+            "metadata": {"a": "b"},
+            "safety_identifier": "s",
+            "prompt_cache_retention": "24h",
+            "stream_options": {"include_usage": True},
+            "truncation": "auto",
+            "service_tier": "flex",
+            "instructions": "",
+            "reasoning": {"effort": "low"},
+            "parallel_tool_calls": True,
+        }
+    )
     assert body["store"] is False and body["stream"] is True
-    for gone in ("temperature", "top_p", "max_output_tokens", "user", "metadata", "safety_identifier",
-                 "prompt_cache_retention", "stream_options", "truncation", "service_tier", "instructions",
-                 "parallel_tool_calls"):  # fmt: skip
+    for gone in (
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "user",
+        "metadata",
+        "safety_identifier",
+        "prompt_cache_retention",
+        "stream_options",
+        "truncation",
+        "service_tier",
+        "instructions",
+        "parallel_tool_calls",
+    ):
         assert gone not in body, gone
     assert body["include"] == ["reasoning.encrypted_content"]
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("top_logprobs", 3), ("previous_response_id", "resp_1"), ("background", True), ("conversation", "c"),
-     ("include", ["message.output_text.logprobs"]), ("logit_bias", {"1": 2})],
-)  # fmt: skip
+    [
+        ("top_logprobs", 3),
+        ("previous_response_id", "resp_1"),
+        ("background", True),
+        ("conversation", "c"),
+        ("include", ["message.output_text.logprobs"]),
+        ("logit_bias", {"1": 2}),
+    ],
+)
 def test_body_rejects_what_codex_cannot_honour(field: str, value: Any) -> None:
     with pytest.raises(UnsupportedFeature) as info:
         codex_body({"model": "m", "input": [MSG], field: value})
@@ -45,11 +77,14 @@ def test_body_rejects_what_codex_cannot_honour(field: str, value: Any) -> None:
 
 
 def test_body_rewrites_system_items_tools_and_compaction_trigger() -> None:
-    body = codex_body({
-        "model": "m", "input": [{"type": "message", "role": "system", "content": "sys"}, MSG,
-                                {"type": "compaction_trigger"}],
-        "tools": [{"type": "web_search_preview"}], "service_tier": "priority",
-    })  # fmt: skip
+    body = codex_body(
+        {
+            "model": "m",
+            "input": [{"type": "message", "role": "system", "content": "sys"}, MSG, {"type": "compaction_trigger"}],
+            "tools": [{"type": "web_search_preview"}],
+            "service_tier": "priority",
+        }
+    )
     assert body["input"][0]["role"] == "developer" and len(body["input"]) == 2
     assert body["tools"] == [{"type": "web_search"}] and body["service_tier"] == "priority"
     assert codex_body({"model": "m", "input": "hi"})["input"] == [MSG]
@@ -58,13 +93,19 @@ def test_body_rewrites_system_items_tools_and_compaction_trigger() -> None:
 def test_quota_headers_parse_families_and_resets() -> None:
     now = 1_000_000.0
     headers = {
-        "x-codex-primary-used-percent": "42.5", "x-codex-primary-window-minutes": "300",
-        "x-codex-primary-reset-at": str(int(now) + 600), "x-codex-secondary-used-percent": "10",
-        "x-codex-secondary-window-minutes": "10080", "x-codex-secondary-reset-after-seconds": "3600",
-        "x-codex-secondary-reset-at": "", "x-codex-active-limit": "premium",
-        "x-codex-bengalfox-primary-used-percent": "7", "x-codex-bengalfox-primary-window-minutes": "0",
-        "x-codex-primary-over-secondary-limit-percent": "50", "x-codex-plan-type": "plus",
-    }  # fmt: skip
+        "x-codex-primary-used-percent": "42.5",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": str(int(now) + 600),
+        "x-codex-secondary-used-percent": "10",
+        "x-codex-secondary-window-minutes": "10080",
+        "x-codex-secondary-reset-after-seconds": "3600",
+        "x-codex-secondary-reset-at": "",
+        "x-codex-active-limit": "premium",
+        "x-codex-bengalfox-primary-used-percent": "7",
+        "x-codex-bengalfox-primary-window-minutes": "0",
+        "x-codex-primary-over-secondary-limit-percent": "50",
+        "x-codex-plan-type": "plus",
+    }
     readings = {(r.family, r.window): r for r in ratelimits.readings_from_headers(headers, now=now)}
     assert set(readings) == {("premium", "primary"), ("premium", "secondary"), ("codex_bengalfox", "primary")}
     p = readings[("premium", "primary")]
@@ -82,13 +123,20 @@ def test_quota_headers_parse_families_and_resets() -> None:
 
 
 def test_quota_event_parse() -> None:
-    event = {"type": "codex.rate_limits", "plan_type": "plus", "metered_limit_name": "premium",
-             "rate_limits": {"primary": {"used_percent": 42.0, "window_minutes": 300, "reset_at": 1795310000},
-                             "secondary": {"used_percent": 10.0, "window_minutes": 10080, "reset_at": 1795800000}}}  # fmt: skip
+    event = {
+        "type": "codex.rate_limits",
+        "plan_type": "plus",
+        "metered_limit_name": "premium",
+        "rate_limits": {
+            "primary": {"used_percent": 42.0, "window_minutes": 300, "reset_at": 1795310000},
+            "secondary": {"used_percent": 10.0, "window_minutes": 10080, "reset_at": 1795800000},
+        },
+    }
     readings = ratelimits.readings_from_event(event)
     assert [(r.family, r.window, r.used_percent, r.resets_at) for r in readings] == [
-        ("premium", "primary", 42.0, 1795310000.0), ("premium", "secondary", 10.0, 1795800000.0)
-    ]  # fmt: skip
+        ("premium", "primary", 42.0, 1795310000.0),
+        ("premium", "secondary", 10.0, 1795800000.0),
+    ]
     assert ratelimits.event_family({"limit_name": "x"}) == "x" and ratelimits.event_family({}) == "codex"
 
 
@@ -98,8 +146,17 @@ def _classify(status: int, body: Any, headers: dict[str, str] | None = None, cty
 
 
 def test_usage_limit_reached_cools_the_family_until_resets_at() -> None:
-    err = _classify(429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
-                                    "resets_at": 1000 + 13872, "resets_in_seconds": 99}})  # fmt: skip
+    err = _classify(
+        429,
+        {
+            "error": {
+                "type": "usage_limit_reached",
+                "message": "The usage limit has been reached",
+                "resets_at": 1000 + 13872,
+                "resets_in_seconds": 99,
+            }
+        },
+    )
     assert err.code == "usage_limit_reached" and err.cooldown == 13872
     assert err.cooldown_scope is CooldownScope.FAMILY and err.retryable and err.client_status == 429
     fallback = _classify(429, {"error": {"type": "usage_limit_reached", "resets_in_seconds": 99}})
@@ -115,11 +172,21 @@ CLASSIFY_TABLE = [
     (400, {"detail": "Store must be set to false"}, "invalid_request", False, 400),
     (400, {"error": {"code": "context_length_exceeded", "message": "x"}}, "context_length_exceeded", False, 400),
     (404, {"detail": "Not Found"}, "upstream_not_found", True, 502),
-    (503, {"error": {"code": "biscuit_baker_service_me_circuit_open", "message": "x"}},
-     "biscuit_baker_service_me_circuit_open", True, 503),
-    (429, {"error": {"message": "Selected model is at capacity. Please try a different model."}},
-     "model_at_capacity", True, 503),
-]  # fmt: skip
+    (
+        503,
+        {"error": {"code": "biscuit_baker_service_me_circuit_open", "message": "x"}},
+        "biscuit_baker_service_me_circuit_open",
+        True,
+        503,
+    ),
+    (
+        429,
+        {"error": {"message": "Selected model is at capacity. Please try a different model."}},
+        "model_at_capacity",
+        True,
+        503,
+    ),
+]
 
 
 @pytest.mark.parametrize(("status", "body", "code", "retryable", "client_status"), CLASSIFY_TABLE)
@@ -144,8 +211,11 @@ def test_stream_failure_classified_like_http() -> None:
     overloaded = {"type": "response.failed", "response": {"error": {"code": "server_is_overloaded", "message": "x"}}}
     err = errors.stream_error(overloaded, {})
     assert err.retryable and err.client_status == 503
-    limit = {"type": "error", "status_code": 429,
-             "error": {"type": "usage_limit_reached", "resets_at": time.time() + 50}}  # fmt: skip
+    limit = {
+        "type": "error",
+        "status_code": 429,
+        "error": {"type": "usage_limit_reached", "resets_at": time.time() + 50},
+    }
     assert errors.stream_error(limit, {}).code == "usage_limit_reached"
     bad = {"type": "error", "code": "invalid_request_error", "message": "bad"}
     assert not errors.stream_error({**bad, "error": {"type": "invalid_request_error"}}, {}).retryable
