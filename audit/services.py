@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +60,8 @@ class UsageDraft:
 
 async def usage_record(draft: UsageDraft, *, store: StateStore | None = None) -> None:
     """Hand one finished record to the buffer (one RPUSH; no database on the request path)."""
-    await (store or get_store()).list_push(USAGE_BUFFER_KEY, orjson.dumps(asdict(draft)))
+    # orjson serialises the dataclass natively (no asdict copy).
+    await (store or get_store()).list_push(USAGE_BUFFER_KEY, orjson.dumps(draft))
 
 
 def _to_model(raw: bytes) -> UsageRecord | None:

@@ -125,3 +125,19 @@ def live_proxy(_live_proxy_server: object) -> Iterator[object]:
     """
     yield _live_proxy_server
     assert _live_proxy_server.wait_idle(), "a proxied request never finished"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Before the test database is dropped, end connections other threads left open (live
+    server threads, executor threads), so PostgreSQL lets the drop happen."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

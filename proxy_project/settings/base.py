@@ -136,6 +136,8 @@ UPSTREAM_TIMEOUTS = {
     "pool": env_float("UPSTREAM_POOL_TIMEOUT", 10.0),
 }
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
+# Small pools used in turn (see executors/http.py for why not one big pool).
+UPSTREAM_POOL_SHARDS = env_int("UPSTREAM_POOL_SHARDS", 8)
 # Failover bounds for one client request.
 DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.

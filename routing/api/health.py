@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
+from proxy_project.db import db_call
 from statestore import get_store
 
 
@@ -41,7 +42,7 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     store = get_store()
     results = dict(
         await asyncio.gather(
-            _check("database", sync_to_async(_db_ok)()),
+            _check("database", db_call(_db_ok)),
             _check("state_store", store.ping()),
             _check("broker", sync_to_async(_broker_ok, thread_sensitive=False)()),
         )
