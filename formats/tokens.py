@@ -48,7 +48,16 @@ def count_text(text: str) -> int:
     return _encoder()(text) if text else 0
 
 
-def _count_content(content: Any) -> int:
+def _approx_text(text: str) -> int:
+    return (len(text.encode()) + 3) // 4 if text else 0
+
+
+# The exact tokenizer's tables cost ~130 MB of memory and ~0.6 s to load, so callers that
+# only need a rough figure (an upstream that omitted usage, the provisional prompt size in
+# Anthropic's message_start) pass exact=False and get bytes/4 instead.
+
+
+def _count_content(content: Any, count_text: Callable[[str], int]) -> int:
     if isinstance(content, str):
         return count_text(content)
     n = 0
@@ -67,8 +76,9 @@ def _count_content(content: Any) -> int:
     return n
 
 
-def count_tokens(canonical_request: JSONDict) -> int:
-    """Estimated prompt tokens of a canonical (Responses) request."""
+def count_tokens(canonical_request: JSONDict, *, exact: bool = True) -> int:
+    """Estimated prompt tokens of a canonical (Responses) request (exact=False: bytes/4)."""
+    count_text = globals()["count_text"] if exact else _approx_text
     n = PER_REQUEST
     if isinstance(canonical_request.get("instructions"), str):
         n += PER_MESSAGE + count_text(canonical_request["instructions"])
@@ -76,13 +86,13 @@ def count_tokens(canonical_request: JSONDict) -> int:
         typ = item.get("type")
         n += PER_MESSAGE
         if typ == "message":
-            n += _count_content(item.get("content"))
+            n += _count_content(item.get("content"), count_text)
         elif typ == "function_call":
             n += count_text(str(item.get("name") or "")) + count_text(str(item.get("arguments") or ""))
         elif typ == "custom_tool_call":
             n += count_text(str(item.get("name") or "")) + count_text(str(item.get("input") or ""))
         elif typ in ("function_call_output", "custom_tool_call_output"):
-            n += _count_content(item.get("output"))
+            n += _count_content(item.get("output"), count_text)
         elif typ == "reasoning":
             # Encrypted reasoning is opaque; only the visible summary can be counted.
             n += sum(count_text(str(s.get("text") or "")) for s in item.get("summary") or [] if isinstance(s, dict))

@@ -76,7 +76,7 @@ def _chat(body: JSONDict) -> None:
         if not isinstance(m, dict):
             raise InvalidRequest(where, "each message must be an object")
         role = m.get("role")
-        if role not in _CHAT_ROLES:
+        if not isinstance(role, str) or role not in _CHAT_ROLES:
             raise InvalidRequest(f"{where}.role", f"invalid role {role!r}")
         if role == "assistant":
             _parts(m.get("content"), f"{where}.content", allow_null=True)
@@ -118,7 +118,8 @@ def _responses(body: JSONDict) -> None:
         if not isinstance(typ, str):
             raise InvalidRequest(f"{where}.type", "'type' must be a string")
         if typ == "message":
-            if item.get("role") not in _RESP_ROLES:
+            # isinstance first: an unhashable role (a list) must be a 400, not a TypeError.
+            if not isinstance(item.get("role"), str) or item["role"] not in _RESP_ROLES:
                 raise InvalidRequest(f"{where}.role", f"invalid role {item.get('role')!r}")
             _parts(item.get("content"), f"{where}.content")
         elif typ in ("function_call", "custom_tool_call"):

@@ -52,12 +52,7 @@ _API_PREFIXES = ("/v1/", "/healthz", "/readyz")
 
 
 async def _startup(state: dict[str, Any]) -> None:
-    from formats.tokens import count_text
     from statestore import get_store
-
-    # Loading the tokenizer's tables takes seconds: do it now, off the event loop, instead of
-    # inside the first request that needs a local token count.
-    state["tokenizer"] = asyncio.create_task(asyncio.to_thread(count_text, "warm up"))
 
     if not get_store().shared:
         from audit.flusher import usage_flush_forever
@@ -80,6 +75,31 @@ async def _shutdown(state: dict[str, Any]) -> None:
     await http_clients_close()
 
 
+_WS_BODY = (
+    b'{"error":{"message":"WebSocket transport is not implemented by this proxy; use HTTP POST /v1/responses",'
+    b'"type":"invalid_request_error","param":null,"code":"websocket_not_supported"}}'
+)
+
+
+async def _refuse_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answer a WebSocket upgrade with 426: Codex CLI then falls back to HTTP at once
+    (a 404/405 would cost it seven retries first)."""
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 426,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": _WS_BODY})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         state: dict[str, Any] = {}
@@ -92,6 +112,9 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await _shutdown(state)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _refuse_websocket(scope, receive, send)
+        return
     if scope["type"] == "http" and scope["path"].startswith(_API_PREFIXES):
         await api_app(scope, receive, send)
         return

@@ -256,9 +256,11 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
             )
         try:
             # count_tokens bodies carry no max_tokens; the decoder requires one.
-            n = count_tokens(decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body}))
+            canonical = decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body})
         except (UnsupportedFeature, InvalidRequest) as exc:
             raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
+        # CPU-bound (and the first call loads the tokenizer): keep it off the event loop.
+        n = await asyncio.to_thread(count_tokens, canonical)
         fin.draft.input_tokens, fin.draft.usage_estimated = n, True
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
@@ -276,7 +278,7 @@ def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) 
         return
     # The upstream reported nothing: count the prompt locally and say it is an estimate.
     try:
-        fin.draft.input_tokens = count_tokens(req.canonical)
+        fin.draft.input_tokens = count_tokens(req.canonical, exact=False)
     except (UnsupportedFeature, InvalidRequest):
         return
     fin.draft.usage_estimated = True
@@ -318,7 +320,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
         model=req.model,
         include_usage=req.include_usage,
         custom_tools=custom_tool_names(req.canonical) if translating else (),
-        input_tokens=count_tokens(req.canonical) if translating and req.dialect is Dialect.MESSAGES else 0,
+        input_tokens=count_tokens(req.canonical, exact=False) if translating and req.dialect is Dialect.MESSAGES else 0,
     )
     assert response.events is not None
     events = response.events

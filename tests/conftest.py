@@ -9,8 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from django.conf import settings
+from hypothesis import settings as hypothesis_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# CI must be reproducible: the same examples on every run (local runs keep exploring).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if IN_CI else "dev")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -51,6 +51,19 @@ async def responses(request: HttpRequest) -> HttpResponse | StreamingHttpRespons
     return await _serve(Dialect.RESPONSES, request)
 
 
+@api.get("/responses", include_in_schema=False)
+async def responses_upgrade(request: HttpRequest) -> HttpResponse:
+    # A server without a WebSocket library hands upgrade requests over as plain GETs.
+    upgrade = request.headers.get("upgrade", "").lower() == "websocket"
+    error = (
+        ProxyError(426, "websocket_not_supported", "WebSocket transport is not implemented; use POST /v1/responses")
+        if upgrade
+        else ProxyError(405, "method_not_allowed", "use POST /v1/responses")
+    )
+    status, headers, body = error.render(Dialect.RESPONSES)
+    return HttpResponse(body, status=status, headers=headers)
+
+
 @api.post("/messages", summary="Anthropic Messages")
 async def messages(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return await _serve(Dialect.MESSAGES, request)

@@ -55,3 +55,20 @@ def test_key_create_prints_once_and_stores_hash() -> None:
     assert "alice" in listing and raw not in listing and key.prefix in listing
     _run("key_disable", "alice")
     assert not ClientKey.objects.get(name="alice").enabled
+
+
+def test_cooldown_clear_command(transactional_db: None) -> None:
+    from accounts.models import AccountState
+    from accounts.services import account_add_openai_compat, account_mark_state
+    from routing.cooldown import cooldown_start, cooldowns_list, family_scope
+    from statestore.factory import call_sync
+
+    account = account_add_openai_compat(label="c", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
+    call_sync(lambda s: cooldown_start(s, account_id=account.id, scope=family_scope("m"), seconds=60, reason="429"))
+    account_mark_state(account_id=account.id, state=AccountState.AUTH_FAILED, error="401")
+    assert "family:m" in _run("cooldown_clear", "c", "--list")
+    out = _run("cooldown_clear", "c", "--reactivate")
+    assert "cleared 1 cooldown" in out
+    assert call_sync(lambda s: cooldowns_list(s, account_id=account.id)) == []
+    account.refresh_from_db()
+    assert account.state == AccountState.ACTIVE

@@ -19,3 +19,32 @@ async def test_healthz_and_readyz(live_proxy: Any) -> None:
     assert r.json()["checks"] == {"database": "ok", "state_store": "ok", "broker": "ok"}
     assert head.status_code == 200
     assert unknown.status_code == 404 and "error" in unknown.json()
+
+
+async def test_websocket_upgrade_on_responses_is_426(live_proxy: Any) -> None:
+    # a real WebSocket handshake (the test server has a WebSocket library)
+    import base64
+    import os
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(
+            live_proxy.url + "/v1/responses",
+            headers={
+                "connection": "Upgrade",
+                "upgrade": "websocket",
+                "sec-websocket-version": "13",
+                "sec-websocket-key": base64.b64encode(os.urandom(16)).decode(),
+            },
+        )
+        plain = await client.get(live_proxy.url + "/v1/responses")
+    assert r.status_code == 426
+    assert r.json()["error"]["code"] == "websocket_not_supported"
+    assert plain.status_code == 405 and "error" in plain.json()
+
+
+async def test_upgrade_request_seen_as_plain_http_is_426_too() -> None:
+    # A server without a WebSocket library passes the upgrade to the app as a plain GET.
+    from django.test import AsyncClient
+
+    r = await AsyncClient().get("/v1/responses", headers={"upgrade": "websocket", "connection": "Upgrade"})
+    assert r.status_code == 426

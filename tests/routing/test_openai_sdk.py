@@ -76,3 +76,32 @@ async def test_sdk_sees_authentication_error(proxy: ProxySetup) -> None:
     with pytest.raises(openai.AuthenticationError):
         await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     await client.close()
+
+
+async def test_sdk_chat_tool_round_trip_and_five_turns(proxy: ProxySetup) -> None:
+    client = openai.AsyncOpenAI(base_url=proxy.v1, api_key=proxy.key, max_retries=0)
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {}}}},
+        }
+    ]
+    messages: list[Any] = [{"role": "user", "content": "call tool get_weather for Oslo"}]
+    async with client.chat.completions.stream(model="gpt-4o-mini", messages=messages, tools=tools) as stream:
+        final = await stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]  # type: ignore[index]
+    # the assistant turn goes back with tool_calls and no content key, as the SDK sends it
+    messages.append({"role": "assistant", "tool_calls": [call.model_dump()]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "snowing"})
+    async with client.chat.completions.stream(model="gpt-4o-mini", messages=messages, tools=tools) as stream:
+        answer = await stream.get_final_completion()
+    assert "snowing" in (answer.choices[0].message.content or "")
+    sent = proxy.fake.requests[-1]["json"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == call.id and sent[2]["tool_call_id"] == call.id
+    for turn in range(3):
+        messages.append({"role": "assistant", "content": answer.choices[0].message.content})
+        messages.append({"role": "user", "content": f"and turn {turn}?"})
+        answer = await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert f"turn {turn}" in (answer.choices[0].message.content or "")
+    assert len(proxy.fake.requests[-1]["json"]["messages"]) == len(messages)
+    await client.close()
