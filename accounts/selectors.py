@@ -19,7 +19,7 @@ from django.conf import settings
 from accounts.models import AccountState, ClientKey, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
 from proxy_project.db import db_call
-from statestore import get_store
+from statestore import StoreUnavailable, get_store
 
 _NEGATIVE_CACHE_MAX = 10_000
 
@@ -94,7 +94,12 @@ async def _check_version(now: float) -> None:
     if now - _caches.version_checked_at < settings.PROXY_VERSION_CHECK_SECONDS:
         return
     _caches.version_checked_at = now
-    version = await get_store().get(CACHE_VERSION_KEY)
+    try:
+        version = await get_store().get(CACHE_VERSION_KEY)
+    except StoreUnavailable:
+        # Fail open: keep serving from the caches; they still expire after the TTL, so a
+        # change made during the outage applies within PROXY_CACHE_TTL_SECONDS.
+        return
     if version != _caches.version:
         _caches.clear()
         _caches.version = version

@@ -21,7 +21,6 @@ import httpx
 import orjson
 
 from accounts.codex.config import CodexConfig, codex_config
-from accounts.codex.selectors import codex_provider_config
 from accounts.codex.services import CodexRefreshError, codex_token_refresh
 from accounts.models import AccountState
 from accounts.selectors import AccountInfo
@@ -115,7 +114,7 @@ class CodexExecutor:
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
         account = call.account
         installation = str(account.secret.get("installation_id") or getattr(account, "installation_id", "") or "")
-        cfg = codex_config(await codex_provider_config(account_id=account.id, installation_id=installation))
+        cfg = codex_config(account.provider_config)
         translated = call.body_for(Dialect.RESPONSES)  # UnsupportedFeature → the routing's 400
         compaction = has_compaction_trigger(translated)
         body = codex_body(translated)

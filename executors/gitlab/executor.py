@@ -91,7 +91,7 @@ class GitLabExecutor:
     # ------------------------------------------------------------------------- open
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
-        config = await gitlab_account_config(call.account)
+        config = gitlab_account_config(call.account)
         model = gitlab_upstream_model(call.upstream_model, config)
         transport = transport_for(call, model, config)
         if isinstance(transport, GatewayTransport):

@@ -21,10 +21,7 @@ def _codex_server() -> Iterator[FakeServer[CodexFakeApp]]:
 
 @pytest.fixture
 def codex_fake(_codex_server: FakeServer[CodexFakeApp]) -> Iterator[FakeServer[CodexFakeApp]]:
-    from accounts.codex.selectors import codex_caches_clear
-
     _codex_server.reset()
-    codex_caches_clear()
     yield _codex_server
     _codex_server.reset()
 

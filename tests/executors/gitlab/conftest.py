@@ -24,14 +24,11 @@ def _gitlab_servers() -> Iterator[GitLabFakes]:
 def gitlab(_gitlab_servers: GitLabFakes) -> Iterator[GitLabFakes]:
     """The fakes, reset, with an OAuth app and a Duo user's PAT registered."""
     from accounts.gitlab.grants import gitlab_grant_cache_clear
-    from accounts.gitlab.selectors import gitlab_config_cache_clear
 
     _gitlab_servers.reset()
     _gitlab_servers.world.add_app(CLIENT_ID, redirect_uris=[REDIRECT])
     _gitlab_servers.world.add_pat(PAT)
     gitlab_grant_cache_clear()
-    gitlab_config_cache_clear()
     yield _gitlab_servers
     gitlab_grant_cache_clear()
-    gitlab_config_cache_clear()
     _gitlab_servers.reset()

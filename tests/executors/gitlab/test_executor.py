@@ -104,7 +104,8 @@ async def test_messages_stream_passes_through_as_it_arrives(gitlab: GitLabFakes,
     assert names[0] == "message_start" and names[-1] == "message_stop" and "content_block_delta" in names
     first_delta = next(t for t, ev in events if ev.event == "content_block_delta")
     assert finished - started >= 1.0
-    assert opened - started < 0.5 and first_delta - started < (finished - started) / 3
+    # (relative bounds: the first open also mints the gateway token, slower on a loaded machine)
+    assert opened - started < (finished - started) / 2 and first_delta - opened < (finished - opened) / 3
     # and the gateway got the mapped model, the grant's headers verbatim and the minted bearer
     req = gitlab.gateway.requests[-1]
     assert req["path"] == MESSAGES_PATH and req["json"]["model"] == "claude-sonnet-4-6"
