@@ -17,26 +17,29 @@ def looks_like_event(ev: SseEvent) -> bool:
     return data == b"[DONE]" or (data[:1] == b"{" and data[-1:] == b"}")
 
 
-async def relay_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    """Upstream bytes → SSE events as they arrive; transport and framing faults become
-    UpstreamStreamError with a stable code."""
+async def relay_events(
+    response: httpx.Response, *, source: str = "upstream", strict_json: bool = True
+) -> AsyncIterator[SseEvent]:
+    """Upstream bytes -> SSE events as they arrive; transport and framing faults become
+    UpstreamStreamError with a stable code. `strict_json` adds the O(1) framing check for
+    streams whose every payload is a JSON object (or `[DONE]`)."""
     parser = SseParser()
     try:
         async for chunk in response.aiter_bytes():
             for ev in parser.feed(chunk):
-                if not looks_like_event(ev):
-                    raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
+                if strict_json and not looks_like_event(ev):
+                    raise UpstreamStreamError(f"{source} sent a malformed stream event", "upstream_malformed_stream")
                 yield ev
         for ev in parser.flush():
-            if not looks_like_event(ev):
-                raise UpstreamStreamError("upstream sent a malformed stream event", "upstream_malformed_stream")
+            if strict_json and not looks_like_event(ev):
+                raise UpstreamStreamError(f"{source} sent a malformed stream event", "upstream_malformed_stream")
             yield ev
     except UpstreamFormatError as exc:
         raise UpstreamStreamError(
-            f"upstream sent a malformed stream ({exc.message})", "upstream_malformed_stream"
+            f"{source} sent a malformed stream ({exc.message})", "upstream_malformed_stream"
         ) from None
     except httpx.HTTPError as exc:
-        raise UpstreamStreamError(f"upstream stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
+        raise UpstreamStreamError(f"{source} stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
 
 
 async def read_bounded(response: httpx.Response, limit: int) -> bytes:

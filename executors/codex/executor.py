@@ -24,15 +24,15 @@ from accounts.codex.config import CodexConfig, codex_config
 from accounts.codex.services import CodexRefreshError, codex_token_refresh
 from accounts.models import AccountState
 from accounts.selectors import AccountInfo
-from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
 from executors.codex import errors, ratelimits
 from executors.codex.identity import Identity, TurnIds, resolve_identity
 from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
-from executors.codex.stream import HANDSHAKE, CodexEventFilter, CodexStreamBroken
+from executors.codex.stream import HANDSHAKE, CodexEventFilter
 from executors.errors import classify_transport_error
 from executors.http import http_client
-from executors.openai_compat.executor import UpstreamStreamError
-from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
+from executors.streaming import read_bounded, relay_events
+from formats import Dialect, SseEvent
 from routing.quota import quota_family_for_model, quota_snapshot_set
 from statestore import get_store
 
@@ -181,7 +181,7 @@ class CodexExecutor:
         try:
             await self._record_headers(call, resp_headers)
             if response.status_code >= 400:
-                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                raw = await read_bounded(response, _MAX_ERROR_BODY)
                 err = errors.classify(
                     status=response.status_code,
                     body=raw,
@@ -194,7 +194,7 @@ class CodexExecutor:
             ctype = resp_headers.get("content-type", "")
             # The backend sends SSE without a content type (§9); only an explicit non-SSE type is wrong.
             if ctype and "text/event-stream" not in ctype:
-                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                raw = await read_bounded(response, _MAX_ERROR_BODY)
                 raise errors.classify(
                     status=502 if "html" not in ctype else 403,
                     body=raw,
@@ -269,7 +269,7 @@ class CodexExecutor:
     ) -> UpstreamResponse:
         pending: list[dict[str, Any]] = []
         filt = CodexEventFilter(pending.append)
-        raw_events = _sse_events(response)
+        raw_events = relay_events(response, source="Codex", strict_json=False)
 
         async def next_visible() -> tuple[dict[str, Any], SseEvent] | None:
             while True:
@@ -293,7 +293,7 @@ class CodexExecutor:
                     obj, _ = item
                     if obj.get("type") in ("response.failed", "error"):
                         raise errors.stream_error(obj, headers, request_id)
-            except CodexStreamBroken as exc:
+            except UpstreamStreamError as exc:
                 raise UpstreamError(
                     status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
                 ) from None
@@ -330,7 +330,7 @@ class CodexExecutor:
                 buffered.append(out)
                 if obj.get("type") not in HANDSHAKE or len(buffered) >= _MAX_HANDSHAKE_EVENTS:
                     break
-        except CodexStreamBroken as exc:
+        except UpstreamStreamError as exc:
             raise UpstreamError(
                 status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
             ) from None
@@ -345,7 +345,7 @@ class CodexExecutor:
                     yield item[1]
                     if filt.terminal is not None:
                         return
-            except CodexStreamBroken as exc:
+            except UpstreamStreamError as exc:
                 raise CodexStreamError(str(exc), exc.code) from None
             raise CodexStreamError("Codex stream closed before response.completed", "upstream_stream_cut")
 
@@ -357,31 +357,6 @@ class CodexExecutor:
         opened._closers.append(raw_events.aclose)
         opened._closers.append(response.aclose)
         return opened
-
-
-async def _sse_events(response: httpx.Response) -> AsyncGenerator[SseEvent, None]:
-    parser = SseParser()
-    try:
-        async for chunk in response.aiter_bytes():
-            for ev in parser.feed(chunk):
-                yield ev
-        for ev in parser.flush():
-            yield ev
-    except UpstreamFormatError as exc:
-        raise CodexStreamBroken(f"Codex sent a malformed stream ({exc.message})", "upstream_malformed_stream") from None
-    except httpx.HTTPError as exc:
-        raise CodexStreamBroken(f"Codex stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
-
-
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 EXECUTOR = CodexExecutor()

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from executors.base import UpstreamStreamError
 from formats import SseEvent
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -27,7 +28,7 @@ _ID_PREFIX = {
 }
 
 
-class CodexStreamBroken(Exception):
+class CodexStreamBroken(UpstreamStreamError):
     """The upstream stream broke after it started (malformed event, cut before the end)."""
 
     def __init__(self, message: str, code: str = "upstream_stream_error") -> None:

@@ -24,7 +24,7 @@ from accounts.gitlab.grants import GatewayGrant, gitlab_gateway_grant, gitlab_ga
 from accounts.gitlab.oauth import gitlab_access_token
 from accounts.gitlab.selectors import gitlab_account_config
 from accounts.selectors import AccountInfo
-from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
 from executors.errors import classify_transport_error
 from executors.gitlab.errors import (
     BACKOFF_MAX,
@@ -46,8 +46,8 @@ from executors.gitlab.transport import (
     transport_for,
 )
 from executors.http import http_client
-from executors.openai_compat.executor import UpstreamStreamError
-from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
+from executors.streaming import read_bounded, relay_events
+from formats import Dialect, SseEvent
 from statestore import StateStore, get_store
 
 _MAX_ERROR_BODY = 64 * 1024
@@ -140,7 +140,7 @@ class GitLabExecutor:
         request_id = response.headers.get("x-request-id", "") or response.headers.get("request-id", "")
         try:
             if response.status_code >= 400:
-                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                raw = await read_bounded(response, _MAX_ERROR_BODY)
                 backoff = await _backoff(store, call.account.id, family) if response.status_code == 429 else 0.0
                 raise classify_gateway_error(
                     status=response.status_code,
@@ -182,7 +182,7 @@ class GitLabExecutor:
         headers = {"x-gitlab-transport": f"{transport.name} (lossy)"}
         try:
             if response.status_code >= 400:
-                raw = await _read_bounded(response, _MAX_ERROR_BODY)
+                raw = await read_bounded(response, _MAX_ERROR_BODY)
                 raise _fallback_error(response.status_code, raw, response.headers)
             if not call.stream:
                 body = await _json_body(response, "", allow_string=True)
@@ -199,7 +199,7 @@ class GitLabExecutor:
                     code="upstream_bad_response",
                 )
             mapper = CodeSuggestionsToChat(model, prompt_text)
-            raw_events = _relay_events(response, strict_json=False)
+            raw_events = relay_events(response, source="GitLab", strict_json=False)
             out = UpstreamResponse(
                 dialect=Dialect.CHAT, events=map_fallback_stream(raw_events, mapper), headers=headers
             )
@@ -237,7 +237,7 @@ async def _send(prepared: Prepared) -> httpx.Response:
 
 
 async def _json_body(response: httpx.Response, request_id: str, *, allow_string: bool = False) -> Any:
-    raw = await _read_bounded(response, _MAX_BODY)
+    raw = await read_bounded(response, _MAX_BODY)
     await response.aclose()
     try:
         body = orjson.loads(raw)
@@ -370,7 +370,7 @@ async def _open_stream(response: httpx.Response, dialect: Dialect, request_id: s
             request_id=request_id,
             code="upstream_bad_response",
         )
-    events = _relay_events(response, strict_json=True)
+    events = relay_events(response, source="GitLab")
     head: list[SseEvent] = []
     handshake = _HANDSHAKE[dialect]
     try:
@@ -405,43 +405,6 @@ async def _open_stream(response: httpx.Response, dialect: Dialect, request_id: s
     out._closers.append(events.aclose)
     out._closers.append(response.aclose)
     return out
-
-
-def _well_framed(ev: SseEvent) -> bool:
-    # O(1) framing check (not a parse): catches garbage and truncated objects.
-    data = ev.data.rstrip()
-    return data == b"[DONE]" or (data[:1] == b"{" and data[-1:] == b"}")
-
-
-async def _relay_events(response: httpx.Response, *, strict_json: bool) -> AsyncIterator[SseEvent]:
-    parser = SseParser()
-    try:
-        async for chunk in response.aiter_bytes():
-            for ev in parser.feed(chunk):
-                if strict_json and not _well_framed(ev):
-                    raise UpstreamStreamError("GitLab sent a malformed stream event", "upstream_malformed_stream")
-                yield ev
-        for ev in parser.flush():
-            if strict_json and not _well_framed(ev):
-                raise UpstreamStreamError("GitLab sent a malformed stream event", "upstream_malformed_stream")
-            yield ev
-    except UpstreamFormatError as exc:
-        raise UpstreamStreamError(
-            f"GitLab sent a malformed stream ({exc.message})", "upstream_malformed_stream"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise UpstreamStreamError(f"GitLab stream broke ({type(exc).__name__})", "upstream_stream_cut") from None
-
-
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 EXECUTOR = GitLabExecutor()
