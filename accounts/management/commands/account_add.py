@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import account_add_openai_compat
@@ -21,12 +22,15 @@ class Command(BaseCommand):
         api_key = str(opts["api_key"] or os.environ.get("UPSTREAM_API_KEY", ""))
         if not api_key:
             raise CommandError("an API key is required: --api-key or UPSTREAM_API_KEY")
-        account = account_add_openai_compat(
-            label=str(opts["label"]),
-            base_url=str(opts["base_url"]),
-            api_key=api_key,
-            model_names=str(opts["models"]).split(","),
-            priority=int(opts["priority"]),  # type: ignore[call-overload]
-            weight=int(opts["weight"]),  # type: ignore[call-overload]
-        )
+        try:
+            account = account_add_openai_compat(
+                label=str(opts["label"]),
+                base_url=str(opts["base_url"]),
+                api_key=api_key,
+                model_names=str(opts["models"]).split(","),
+                priority=int(opts["priority"]),  # type: ignore[call-overload]
+                weight=int(opts["weight"]),  # type: ignore[call-overload]
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(f"added account {account.id} '{account.label}' serving {', '.join(account.model_names)}")
