@@ -14,7 +14,21 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
-from formats import Dialect, SseEvent, decode_request, encode_request
+from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request
+
+_OPTION_KEYS = ("strip_hosted_tools", "chat_developer_role", "chat_max_tokens_field", "default_max_tokens")
+
+
+def encode_options_for(account: AccountInfo) -> EncodeOptions:
+    """Translation knobs an admin sets per account in provider_config (formats.md §5.3):
+    e.g. `strip_hosted_tools` for a Chat upstream serving Codex CLI, which always offers
+    `web_search` (without it, such a request is refused with a 400 naming the tool)."""
+    config = account.provider_config or {}
+    chosen = {k: config[k] for k in _OPTION_KEYS if k in config}
+    return EncodeOptions(**chosen) if chosen else _DEFAULT_OPTIONS
+
+
+_DEFAULT_OPTIONS = EncodeOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +70,14 @@ class UpstreamCall:
         """The request body in the upstream's dialect, with the upstream model name.
 
         Same dialect: a shallow copy (bytes-level passthrough stays possible). Otherwise the
-        pure translators in `formats` convert via the canonical (Responses) form; they raise
-        UnsupportedFeature for anything the target cannot express.
+        pure translators in `formats` convert via the canonical (Responses) form, with the
+        account's per-target knobs (`encode_options_for`); they raise UnsupportedFeature for
+        anything the target cannot express.
         """
-        body = dict(self.body) if target is self.dialect else encode_request(self.canonical, target)
+        if target is self.dialect:
+            body = dict(self.body)
+        else:
+            body = encode_request(self.canonical, target, options=encode_options_for(self.account))
         body["model"] = self.upstream_model
         return body
 

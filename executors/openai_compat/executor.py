@@ -89,7 +89,9 @@ class OpenAICompatExecutor:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
-        if response.status_code >= 400:
+        # Anything but 2xx is an error: a 3xx (redirects are never followed) must not be
+        # relayed to the client as a 200 with the redirect page as its body.
+        if not 200 <= response.status_code < 300:
             try:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
             except httpx.HTTPError:

@@ -207,3 +207,21 @@ async def test_responses_stream_events_are_well_ordered(proxy: ProxySetup) -> No
     datas = [json.loads(line[6:]) for line in r.text.split("\n") if line.startswith("data: ")]
     seqs = [d["sequence_number"] for d in datas]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_hosted_tools_are_stripped_only_where_the_account_says_so(proxy: ProxySetup) -> None:
+    from accounts.models import UpstreamAccount
+    from proxy_project.db import db_call
+
+    await db_call(
+        lambda: UpstreamAccount.objects.filter(label="acct-A").update(provider_config={"strip_hosted_tools": True})
+    )
+    from accounts.selectors import caches_clear
+
+    caches_clear()
+    body = {"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "web_search"}, WEATHER_TOOL_OPENAI]}
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(proxy.v1 + "/responses", headers=proxy.headers(), json=body)
+    assert r.status_code == 200, r.text
+    sent_tools = proxy.fake.requests[-1]["json"]["tools"]
+    assert [t["function"]["name"] for t in sent_tools] == ["get_weather"]
