@@ -225,3 +225,35 @@ async def test_hosted_tools_are_stripped_only_where_the_account_says_so(proxy: P
     assert r.status_code == 200, r.text
     sent_tools = proxy.fake.requests[-1]["json"]["tools"]
     assert [t["function"]["name"] for t in sent_tools] == ["get_weather"]
+
+
+@pytest.mark.parametrize("surface", ["responses", "messages"])
+async def test_translated_streams_are_incremental_too(proxy: ProxySetup, surface: str) -> None:
+    import time
+
+    proxy.fake.app.chunks, proxy.fake.app.interval = 20, 0.05  # ~1 s of upstream pacing
+    if surface == "responses":
+        url, body, headers = proxy.v1 + "/responses", {"model": "gpt-4o-mini", "input": "x " * 30, "stream": True}, {}
+        delta = b"response.output_text.delta"
+    else:
+        url = proxy.url + "/v1/messages"
+        body = {
+            "model": "gpt-4o-mini",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x " * 30}],
+        }
+        headers, delta = {"anthropic-version": "2023-06-01"}, b"content_block_delta"
+    times: list[float] = []
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("POST", url, json=body, headers={**proxy.headers(), **headers}) as resp,
+    ):
+        opened = time.perf_counter()
+        async for line in resp.aiter_lines():
+            if line.startswith("event: ") and delta in line.encode():
+                times.append(time.perf_counter() - opened)
+        total = time.perf_counter() - opened
+    assert total >= 0.9 and len(times) >= 10
+    assert times[0] < total / 3, f"first delta at {times[0]:.3f}s of {total:.3f}s"
+    assert times[len(times) // 2] - times[0] > 0.3, "deltas arrived in a burst"
