@@ -33,6 +33,8 @@ from formats import (
     validate_request,
 )
 from formats.tokens import count_tokens
+from observability.metrics import metrics_record
+from observability.requestid import request_id_current
 from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
@@ -96,6 +98,7 @@ class _Finisher:
             await usage_record(self.draft)
         except Exception:  # the client's answer must not fail because accounting did
             log.exception("could not buffer usage record %s", self.draft.request_id)
+        await metrics_record(self.draft)  # never raises; after the answer, off the TTFB
 
 
 @dataclass(slots=True)
@@ -183,7 +186,8 @@ async def _admit(
 async def proxy_handle(
     *, dialect: Dialect, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False
 ) -> Reply:
-    fin = _Finisher(UsageDraft(surface=dialect.value))
+    # The id bound by the ASGI layer (x-request-id, every log line) is the record's id too.
+    fin = _Finisher(UsageDraft(surface=dialect.value, request_id=request_id_current()))
     streaming_handed_off = False
     try:
         key, body = await _admit(fin, dialect, headers, raw_body, body_too_large)
@@ -247,7 +251,7 @@ async def proxy_handle(
 
 async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
     """Anthropic `count_tokens`: counted locally, never sent upstream."""
-    fin = _Finisher(UsageDraft(surface="messages.count_tokens"))
+    fin = _Finisher(UsageDraft(surface="messages.count_tokens", request_id=request_id_current()))
     try:
         _, body = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
         if not (await catalog_resolve(body["model"])).targets:
@@ -351,6 +355,12 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
             code = exc.code if isinstance(exc, UpstreamStreamError) else "upstream_malformed_stream"
             fin.fail(Outcome.UPSTREAM_ERROR, 200, code, str(exc))
             for out in relay.error(message=str(exc), code=code):
+                yield out
+        except Exception:
+            # A bug must still end the stream visibly (never a silently truncated success).
+            log.exception("stream relay failed")
+            fin.fail(Outcome.UPSTREAM_ERROR, 200, "internal_error", "the proxy failed while relaying the stream")
+            for out in relay.error(message="internal proxy error while relaying the stream", code="internal_error"):
                 yield out
         finally:
             _estimate_missing_usage(fin, req, relay.usage)
