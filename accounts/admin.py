@@ -311,7 +311,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
             form = flow.steps[index].form_class(
                 initial=flow.initial(flow.steps[index], state), **flow.form_kwargs(flow.steps[index], state)
             )
-            return self._flow_render(request, flow, index, form, None)
+            return self._flow_render(request, flow, index, form, None, state)
         step = flow.steps[index]
         error: FlowError | None = None
         if request.method == "POST":
@@ -321,15 +321,13 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
                     flow.process(step, form.cleaned_data, state)
                 except FlowError as exc:
                     error = exc
-                    if exc.field and exc.field in form.fields:
-                        form.add_error(exc.field, exc.message)
                 else:
                     if index + 1 < len(flow.steps):
                         state["_step"] = index + 1
                         request.session[session_key] = encrypt_json(state)
                         nxt = flow.steps[index + 1]
                         form = nxt.form_class(initial=flow.initial(nxt, state), **flow.form_kwargs(nxt, state))
-                        return self._flow_render(request, flow, index + 1, form, None)
+                        return self._flow_render(request, flow, index + 1, form, None, state)
                     try:
                         account = flow.finish(state, actor=request.user)
                     except FlowError as exc:
@@ -338,17 +336,31 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
                         request.session.pop(session_key, None)
                         self.message_user(request, f"Account '{account.label}' added.", messages.SUCCESS)
                         return HttpResponseRedirect(reverse("admin:accounts_upstreamaccount_changelist"))
+                if error is not None:
+                    # A finish() that says "not yet" (device login pending) may have noted
+                    # something for the next try (poll interval, a used-up login): keep it.
+                    request.session[session_key] = encrypt_json(state)
+                    if error.field and error.field in form.fields:
+                        form.add_error(error.field, error.message)
         else:
             request.session.pop(session_key, None)
             state = {"_step": 0}
             request.session[session_key] = encrypt_json(state)
             form = step.form_class(initial=flow.initial(step, state), **flow.form_kwargs(step, state))
-        return self._flow_render(request, flow, index, form, error)
+        return self._flow_render(request, flow, index, form, error, state)
 
     def _flow_render(
-        self, request: HttpRequest, flow: Any, index: int, form: forms.Form, error: FlowError | None
+        self,
+        request: HttpRequest,
+        flow: Any,
+        index: int,
+        form: forms.Form,
+        error: FlowError | None,
+        state: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        step = flow.steps[index]
         context = {
+            **flow.context(step, state or {}),
             **self.admin_site.each_context(request),
             "title": f"Add an account: {flow.title}",
             "flow": flow,
@@ -360,7 +372,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
             "field_error_detail": error.detail if error is not None else "",
             "is_last": index == len(flow.steps) - 1,
         }
-        return TemplateResponse(request, "accounts/flow_step.html", context)
+        return TemplateResponse(request, step.template or "accounts/flow_step.html", context)
 
 
 # --------------------------------------------------------------------------- client keys

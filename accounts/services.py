@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.validators import upstream_url_validate
 from audit.services import admin_action_log, changes_between
 from statestore.factory import call_sync
 
@@ -56,6 +57,7 @@ def account_create(
         raise ValueError(f"unknown provider {provider!r}")
     if credential_kind not in CredentialKind.values:
         raise ValueError(f"unknown credential kind {credential_kind!r}")
+    base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
     with transaction.atomic():
         account = UpstreamAccount.objects.create(
             label=label,
@@ -127,6 +129,8 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
+    if "base_url" in fields:
+        fields["base_url"] = upstream_url_validate(fields["base_url"])
     with transaction.atomic():
         before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():
@@ -258,3 +262,47 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
         state=state, last_error=error[:2000], last_error_at=timezone.now()
     )
     cache_version_bump()
+
+
+# --------------------------------------------------------------------------- key rotation
+
+
+def credentials_rotate() -> int:
+    """Re-encrypt every Credential and GatewayToken under the first PROXY_CREDENTIAL_KEYS key.
+
+    Rotation: put the new key first (old ones after it, so existing ciphertexts stay readable),
+    run this, then drop the old keys. Works on the stored ciphertext directly (the field would
+    decrypt it) with parameterised SQL, in one transaction: a row no configured key can decrypt
+    aborts the whole run, so a half-rotated table never happens. Returns rows re-encrypted.
+    """
+    from django.db import connection
+
+    from accounts.crypto import reencrypt
+    from accounts.models import GatewayToken
+
+    count = 0
+    with transaction.atomic():
+        for model in (Credential, GatewayToken):
+            table = connection.ops.quote_name(model._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id, secret FROM {table} ORDER BY id FOR UPDATE"
+                    if connection.vendor == "postgresql"
+                    else f"SELECT id, secret FROM {table} ORDER BY id"
+                )
+                rows = cursor.fetchall()
+                for row_id, token in rows:
+                    try:
+                        new = reencrypt(token)
+                    except Exception:  # InvalidToken: say which row, never the ciphertext
+                        raise ValueError(f"{model.__name__} {row_id}: no configured key decrypts it") from None
+                    cursor.execute(f"UPDATE {table} SET secret = %s WHERE id = %s", [new, row_id])
+                    count += 1
+        admin_action_log(
+            actor=None,
+            action="credentials.rotate",
+            target_type="credential",
+            target_id=None,
+            changes={"rows": [None, count]},
+        )
+    return count

@@ -13,11 +13,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.functional import cached_property
 
+from accounts.models import UpstreamAccount
 from audit.charts import line_chart
 from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
 from audit.selectors import (
@@ -79,8 +82,95 @@ def _scoped(request: HttpRequest, qs: QuerySet[Any]) -> QuerySet[Any]:
     return qs if scope.all_keys else qs.filter(client_key_id__in=scope.key_ids)
 
 
+class NoCountPaginator(Paginator):
+    """A paginator that never runs COUNT(*): it only learns whether a next page exists.
+
+    `show_full_result_count = False` skips the unfiltered count, but the admin still counts
+    the *filtered* list for its paginator, which at millions of raw rows costs more than the
+    page itself. Here `count` is rows before this page + rows on it (+1 if there are more),
+    found by reading at most per_page + 1 keys at this page's offset along the ordering index.
+    So the page links reach one page past the current one, and the template says "more"
+    rather than a total.
+    """
+
+    def __init__(self, object_list: Any, per_page: int, *, page_number: int, **kwargs: Any) -> None:
+        super().__init__(object_list, per_page, **kwargs)
+        self.page_number = max(page_number, 1)
+
+    @cached_property
+    def count(self) -> int:
+        offset = (self.page_number - 1) * self.per_page
+        rows = self.object_list
+        if hasattr(rows, "values_list"):  # a queryset: fetch keys only
+            rows = rows.values_list("pk", flat=True)
+        return offset + len(rows[offset : offset + self.per_page + 1])
+
+
+class NoCountAdmin(admin.ModelAdmin):
+    """Admin list settings for tables with millions of rows: no query scans the whole table.
+
+    No date_hierarchy (its year/month links are a DISTINCT over every row), no "show all",
+    no facet counts, no full count; date and value filters come from small tables or fixed
+    choices (see the filters below).
+    """
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_max_show_all = 0
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: Any,
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        try:
+            page = int(request.GET.get("p", 1))
+        except ValueError:
+            page = 1
+        return NoCountPaginator(
+            queryset, per_page, page_number=page, orphans=orphans, allow_empty_first_page=allow_empty_first_page
+        )
+
+
+class AccountFilter(admin.SimpleListFilter):
+    """Filter by account id (indexed) with labels from the small accounts table.
+
+    The stock filter on account_label would list its values with SELECT DISTINCT over every
+    usage row. Records of a deleted account stay findable through the search box.
+    """
+
+    title = "account"
+    parameter_name = "account"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(pk), label) for pk, label in UpstreamAccount.objects.order_by("label").values_list("id", "label")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(account_id=int(value)) if value and value.isdigit() else queryset
+
+
+class SurfaceFilter(admin.SimpleListFilter):
+    """Fixed choices instead of the stock SELECT DISTINCT surface over every usage row."""
+
+    title = "surface"
+    parameter_name = "surface"
+    # Every surface routing/proxy.py records: one per client dialect, plus token counting.
+    SURFACES = ("chat", "responses", "messages", "messages.count_tokens")
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(s, s) for s in self.SURFACES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(surface=value) if value else queryset
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(NoCountAdmin):
     list_display = [
         "created_at",
         "key_prefix",
@@ -95,10 +185,10 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "ttfb_ms",
         "duration_ms",
     ]
-    list_filter = ["outcome", "surface", "stream", "account_label"]
+    # The default ordering (-created_at, then -pk added by the admin) walks the created_at
+    # index backwards; every filter here is either fixed choices or an indexed column.
+    list_filter = [("created_at", admin.DateFieldListFilter), "outcome", SurfaceFilter, "stream", AccountFilter]
     search_fields = ["request_id", "key_prefix", "account_label", "requested_model", "upstream_request_id"]
-    date_hierarchy = "created_at"
-    show_full_result_count = False  # COUNT(*) over millions of rows is the slow part
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRecord]:
         return _scoped(request, super().get_queryset(request))
@@ -202,7 +292,7 @@ def _csv_response(filename: str, header: tuple[str, ...], rows: Iterator[tuple[A
 
 
 @admin.register(UsageRollup)
-class UsageRollupAdmin(admin.ModelAdmin):
+class UsageRollupAdmin(NoCountAdmin):
     list_display = [
         "bucket",
         "granularity",
@@ -214,9 +304,7 @@ class UsageRollupAdmin(admin.ModelAdmin):
         "input_tokens",
         "output_tokens",
     ]
-    list_filter = ["granularity", "account_label"]
-    date_hierarchy = "bucket"
-    show_full_result_count = False
+    list_filter = ["granularity", ("bucket", admin.DateFieldListFilter), AccountFilter]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRollup]:
         return _scoped(request, super().get_queryset(request))

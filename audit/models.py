@@ -69,20 +69,36 @@ TTFB_BOUNDS_MS: tuple[int, ...] = (100, 250, 500, 1000, 2000, 5000, 10000, 30000
 
 
 class Granularity(models.TextChoices):
-    HOUR = "h", "Hour"
-    DAY = "d", "Day"
+    """Which cube a rollup row belongs to: a time grain and the dimensions it keeps.
+
+    The full cubes (h, d) keep account x key x model: exports, the accounts board and staff
+    who may only see their own keys read them (filtered by key, so few rows). The narrow cubes
+    drop dimensions so the unfiltered dashboard reads hundreds of rows per range instead of
+    (hours x accounts x keys x models): "am" rows have client_key_id = 0, "k" rows have
+    account_id = 0 and model = "". Every cube holds the same sums, so any of them gives the
+    totals and TTFB histogram of its range.
+    """
+
+    HOUR = "h", "Hour x account x key x model"
+    DAY = "d", "Day x account x key x model"
+    HOUR_ACCOUNT_MODEL = "ham", "Hour x account x model"
+    HOUR_KEY = "hk", "Hour x key"
+    DAY_ACCOUNT_MODEL = "dam", "Day x account x model"
+    DAY_KEY = "dk", "Day x key"
 
 
 class UsageRollup(models.Model):
     """Sums of UsageRecord per (hour or day) x account x key x requested model.
 
-    Maintained incrementally by audit.services.rollups_update (watermark on UsageRecord.id);
+    Maintained incrementally by audit.rollups.rollups_update (watermark on UsageRecord.id);
     dashboards read only this table so they stay fast with tens of millions of raw rows.
+    `granularity` names the cube (see Granularity): six cubes share one table, one unique key
+    and one upsert statement.
     Ids are plain integers (0 = none) rather than foreign keys: NULLs would defeat the unique
     upsert key, and a deleted key or account must not delete its history.
     """
 
-    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    granularity = models.CharField(max_length=3, choices=Granularity.choices)
     bucket = models.DateTimeField()
     account_id = models.BigIntegerField(default=0)
     client_key_id = models.BigIntegerField(default=0)
@@ -120,10 +136,10 @@ class UsageRollup(models.Model):
                 fields=["granularity", "bucket", "account_id", "client_key_id", "model"], name="rollup_unique_cell"
             )
         ]
-        indexes = [
-            models.Index(fields=["granularity", "bucket"]),
-            models.Index(fields=["granularity", "client_key_id", "bucket"]),
-        ]
+        # The unique key (granularity, bucket, ...) already serves range scans of one cube, so
+        # no separate (granularity, bucket) index: one index less to maintain on every upsert.
+        # (granularity, client_key_id, bucket) serves staff scoped to their own keys.
+        indexes = [models.Index(fields=["granularity", "client_key_id", "bucket"])]
         permissions = [("view_all_usage", "Can see every key's usage (not only their own keys')")]
 
     def __str__(self) -> str:

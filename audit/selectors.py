@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from django.db.models import F, QuerySet, Sum
 
 from accounts.models import ClientKey
 from audit.models import TTFB_BOUNDS_MS, Granularity, UsageRecord, UsageRollup
-from audit.rollups import SUM_COLUMNS, TTFB_FIELDS
+from audit.rollups import DAY_CUBES, HOUR_CUBES, SUM_COLUMNS, TTFB_FIELDS
 
 Dimension = Literal["account", "developer", "model"]
 TOP_N = 6
@@ -34,16 +34,33 @@ def usage_scope_for(user: Any) -> UsageScope:
     )
 
 
-def _rollups(scope: UsageScope, granularity: str, start: datetime, end: datetime) -> QuerySet[UsageRollup]:
-    qs = UsageRollup.objects.filter(granularity=granularity, bucket__gte=start, bucket__lt=end)
-    if not scope.all_keys:
-        qs = qs.filter(client_key_id__in=scope.key_ids)
-    return qs
-
-
 def granularity_for(start: datetime, end: datetime) -> str:
     # Hourly points up to 3 days (<= 72 points), daily beyond: charts stay readable and cheap.
     return Granularity.HOUR if end - start <= timedelta(days=3) else Granularity.DAY
+
+
+def _cube(scope: UsageScope, granularity: str, dimension: Dimension | None) -> str:
+    """The narrowest rollup cube that answers `dimension` (None = totals) for this scope.
+
+    Unscoped readers get the narrow cubes (no key dimension for account/model/totals, only
+    the key for developers): a 90-day page then reads about days x accounts x models rows,
+    however many keys and raw rows there are. A scoped reader must filter by key, so reads
+    the full cube through the (granularity, client_key_id, bucket) index: few rows, since
+    they are one person's keys.
+    """
+    full, account_model, key = HOUR_CUBES if granularity == Granularity.HOUR else DAY_CUBES
+    if not scope.all_keys:
+        return full
+    return key if dimension == "developer" else account_model
+
+
+def _rollups(
+    scope: UsageScope, granularity: str, start: datetime, end: datetime, dimension: Dimension | None = None
+) -> QuerySet[UsageRollup]:
+    qs = UsageRollup.objects.filter(granularity=_cube(scope, granularity, dimension), bucket__gte=start, bucket__lt=end)
+    if not scope.all_keys:
+        qs = qs.filter(client_key_id__in=scope.key_ids)
+    return qs
 
 
 def buckets_between(start: datetime, end: datetime, granularity: str) -> list[datetime]:
@@ -83,7 +100,7 @@ def usage_breakdown(
     granularity = granularity_for(start, end)
     group = {"account": "account_label", "developer": "client_key_id", "model": "model"}[dimension]
     rows = (
-        _rollups(scope, granularity, start, end)
+        _rollups(scope, granularity, start, end, dimension)
         .values("bucket", group)
         .annotate(req=Sum("requests"), tok=Sum(F("input_tokens") + F("output_tokens")))
         .order_by()
@@ -152,7 +169,9 @@ class Health:
 def usage_health(*, scope: UsageScope, start: datetime, end: datetime, buckets: list[datetime]) -> Health:
     granularity = granularity_for(start, end)
     sums = {c: Sum(c) for c in SUM_COLUMNS}
-    rows = _rollups(scope, granularity, start, end).values("bucket").annotate(**sums).order_by()
+    # Typed loosely: the stubs cannot see keys built from SUM_COLUMNS.
+    qs = _rollups(scope, granularity, start, end).values("bucket").annotate(**sums).order_by()
+    rows = cast("Iterable[dict[str, Any]]", qs)
     n = len(buckets)
     index = {b: i for i, b in enumerate(buckets)}
     err, fail, rl = [0.0] * n, [0.0] * n, [0.0] * n
@@ -221,7 +240,12 @@ RECORD_CSV_COLUMNS = (
 
 
 def rollup_rows(*, scope: UsageScope, start: datetime, end: datetime, granularity: str) -> Iterator[tuple[Any, ...]]:
-    qs = _rollups(scope, granularity, start, end).order_by("bucket", "account_id", "client_key_id", "model")
+    # Exports always carry every dimension: the full cube of the grain asked for.
+    full = Granularity.HOUR if granularity in HOUR_CUBES else Granularity.DAY
+    qs = UsageRollup.objects.filter(granularity=full, bucket__gte=start, bucket__lt=end)
+    if not scope.all_keys:
+        qs = qs.filter(client_key_id__in=scope.key_ids)
+    qs = qs.order_by("bucket", "account_id", "client_key_id", "model")
     # iterator(): server-side cursor on PostgreSQL, rows never all in memory.
     yield from qs.values_list(*ROLLUP_CSV_COLUMNS).iterator(chunk_size=5000)
 

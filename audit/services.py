@@ -4,12 +4,21 @@ The request path never writes the database. Records go to a list in the state st
 flusher (Celery beat with Redis, an in-process task in the embedded default) writes them in
 batches. Rows are read before they are dropped from the buffer and inserted idempotently
 (unique request_id), so a crash between the two loses nothing and duplicates nothing.
+
+State store down: a record that cannot be pushed goes to a bounded in-process fallback buffer
+(`_local`) and a background drainer on the same event loop retries it: back into the shared
+buffer once the store answers, or straight into the database (idempotent insert) while it does
+not. The request never fails because of accounting; only a crash of the process while the
+store is down loses what that process held (see docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +28,7 @@ from django.conf import settings
 
 from audit.models import AdminAction, Outcome, UsageRecord
 from proxy_project.db import db_call
-from statestore import LockNotAcquired, StateStore, get_store
+from statestore import LockNotAcquired, StateStore, StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +67,78 @@ class UsageDraft:
     error_message: str = ""
 
 
+# In-process fallback while the shared store is unreachable. Bounded so an outage that outlasts
+# it cannot exhaust memory: past the bound the oldest entries are dropped and counted (loudly).
+LOCAL_BUFFER_MAX = 100_000
+_LOCAL_DRAIN_INTERVAL = 0.5
+_local: deque[bytes] = deque()
+_local_dropped = 0
+_drainers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def usage_local_depth() -> tuple[int, int]:
+    """(records held in this process's fallback buffer, records dropped because it was full)."""
+    return len(_local), _local_dropped
+
+
+def _local_keep(entries: list[bytes]) -> None:
+    global _local_dropped
+    _local.extend(entries)
+    while len(_local) > LOCAL_BUFFER_MAX:
+        _local.popleft()
+        _local_dropped += 1
+        if _local_dropped % 1000 == 1:
+            log.error("usage fallback buffer full: %d records dropped so far", _local_dropped)
+
+
 async def usage_record(draft: UsageDraft, *, store: StateStore | None = None) -> None:
     """Hand one finished record to the buffer (one RPUSH; no database on the request path)."""
     # orjson serialises the dataclass natively (no asdict copy).
-    await (store or get_store()).list_push(USAGE_BUFFER_KEY, orjson.dumps(draft))
+    raw = orjson.dumps(draft)
+    try:
+        await (store or get_store()).list_push(USAGE_BUFFER_KEY, raw)
+    except StoreUnavailable:
+        # Fail open: the answer was served; keep the record here until it can be written.
+        _local_keep([raw])
+        _drainer_ensure()
+
+
+def _drainer_ensure() -> None:
+    loop = asyncio.get_running_loop()
+    task = _drainers.get(loop)
+    if task is None or task.done():
+        _drainers[loop] = loop.create_task(_local_drain_forever())
+
+
+async def _local_drain_forever() -> None:
+    while _local:
+        await asyncio.sleep(_LOCAL_DRAIN_INTERVAL)
+        try:
+            await usage_local_drain()
+        except Exception:  # keep the records and try again; never let the drainer die loudly
+            log.exception("usage fallback drain failed; will retry")
+
+
+async def usage_local_drain(*, store: StateStore | None = None, batch: int = 1000) -> int:
+    """Move this process's fallback records on: to the shared buffer if the store is back,
+    else directly into the database. Returns how many left the fallback buffer."""
+    moved = 0
+    while _local:
+        chunk: list[bytes] = []
+        while _local and len(chunk) < batch:
+            chunk.append(_local.popleft())
+        try:
+            try:
+                await (store or get_store()).list_push(USAGE_BUFFER_KEY, *chunk)
+            except StoreUnavailable:
+                rows = [r for r in map(_to_model, chunk) if r is not None]
+                if rows:
+                    await db_call(_insert, rows)  # idempotent by request_id, like the flusher
+        except BaseException:
+            _local.extendleft(reversed(chunk))  # back in front, order kept; nothing lost
+            raise
+        moved += len(chunk)
+    return moved
 
 
 def _to_model(raw: bytes) -> UsageRecord | None:
@@ -84,6 +161,9 @@ async def usage_flush(*, store: StateStore | None = None, batch: int | None = No
     store = store or get_store()
     size = batch or settings.USAGE_FLUSH_BATCH
     written = 0
+    if _local:
+        # Records this process held while the store was down go first (to the store or DB).
+        await usage_local_drain(store=store)
     try:
         async with store.lock(_FLUSH_LOCK, ttl=60):
             while True:
@@ -97,6 +177,9 @@ async def usage_flush(*, store: StateStore | None = None, batch: int | None = No
                 written += len(rows)
     except LockNotAcquired:
         return 0  # another flusher is on it
+    except StoreUnavailable:
+        log.warning("usage flush skipped: state store unavailable (records stay buffered)")
+        return written
     return written
 
 

@@ -14,6 +14,6 @@ def usage_flush_task() -> int:
 
 @shared_task(ignore_result=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
 def rollups_update_task() -> int:
-    # Bounded per run (20 x 50k rows) to stay inside the global soft time limit; the next
-    # beat continues from the watermark.
-    return rollups_update(batch=50_000, max_batches=20)
+    # Bounded per run (at most 20 x 50k rows, and no new range after 40 s) to stay inside the
+    # global 60 s soft time limit; the next beat continues from the watermark.
+    return rollups_update(batch=50_000, max_batches=20, max_seconds=40)

@@ -290,6 +290,8 @@ def proxy_env(var_dir: Path, workers: int) -> dict[str, str]:
         REDIS_URL=REDIS_URL,
         WEB_WORKERS=str(workers),
         PROXY_VAR_DIR=str(var_dir),
+        # The fake upstream runs on 127.0.0.1, which accounts/validators.py refuses by default.
+        PROXY_ALLOW_PRIVATE_UPSTREAMS="true",
     )
     return env
 

@@ -14,6 +14,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, reset_queries
 
+from observability.requestid import with_request_id
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxy_project.settings.base")
 django.setup(set_prefix=False)
 
@@ -48,7 +50,7 @@ signals.request_finished.connect(close_old_connections, sender=ASGIHandler)
 # straight to Django, so no extra server or collectstatic step is needed.
 django_app = ASGIStaticFilesHandler(ASGIHandler())
 api_app = ApiHandler()
-_API_PREFIXES = ("/v1/", "/healthz", "/readyz")
+_API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
 
 
 async def _startup(state: dict[str, Any]) -> None:
@@ -116,6 +118,7 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _refuse_websocket(scope, receive, send)
         return
     if scope["type"] == "http" and scope["path"].startswith(_API_PREFIXES):
-        await api_app(scope, receive, send)
+        # Binds the request id (logs, usage record) and adds x-request-id to every answer.
+        await with_request_id(api_app, scope, receive, send)
         return
     await django_app(scope, receive, send)

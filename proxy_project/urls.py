@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 
+from observability.exposition import metrics_view
 from routing.api.health import healthz, readyz
 from routing.api.views import api, not_found
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics_view),
     path("v1/", api.urls),
     re_path(r"^v1/(?P<path>.*)$", not_found),
 ]

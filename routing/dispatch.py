@@ -9,6 +9,7 @@ state; limits → cooldown for the right scope; client faults → straight to th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from routing.affinity import affinity_bind, affinity_key, affinity_parse
 from routing.catalog import Resolution, Target
 from routing.cooldown import (
     ACCOUNT_SCOPE,
+    CandidateState,
     cooldown_check,
     cooldown_reset_backoff,
     cooldown_start,
@@ -37,7 +39,7 @@ from routing.cooldown import (
 from routing.errors import ErrorCode, ProxyError
 from routing.quota import headroom_key, headroom_parse
 from routing.selection import selection_order, selection_used
-from statestore import get_store
+from statestore import StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +91,25 @@ async def dispatch_open(
     )
     account_ids = list(dict.fromkeys(t.account.id for t in resolution.targets))
     also = [headroom_key(a) for a in account_ids] + ([bind_key] if bind_key else [])
-    checked, extras = await cooldown_check(
-        store, [(t.account.id, t.family, t.upstream_model) for t in resolution.targets], also=also
-    )
+    candidates = [(t.account.id, t.family, t.upstream_model) for t in resolution.targets]
+    try:
+        checked, extras = await cooldown_check(store, candidates, also=also)
+    except StoreUnavailable:
+        # Fail open: cooldowns are an optimisation (skip an account we know is limited). With
+        # the store down every target counts as available; a limited account answers 429
+        # again and the loop below fails over, as it would without any shared state.
+        log.warning("state store unavailable: dispatching without cooldown state")
+        checked, extras = [CandidateState(wait=None, escalated=False) for _ in candidates], [None] * len(also)
     by_target = {(t.account.id, t.upstream_model): s for t, s in zip(resolution.targets, checked, strict=True)}
     headroom = {a: h for a, raw in zip(account_ids, extras, strict=False) if (h := headroom_parse(raw)) is not None}
     preferred = affinity.preferred_account
     if preferred is None and bind_key:
         preferred = affinity_parse(extras[-1])
-    ordered = await selection_order(store, resolution, preferred_account=preferred, headroom=headroom)
+    try:
+        ordered = await selection_order(store, resolution, preferred_account=preferred, headroom=headroom)
+    except StoreUnavailable:
+        # Fail open: without the shared round-robin counter, serve in priority order.
+        ordered = sorted(resolution.targets, key=lambda t: -t.account.priority)
     states = [by_target[(t.account.id, t.upstream_model)] for t in ordered]
     memo = {} if memo is None else memo
 
@@ -166,7 +178,10 @@ async def dispatch_open(
                 break
             attempt.update(status=200, ms=_ms(attempt_started))
             draft.upstream_request_id = response.request_id
-            await _reward(store, resolution, target, state.escalated, affinity, preferred)
+            # Bookkeeping only (backoff reset, affinity, LRU stamp): with the store down the
+            # answer matters more, so it is skipped (fail open).
+            with contextlib.suppress(StoreUnavailable):
+                await _reward(store, resolution, target, state.escalated, affinity, preferred)
             return Opened(account=account, response=response, target=target)
 
     if unsupported is not None and last_error is None and earliest_reset is None:
@@ -193,9 +208,14 @@ async def _penalize(store: Any, exc: UpstreamError, target: Target, account: Acc
     if exc.account_state:
         await db_call(account_mark_state, account_id=account.id, state=exc.account_state, error=exc.message)
     if exc.cooldown is not None or exc.backoff:
-        return await cooldown_start(
-            store, account_id=account.id, scope=_scope(exc, target), seconds=exc.cooldown, reason=exc.message
-        )
+        try:
+            return await cooldown_start(
+                store, account_id=account.id, scope=_scope(exc, target), seconds=exc.cooldown, reason=exc.message
+            )
+        except StoreUnavailable:
+            # Fail open: the failover to the next account still happens; only the memory
+            # of this limit is lost, so the account may be tried (and answer 429) again.
+            log.warning("state store unavailable: cooldown for account %s not recorded", account.label)
     return None
 
 

@@ -4,7 +4,7 @@ Two implementations share one contract and one test suite: Redis for real deploy
 (shared by every web and Celery process) and an in-process store for the embedded default.
 """
 
-from statestore.base import CounterLimit, LockNotAcquired, StateStore
+from statestore.base import CounterLimit, LockNotAcquired, StateStore, StoreUnavailable
 from statestore.factory import get_store, reset_stores
 
-__all__ = ["CounterLimit", "LockNotAcquired", "StateStore", "get_store", "reset_stores"]
+__all__ = ["CounterLimit", "LockNotAcquired", "StateStore", "StoreUnavailable", "get_store", "reset_stores"]

@@ -11,6 +11,14 @@ class LockNotAcquired(Exception):
     pass
 
 
+class StoreUnavailable(Exception):
+    """The shared store cannot be reached (connection refused, timeout, breaker open).
+
+    One exception type for every backend, so callers choose fail-open or fail-closed per use
+    without knowing which client library sits underneath (see docs/reliability.md).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class CounterLimit:
     """One counter in an all-or-nothing reservation (see StateStore.counters_reserve)."""

@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from statestore.base import CounterLimit, StateStore
+from statestore.base import CounterLimit, StateStore, StoreUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# After a connection failure every call fails at once for this long instead of each paying a
+# connect/socket timeout: with Redis down the hot path must stay fast to be useful fail-open.
+BREAKER_SECONDS = 1.0
+_DOWN_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
+
+
+def _guarded(
+    fn: Callable[Concatenate[RedisStore, P], Awaitable[T]],
+) -> Callable[Concatenate[RedisStore, P], Awaitable[T]]:
+    """Translate connection-level failures into StoreUnavailable and trip the breaker."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: RedisStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._down_until > time.monotonic():
+            raise StoreUnavailable("redis unavailable (breaker open)")
+        try:
+            return await fn(self, *args, **kwargs)
+        except _DOWN_ERRORS as exc:
+            self._down_until = time.monotonic() + BREAKER_SECONDS
+            raise StoreUnavailable(f"redis unavailable: {exc.__class__.__name__}") from exc
+
+    return wrapper
 
 # Compare-and-delete: release a lock only if we still own it.
 _RELEASE = """
@@ -57,9 +89,14 @@ class RedisStore(StateStore):
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
+            # One immediate retry reconnects a pooled connection that a Redis restart killed;
+            # redis-py's default (10 retries with backoff) would hold each call for seconds
+            # while Redis is down, which defeats failing open.
+            retry=Retry(NoBackoff(), 1),
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
+        self._down_until = 0.0
         self._release_script = self._redis.register_script(_RELEASE)
         self._incr_script = self._redis.register_script(_INCR_TTL)
         self._reserve_script = self._redis.register_script(_RESERVE)
@@ -68,50 +105,62 @@ class RedisStore(StateStore):
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    @_guarded
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
+    @_guarded
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(self._k(key))
         return None if value is None else bytes(value)
 
+    @_guarded
     async def set(self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False) -> bool:
         px = max(1, int(ttl * 1000)) if ttl is not None else None
         result = await self._redis.set(self._k(key), value, px=px, nx=only_if_absent)
         return bool(result)
 
+    @_guarded
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
         return int(await self._redis.delete(*(self._k(k) for k in keys)))
 
+    @_guarded
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         if ttl is None:
             return int(await self._redis.incrby(self._k(key), amount))
         return int(await self._incr_script(keys=[self._k(key)], args=[amount, max(1, int(ttl * 1000))]))
 
+    @_guarded
     async def ttl(self, key: str) -> float | None:
         ms = int(await self._redis.pttl(self._k(key)))
         return None if ms < 0 else ms / 1000.0
 
+    @_guarded
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         values = await self._redis.mget([self._k(k) for k in keys])
         return [None if v is None else bytes(v) for v in values]
 
+    @_guarded
     async def list_push(self, key: str, *values: bytes) -> int:
         return int(await self._redis.rpush(self._k(key), *values))
 
+    @_guarded
     async def list_range(self, key: str, count: int) -> list[bytes]:
         return [bytes(v) for v in await self._redis.lrange(self._k(key), 0, count - 1)]
 
+    @_guarded
     async def list_drop(self, key: str, count: int) -> None:
         await self._redis.ltrim(self._k(key), count, -1)
 
+    @_guarded
     async def list_len(self, key: str) -> int:
         return int(await self._redis.llen(self._k(key)))
 
+    @_guarded
     async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
         if not limits:
             return None
@@ -121,10 +170,12 @@ class RedisStore(StateStore):
         over = int(await self._reserve_script(keys=[self._k(lim.key) for lim in limits], args=args))
         return None if over == 0 else over - 1
 
+    @_guarded
     async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
         if deltas:
             await self._adjust_script(keys=[self._k(k) for k, _ in deltas], args=[a for _, a in deltas])
 
+    @_guarded
     async def _release(self, key: str, token: bytes) -> None:
         await self._release_script(keys=[self._k(key)], args=[token])
 

@@ -26,11 +26,13 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.codex import flows
+from accounts.codex import oauth
 from accounts.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig, codex_config
 from accounts.codex.jwt import ChatGPTClaims, claims_or_none
 from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
 from accounts.services import cache_version_bump
+from accounts.validators import upstream_url_validate
+from observability.metrics import counts_refresh
 from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore
 from statestore.factory import call_sync
@@ -44,6 +46,14 @@ _STALE_AFTER_SECONDS = 8 * 86400  # §2.7: refresh when exp is unreadable and la
 
 class CodexLoginError(Exception):
     pass
+
+
+class CodexLoginPending(CodexLoginError):
+    """A single device-code poll found the code not approved yet; poll again after `interval`."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__("the device code is not approved yet")
+        self.interval = interval
 
 
 class CodexRefreshError(Exception):
@@ -138,6 +148,9 @@ def codex_account_save(
     A new account gets a fresh random installation id (the model default, §6.6); a
     re-login keeps it, so the account keeps looking like the same install.
     """
+    base_url = upstream_url_validate(base_url)  # SSRF guard (accounts/validators.py)
+    if provider_config and provider_config.get("auth_url"):
+        upstream_url_validate(str(provider_config["auth_url"]))
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None and account.provider != ProviderKind.CODEX:
@@ -181,6 +194,11 @@ def _pending_set(key: str, value: dict[str, Any]) -> None:
     call_sync(put)
 
 
+def _pending_get(key: str) -> dict[str, Any] | None:
+    raw = call_sync(lambda store: store.get(key))
+    return orjson.loads(raw) if raw else None
+
+
 def _pending_pop(key: str) -> dict[str, Any] | None:
     async def take(store: StateStore) -> bytes | None:
         raw = await store.get(key)
@@ -207,8 +225,8 @@ def codex_pkce_start(
 ) -> PkceStart:
     """Paste-callback PKCE (§2.2): the operator opens `url`, then pastes the dead-localhost URL."""
     cfg = codex_config(provider_config)
-    pair = flows.pkce_pair()
-    state = flows.new_state()
+    pair = oauth.pkce_pair()
+    state = oauth.new_state()
     _pending_set(
         f"codex:pkce:{state}",
         {
@@ -220,24 +238,24 @@ def codex_pkce_start(
         },
     )
     return PkceStart(
-        url=flows.authorize_url(cfg, state=state, challenge=pair.challenge, workspace_id=workspace_id), state=state
+        url=oauth.authorize_url(cfg, state=state, challenge=pair.challenge, workspace_id=workspace_id), state=state
     )
 
 
 def codex_pkce_complete(*, callback_url: str, pin_account_id: str | None = None) -> UpstreamAccount:
-    params = flows.parse_callback(callback_url)
+    params = oauth.parse_callback(callback_url)
     pending = _pending_pop(f"codex:pkce:{params.state}")
     if pending is None:
         raise CodexLoginError("unknown or expired sign-in (state does not match a pending login; start again)")
     cfg = codex_config(pending["provider_config"])
-    tokens = flows.exchange_code(
-        cfg, code=params.code, verifier=pending["verifier"], redirect_uri=flows.PKCE_REDIRECT_URI
+    tokens = oauth.exchange_code(
+        cfg, code=params.code, verifier=pending["verifier"], redirect_uri=oauth.PKCE_REDIRECT_URI
     )
     return _save_tokens(tokens, pending, pin_account_id)
 
 
-def _save_tokens(tokens: flows.TokenSet, pending: dict[str, Any], pin_account_id: str | None) -> UpstreamAccount:
-    assert tokens.access_token and tokens.refresh_token  # checked by flows.exchange_code
+def _save_tokens(tokens: oauth.TokenSet, pending: dict[str, Any], pin_account_id: str | None) -> UpstreamAccount:
+    assert tokens.access_token and tokens.refresh_token  # checked by oauth.exchange_code
     expires = time.time() + tokens.expires_in if tokens.expires_in else None
     secret = codex_secret_build(
         access_token=tokens.access_token,
@@ -261,10 +279,10 @@ def codex_device_start(
     base_url: str = DEFAULT_BASE_URL,
     model_names: Iterable[str] = DEFAULT_MODELS,
     provider_config: Mapping[str, Any] | None = None,
-) -> flows.DeviceCode:
+) -> oauth.DeviceCode:
     """Device code (§2.3): show `verification_url` and `user_code`; then codex_device_complete."""
     cfg = codex_config(provider_config)
-    code = flows.device_start(cfg)
+    code = oauth.device_start(cfg)
     _pending_set(
         f"codex:device:{code.device_auth_id}",
         {
@@ -286,20 +304,30 @@ def codex_device_complete(
     pin_account_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> UpstreamAccount:
-    pending = _pending_pop(f"codex:device:{device_auth_id}")
+    """Poll until approved, then sign in. `timeout=0` polls exactly once and raises
+    CodexLoginPending while not approved (the admin page polls once per request)."""
+    key = f"codex:device:{device_auth_id}"
+    single = timeout <= 0
+    # A single attempt only reads the pending login: it must survive "not approved yet", keep
+    # its original TTL (= the code's 15 minutes), and a concurrent poll must not lose it.
+    pending = _pending_get(key) if single else _pending_pop(key)
     if pending is None:
         raise CodexLoginError("unknown or expired device login; start again")
     cfg = codex_config(pending["provider_config"])
     deadline = time.monotonic() + timeout
     while True:
-        grant = flows.device_poll_once(cfg, device_auth_id=device_auth_id, user_code=pending["user_code"])
+        grant = oauth.device_poll_once(cfg, device_auth_id=device_auth_id, user_code=pending["user_code"])
         if grant is not None:
             break
+        if single:
+            raise CodexLoginPending(float(pending["interval"]))
         if time.monotonic() >= deadline:
             raise CodexLoginError("the device code was not approved in time")
         sleep(float(pending["interval"]))
-    tokens = flows.exchange_code(
-        cfg, code=grant.authorization_code, verifier=grant.code_verifier, redirect_uri=flows.device_redirect_uri(cfg)
+    if single and _pending_pop(key) is None:
+        raise CodexLoginError("this device login was already completed by another request")
+    tokens = oauth.exchange_code(
+        cfg, code=grant.authorization_code, verifier=grant.code_verifier, redirect_uri=oauth.device_redirect_uri(cfg)
     )
     return _save_tokens(tokens, pending, pin_account_id)
 
@@ -393,7 +421,7 @@ def _needs_refresh(secret: Mapping[str, Any], *, stale_access_token: str | None,
     return not isinstance(last, int | float) or now - last > _STALE_AFTER_SECONDS
 
 
-def _persist(account_id: int, *, sent_refresh_token: str, tokens: flows.TokenSet) -> dict[str, Any]:
+def _persist(account_id: int, *, sent_refresh_token: str, tokens: oauth.TokenSet) -> dict[str, Any]:
     """Store what the refresh returned, all fields in one transaction under the row lock."""
     with transaction.atomic():
         cred = Credential.objects.select_for_update().get(account_id=account_id)
@@ -447,6 +475,7 @@ async def _acquire(store: StateStore, key: str, wait: float) -> Any:
             delay = min(0.25, delay * 2)
 
 
+@counts_refresh("codex")
 async def codex_token_refresh(
     *,
     store: StateStore,
@@ -481,9 +510,9 @@ async def codex_token_refresh(
             await db_call(_mark_failed, account_id, "no refresh token stored")
             raise CodexRefreshError("no refresh token stored", terminal=True)
         try:
-            tokens = await flows.refresh_tokens(cfg, refresh_token=sent)
-        except flows.OAuthError as exc:
-            if exc.code in flows.ROTATED_ELSEWHERE_CODES:
+            tokens = await oauth.refresh_tokens(cfg, refresh_token=sent)
+        except oauth.OAuthError as exc:
+            if exc.code in oauth.ROTATED_ELSEWHERE_CODES:
                 current, _ = await db_call(_load, account_id)
                 if current.get("refresh_token") != sent:
                     # §2.7 step 3: a sibling won the race; its tokens are already stored.

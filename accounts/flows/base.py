@@ -30,6 +30,9 @@ class Step:
     title: str
     form_class: type[forms.Form]
     help: str = ""
+    # A step that shows more than a form (e.g. "open this URL, type this code, then continue")
+    # names its own template (same context as accounts/flow_step.html). Empty = the generic page.
+    template: str = ""
 
 
 class AccountFlow(ABC):
@@ -50,6 +53,11 @@ class AccountFlow(ABC):
         return {}
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        """Extra template context for the step (e.g. a verification URL and user code from the
+        state); secrets must never be returned here, the page is rendered as HTML."""
         return {}
 
     @abstractmethod

@@ -10,6 +10,7 @@ from django import forms
 from accounts.flows.base import AccountFlow, FlowError, Step
 from accounts.models import ProviderKind, UpstreamAccount
 from accounts.services import account_add_openai_compat
+from accounts.validators import upstream_url_validate
 
 DISCOVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -22,6 +23,10 @@ class ConnectForm(forms.Form):
     api_key = forms.CharField(
         widget=forms.PasswordInput(render_value=False), help_text="Stored encrypted; never shown."
     )
+
+    def clean_base_url(self) -> str:
+        # Before model discovery contacts it: the SSRF guard runs on the admin's input.
+        return upstream_url_validate(self.cleaned_data["base_url"])
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from accounts.models import UpstreamAccount
+from accounts.models import CredentialKind, ProviderKind, UpstreamAccount
 from accounts.selectors import AccountInfo
 from accounts.services import account_update
 from audit.services import admin_action_log
@@ -144,17 +145,36 @@ def account_refresh(*, account: UpstreamAccount, actor: Any = None) -> ProbeResu
     executor = executor_for(account.provider)
     if executor is None:
         return ProbeResult(False, f"No executor for provider {account.provider!r} yet.")
+    pair = _gitlab_oauth_pair_refresh(account)
+    codex = _codex_refresh(account)
+    if codex is not None:
+        result = codex
+    elif pair is not None and not pair.ok:
+        result = pair
+    else:
 
-    async def refresh(_store: StateStore) -> ProbeResult:
-        try:
-            changed = await executor.refresh_credential(_account_info(account))
-        except Exception as exc:
-            return ProbeResult(False, f"refresh failed: {type(exc).__name__}", upstream_text=str(exc))
-        finally:
-            await http_clients_close()
-        return ProbeResult(True, "credential refreshed" if changed else "nothing to refresh for this credential")
+        async def refresh(_store: StateStore) -> ProbeResult:
+            try:
+                changed = await executor.refresh_credential(_account_info(account))
+            except Exception as exc:
+                # UpstreamError carries the provider's specific message; say it, not the class.
+                text = getattr(exc, "message", "") or str(exc)
+                return ProbeResult(False, f"refresh failed: {text}", upstream_text=str(exc))
+            finally:
+                await http_clients_close()
+            return ProbeResult(True, "credential refreshed" if changed else "nothing to refresh for this credential")
 
-    result = call_sync(refresh)
+        result = call_sync(refresh)
+        if result.ok and result.message == "credential refreshed" and account.provider == ProviderKind.GITLAB:
+            # Say what was refreshed: for GitLab the executor's "credential" is the gateway token.
+            cred = getattr(account, "credential", None)
+            result.message = (
+                "OAuth token pair refreshed; gateway token re-minted"
+                if pair is not None
+                else "gateway token re-minted (a personal access token itself cannot be refreshed)"
+                if cred is not None and cred.kind == CredentialKind.PAT
+                else "gateway token re-minted"
+            )
     admin_action_log(
         actor=actor,
         action="account.refresh",
@@ -164,6 +184,47 @@ def account_refresh(*, account: UpstreamAccount, actor: Any = None) -> ProbeResu
         changes={"result": [None, result.message]},
     )
     return result
+
+
+def _gitlab_oauth_pair_refresh(account: UpstreamAccount) -> ProbeResult | None:
+    """GitLab OAuth accounts: rotate the OAuth pair now. The executor's refresh re-mints only the
+    gateway token (touching the pair only near its expiry), but "refresh credential now" on an
+    OAuth account should prove the refresh token still works. None = not a GitLab OAuth account."""
+    cred = getattr(account, "credential", None)
+    if account.provider != ProviderKind.GITLAB or cred is None or cred.kind != CredentialKind.OAUTH:
+        return None
+    from accounts.gitlab.errors import GitLabError
+    from accounts.gitlab.services import gitlab_credential_refresh
+
+    try:
+        gitlab_credential_refresh(account_id=account.pk)
+    except GitLabError as exc:
+        return ProbeResult(False, f"OAuth refresh failed: {exc.message}", upstream_text=exc.upstream_text)
+    return ProbeResult(True, "OAuth token pair refreshed")
+
+
+def _codex_refresh(account: UpstreamAccount) -> ProbeResult | None:
+    """Codex accounts: rotate the ChatGPT tokens now (force). The executor's refresh only
+    rotates a token it believes stale, and "refresh credential now" should prove the refresh
+    token still works. Same single-flight service as Celery and the request path, so it cannot
+    race them. None = not a Codex account."""
+    if account.provider != ProviderKind.CODEX:
+        return None
+    from accounts.codex.services import CodexRefreshError, codex_token_refresh_sync
+
+    try:
+        outcome = codex_token_refresh_sync(account_id=account.pk, force=True)
+    except CodexRefreshError as exc:
+        # Terminal: the service already marked the account auth_failed; say what to do.
+        hint = " — sign in again (Add account → OpenAI Codex)" if exc.terminal else ""
+        return ProbeResult(False, f"refresh failed: {exc}{hint}", upstream_text=exc.code)
+    expires = outcome.secret.get("expires_at")
+    until = (
+        datetime.fromtimestamp(expires, tz=UTC).strftime(" (access token valid until %Y-%m-%d %H:%M UTC)")
+        if isinstance(expires, int | float)
+        else ""
+    )
+    return ProbeResult(True, f"ChatGPT tokens refreshed{until}")
 
 
 def account_cooldowns_clear(*, account: UpstreamAccount, actor: Any = None) -> int | None:

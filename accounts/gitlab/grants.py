@@ -34,6 +34,7 @@ from accounts.gitlab.records import (
     gitlab_gateway_token_save,
 )
 from accounts.models import AccountState, CredentialKind
+from observability.metrics import counts_refresh
 from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore
 
@@ -227,6 +228,7 @@ async def _mint_single_flight(
             raise GitLabError("timed out waiting for the gateway token mint", kind=GitLabError.MINT_FAILED)
 
 
+@counts_refresh("gitlab_gateway")
 async def _mint(account_id: int, store: StateStore, client: httpx.AsyncClient) -> GatewayGrant:
     account = await db_call(gitlab_account_load, account_id)
     token, kind = await gitlab_access_token(account_id=account_id, store=store, client=client)

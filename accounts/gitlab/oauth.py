@@ -21,6 +21,7 @@ from accounts.gitlab.config import GitLabAccount, gitlab_account_load
 from accounts.gitlab.errors import GitLabError
 from accounts.gitlab.records import gitlab_account_state_set, gitlab_credential_rotate
 from accounts.models import AccountState, CredentialKind
+from observability.metrics import counts_refresh
 from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore
 
@@ -116,6 +117,7 @@ async def _refresh_single_flight(
                 ) from None
 
 
+@counts_refresh("gitlab_oauth")
 async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
     used = str(account.secret.get("refresh_token") or "")
     if not used:

@@ -40,6 +40,7 @@ from accounts.gitlab.records import gitlab_account_state_set, gitlab_gateway_tok
 from accounts.gitlab.selectors import gitlab_account_ids_for_refresh
 from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
 from accounts.services import account_create, cache_version_bump
+from accounts.validators import upstream_url_validate
 from executors.gitlab.models import gitlab_model_names
 from proxy_project.db import db_call
 from statestore import StateStore
@@ -140,6 +141,7 @@ def gitlab_oauth_device_start(
     keep_without_duo: bool = False,
 ) -> DeviceStart:
     """Start the device authorization grant (§2.3); show `user_code`/`verification_uri` to a human."""
+    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
         label=label,
         instance_url=instance_url,
@@ -258,6 +260,7 @@ def gitlab_oauth_pkce_start(
 ) -> PkceStart:
     """Authorization code + PKCE (S256), paste-callback style (§2.2): open `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
+    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
         label=label,
         instance_url=instance_url,
@@ -512,6 +515,7 @@ def gitlab_pat_add(
     connections disabled, grant not enabled (unless keep_without_duo: then the account is saved
     in state not_entitled with that reason).
     """
+    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
         label=label,
         instance_url=instance_url,

@@ -180,7 +180,8 @@ class CodexExecutor:
         request_id = resp_headers.get("x-request-id", "")
         try:
             await self._record_headers(call, resp_headers)
-            if response.status_code >= 400:
+            # Any non-2xx is an error: a redirect (not followed) must never pass as a 200.
+            if not 200 <= response.status_code < 300:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
                 err = errors.classify(
                     status=response.status_code,

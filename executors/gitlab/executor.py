@@ -139,7 +139,8 @@ class GitLabExecutor:
         response = await _send(prepared)
         request_id = response.headers.get("x-request-id", "") or response.headers.get("request-id", "")
         try:
-            if response.status_code >= 400:
+            # Any non-2xx is an error: a redirect (not followed) must never pass as a 200.
+            if not 200 <= response.status_code < 300:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
                 backoff = await _backoff(store, call.account.id, family) if response.status_code == 429 else 0.0
                 raise classify_gateway_error(
@@ -181,7 +182,8 @@ class GitLabExecutor:
         response = await _send(prepared)
         headers = {"x-gitlab-transport": f"{transport.name} (lossy)"}
         try:
-            if response.status_code >= 400:
+            # Any non-2xx is an error: a redirect (not followed) must never pass as a 200.
+            if not 200 <= response.status_code < 300:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
                 raise _fallback_error(response.status_code, raw, response.headers)
             if not call.stream:

@@ -156,13 +156,33 @@ SNAPSHOT_RETENTION_HOURS = env_int("SNAPSHOT_RETENTION_HOURS", 24 * 7)
 USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 500)
 USAGE_FLUSH_INTERVAL_SECONDS = env_float("USAGE_FLUSH_INTERVAL_SECONDS", 1.0)
 
+# Observability (docs/observability.md). Unset token = no /metrics endpoint at all (404).
+PROXY_METRICS_TOKEN = os.environ.get("PROXY_METRICS_TOKEN", "")
+
+# LOG_FORMAT=plain (default, for humans) | json (one object per line; recommended in
+# production). Both carry the request id; both redact secret-looking tokens.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "proxy_project.logging.JsonFormatter"},
+    },
+    "filters": {
+        "request_id": {"()": "proxy_project.logging.RequestIdFilter"},
+        "redact": {"()": "proxy_project.logging.RedactSecretsFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 from proxy_project.settings.celery import *  # noqa: E402,F403
+from proxy_project.settings.security import *  # noqa: E402,F403

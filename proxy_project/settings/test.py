@@ -21,3 +21,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_llmproxy_{os.getpid()}"}  # noqa: F405
+
+# The fakes and the live proxy run on 127.0.0.1.
+PROXY_ALLOW_PRIVATE_UPSTREAMS = True

@@ -866,23 +866,8 @@ class GitLabGatewayApp(FakeApp):
         blocks: list[dict[str, Any]] = []
         if thinking:
             blocks.append({"type": "thinking", "thinking": self.thinking_text, "signature": "sig-" + msg_id})
-        if tools and "call tool" in last:
-            tool = tools[0]
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": f"toolu_fake{next(self._ids):06d}",
-                    "name": tool["name"],
-                    "input": _sample_input(tool.get("input_schema") or {}),
-                }
-            )
-            stop = "tool_use"
-        elif _tool_result(msgs):
-            blocks.append({"type": "text", "text": f"The tool returned: {_tool_result(msgs)}"})
-            stop = "end_turn"
-        else:
-            blocks.append({"type": "text", "text": self.reply if self.reply is not None else f"echo: {last}"})
-            stop = "end_turn"
+        reply, stop = self._reply_blocks(msgs, last, tools)
+        blocks.extend(reply)
         input_tokens = sum(len(t.split()) for t in _texts(body))
         output_tokens = sum(len(str(b.get("text") or b.get("thinking") or b.get("input")).split()) for b in blocks)
         usage = {
@@ -913,6 +898,24 @@ class GitLabGatewayApp(FakeApp):
             error_event=_anthropic_error_event,
             model=model,
         )
+
+    def _reply_blocks(
+        self, msgs: list[Any], last: str, tools: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The answer's blocks after any thinking block, and its stop reason. A method so a
+        scripted fake (tests/conformance/scripted.py) can drive real clients' own tools."""
+        if tools and "call tool" in last:
+            tool = tools[0]
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": f"toolu_fake{next(self._ids):06d}",
+                "name": tool["name"],
+                "input": _sample_input(tool.get("input_schema") or {}),
+            }
+            return [block], "tool_use"
+        if _tool_result(msgs):
+            return [{"type": "text", "text": f"The tool returned: {_tool_result(msgs)}"}], "end_turn"
+        return [{"type": "text", "text": self.reply if self.reply is not None else f"echo: {last}"}], "end_turn"
 
 
 def _anthropic_stream(

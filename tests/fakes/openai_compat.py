@@ -60,8 +60,8 @@ RESPONSES_PARAMS = _names(
     """model input instructions previous_response_id conversation store stream stream_options
     tools tool_choice parallel_tool_calls max_tool_calls reasoning text max_output_tokens
     temperature top_p top_logprobs truncation include metadata user safety_identifier
-    prompt_cache_key prompt_cache_retention service_tier background prompt"""
-)
+    prompt_cache_key prompt_cache_retention service_tier background prompt client_metadata"""
+)  # client_metadata: Codex CLI's built-in provider sends it to api.openai.com (clients.md §3.2)
 CHAT_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 USER_PARTS = ("text", "image_url", "input_audio", "file")
 HOSTED_TOOLS = _names(
@@ -770,7 +770,8 @@ class OpenAICompatApp(FakeApp):
             return out
         if not isinstance(tools, list):
             raise invalid_type("tools", "an array of objects", tools)
-        allowed = ("function", "custom", *sorted(HOSTED_TOOLS))
+        # namespace / tool_search: Codex CLI extras api.openai.com accepts (clients.md §3.3).
+        allowed = ("function", "custom", "namespace", "tool_search", *sorted(HOSTED_TOOLS))
         for i, tool in enumerate(tools):
             p = f"tools[{i}]"
             if not isinstance(tool, dict):

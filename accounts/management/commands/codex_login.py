@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.codex import flows
+from accounts.codex import oauth
 from accounts.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS
 from accounts.codex.services import (
     CodexLoginError,
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 account = codex_device_complete(
                     device_auth_id=code.device_auth_id, timeout=opts["timeout"], pin_account_id=opts["account_id"]
                 )
-        except (CodexLoginError, flows.OAuthError) as exc:
+        except (CodexLoginError, oauth.OAuthError) as exc:
             raise CommandError(str(exc)) from None
         secret = account.credential.secret
         self.stdout.write(

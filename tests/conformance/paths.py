@@ -1,0 +1,133 @@
+"""The four upstream paths of the matrix: accounts on the scripted fakes, and how to watch them.
+
+Each cell creates its own accounts (the database is flushed between tests), so a cell's model
+name can only route to the path under test. Failure-injection cells get two accounts on the
+same fake: the injected fault hits whichever account the proxy tries first, and the second
+must serve the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes.base import FakeServer, Fault, RecordedRequest
+from tests.fakes.codex import FakeChatGPTAccount
+from tests.fakes.gitlab import GitLabFakes, User
+
+GITLAB_ANTHROPIC = "gitlab-anthropic"
+GITLAB_OPENAI = "gitlab-openai"
+CODEX = "codex"
+OPENAI_COMPAT = "openai-compat"
+PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT)
+
+PATH_TITLES = {
+    GITLAB_ANTHROPIC: "GitLab Duo → AI gateway Anthropic path (claude-sonnet-4-6)",
+    GITLAB_OPENAI: "GitLab Duo → AI gateway OpenAI path (gpt-5.1)",
+    CODEX: "Codex account (ChatGPT backend, gpt-5.5)",
+    OPENAI_COMPAT: "OpenAI-compatible account (gpt-4o-mini)",
+}
+MODELS = {
+    GITLAB_ANTHROPIC: "claude-sonnet-4-6",
+    GITLAB_OPENAI: "gpt-5.1",
+    CODEX: "gpt-5.5",
+    OPENAI_COMPAT: "gpt-4o-mini",
+}
+
+GITLAB_PATS = ("glpat-conformance-user-a-000000", "glpat-conformance-user-b-000000")
+OPENAI_KEYS = ("sk-upstream-A", "sk-upstream-B")
+CODEX_ACCOUNTS = (
+    FakeChatGPTAccount(account_id="acc-conf-000a", user_id="user-conf-000a", email="a@example.com"),
+    FakeChatGPTAccount(account_id="acc-conf-000b", user_id="user-conf-000b", email="b@example.com"),
+)
+
+
+@dataclass
+class Fakes:
+    gitlab: GitLabFakes
+    codex: FakeServer[Any]
+    openai: FakeServer[Any]
+
+    def reset(self) -> None:
+        self.gitlab.reset()
+        self.codex.reset()
+        self.openai.reset()
+
+
+@dataclass
+class Upstream:
+    """What a cell needs from its path: the model to ask for and the fake to watch/break."""
+
+    name: str
+    model: str
+    server: FakeServer[Any]
+    model_path: Callable[[str], bool]  # recorded request path -> is a model call
+
+    def calls(self) -> list[RecordedRequest]:
+        return [r for r in self.server.requests if self.model_path(r["path"])]
+
+    def push(self, fault: Fault) -> None:
+        # The Codex fake also serves token refreshes: only its model calls may be broken. The
+        # gateway and the OpenAI fake receive model calls only (grants are minted on the instance).
+        self.server.faults.push(fault.where(path="/backend-api/codex/responses") if self.name == CODEX else fault)
+
+
+def _strip_hosted_tools(account: Any) -> None:
+    """The documented admin setting for accounts serving Codex CLI through a translation
+    (executors/base.py `encode_options_for`): Codex always offers the hosted `web_search`
+    tool, which Chat and Anthropic upstreams cannot run; without the setting every Codex CLI
+    request is refused with a 400 naming `tools[N].type`."""
+    account.provider_config = {**(account.provider_config or {}), "strip_hosted_tools": True}
+    account.save(update_fields=["provider_config"])
+
+
+def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
+    """Create `accounts` accounts for path `name` (priority: the first one is tried first)."""
+    if name in (GITLAB_ANTHROPIC, GITLAB_OPENAI):
+        from accounts.gitlab.grants import gitlab_grant_cache_clear
+        from accounts.gitlab.services import gitlab_pat_add
+
+        gitlab_grant_cache_clear()
+        world = fakes.gitlab.world
+        for i in range(accounts):
+            if i:
+                world.add_user(User(i + 1, f"duo-user-{i + 1}", namespace_id=str(123 + i), project_id=str(456 + i)))
+            world.add_pat(GITLAB_PATS[i], user_id=i + 1)
+            account = gitlab_pat_add(
+                label=f"duo-{chr(97 + i)}",
+                token=GITLAB_PATS[i],
+                instance_url=fakes.gitlab.instance_url,
+                gateway_url=fakes.gitlab.gateway_url,
+                priority=10 - i,
+            )
+            _strip_hosted_tools(account)
+        if name == GITLAB_ANTHROPIC:
+            return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: p.endswith("/anthropic/v1/messages"))
+        return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: "/proxy/openai/" in p)
+    if name == CODEX:
+        from accounts.codex.services import codex_import_auth_json
+
+        for i in range(accounts):
+            codex_import_auth_json(
+                data=fakes.codex.app.auth_json(CODEX_ACCOUNTS[i].account_id),
+                label=f"codex-{chr(97 + i)}",
+                base_url=fakes.codex.url + "/backend-api/codex",
+                model_names=["gpt-5.5"],
+                provider_config={"auth_url": fakes.codex.url},
+            )
+        return Upstream(name, MODELS[name], fakes.codex, lambda p: p == "/backend-api/codex/responses")
+    if name == OPENAI_COMPAT:
+        from accounts.services import account_add_openai_compat
+
+        for i in range(accounts):
+            account = account_add_openai_compat(
+                label=f"compat-{chr(97 + i)}",
+                base_url=fakes.openai.url + "/v1",
+                api_key=OPENAI_KEYS[i],
+                model_names=[MODELS[name]],
+                priority=10 - i,
+            )
+            _strip_hosted_tools(account)
+        return Upstream(name, MODELS[name], fakes.openai, lambda p: p in ("/v1/chat/completions", "/v1/responses"))
+    raise ValueError(f"unknown path {name!r}")
