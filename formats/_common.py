@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,13 +122,69 @@ def custom_tool_parameters(tool: JSONDict) -> JSONDict:
     }
 
 
+NAMESPACE_SEPARATOR = "__"
+
+
+def expand_namespaces(tools: list[JSONDict]) -> list[tuple[int, JSONDict]]:
+    """``(index in tools, tool)`` with each Codex ``namespace`` tool replaced by its member
+    functions, named ``<namespace>__<name>`` (formats.md §5.3): Chat and Messages have no tool
+    grouping, and refusing the namespace made every Codex CLI request on a non-bundled model
+    fail. Calls to a member are mapped back (``custom_tool_names`` / ``namespaced_call``)."""
+    out: list[tuple[int, JSONDict]] = []
+    for i, t in enumerate(tools):
+        if not (isinstance(t, dict) and t.get("type") == "namespace"):
+            out.append((i, t))
+            continue
+        ns, members = t.get("name"), t.get("tools")
+        if not isinstance(ns, str) or not isinstance(members, list):
+            raise InvalidRequest(f"tools[{i}]", "namespace tools need 'name' and 'tools'")
+        for j, member in enumerate(members):
+            if not isinstance(member, dict) or member.get("type") != "function":
+                raise UnsupportedFeature(f"tools[{i}].tools[{j}].type", "only function tools can be namespace members")
+            out.append((i, {**member, "name": flat_name(ns, str(member.get("name")))}))
+    return out
+
+
+class ToolNames(frozenset[str]):
+    """The request's custom tool names (a frozenset, as before), plus the flattened namespace
+    members: flat name -> (namespace, member), so calls come back under their own names."""
+
+    namespaced: dict[str, tuple[str, str]]
+
+    def __new__(cls, custom: Collection[str], namespaced: dict[str, tuple[str, str]]) -> ToolNames:
+        obj = super().__new__(cls, custom)
+        obj.namespaced = namespaced
+        return obj
+
+
 def custom_tool_names(canonical: JSONDict) -> frozenset[str]:
     """Names of the request's custom tools: pass to decode_response / StreamTranslator so
-    that calls coming back as functions become ``custom_tool_call`` items again."""
-    tools = canonical.get("tools") or []
-    return frozenset(
-        t["name"] for t in tools if isinstance(t, dict) and t.get("type") == "custom" and isinstance(t.get("name"), str)
-    )
+    that calls coming back as functions become ``custom_tool_call`` items again (and calls to
+    flattened namespace members become namespaced function calls again)."""
+    tools = [t for t in canonical.get("tools") or [] if isinstance(t, dict)]
+    custom = [t["name"] for t in tools if t.get("type") == "custom" and isinstance(t.get("name"), str)]
+    namespaced: dict[str, tuple[str, str]] = {}
+    for t in tools:
+        if t.get("type") == "namespace" and isinstance(t.get("name"), str):
+            for member in t.get("tools") or []:
+                if isinstance(member, dict) and isinstance(member.get("name"), str):
+                    namespaced[flat_name(t["name"], member["name"])] = (t["name"], member["name"])
+    return ToolNames(custom, namespaced)
+
+
+def flat_name(namespace: str, name: str) -> str:
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+
+
+def call_name_for_upstream(item: JSONDict) -> Any:
+    """A function_call item from history carries its namespace separately; Chat and Messages
+    only know the flattened name the upstream saw."""
+    ns = item.get("namespace")
+    return flat_name(ns, item["name"]) if isinstance(ns, str) and ns else item["name"]
+
+
+def namespaced_call(tools: Collection[str], name: str) -> tuple[str, str] | None:
+    return getattr(tools, "namespaced", {}).get(name)
 
 
 def custom_input_from_arguments(arguments: str) -> str:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from ._common import RS_ANTHROPIC, RS_ANTHROPIC_REDACTED, custom_input_from_arguments
+from ._common import RS_ANTHROPIC, RS_ANTHROPIC_REDACTED, custom_input_from_arguments, namespaced_call
 from ._core import Dialect, JSONDict, UpstreamFormatError, as_dict, dumps_str
 from .chat_request import parse_arguments
 from .ids import derive_id, strip_prefix
@@ -65,7 +65,7 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, custom_tool
             "name": name,
             "input": custom_input_from_arguments(arguments),
         }
-    return {
+    item = {
         "id": item_id,
         "type": "function_call",
         "status": "completed",
@@ -73,6 +73,10 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, custom_tool
         "name": name,
         "arguments": arguments,
     }
+    ns = namespaced_call(custom_tools, name)
+    if ns is not None:
+        item["namespace"], item["name"] = ns
+    return item
 
 
 def message_item(item_id: str, parts: list[JSONDict]) -> JSONDict:

@@ -10,9 +10,11 @@ import orjson
 from ._common import (
     HOSTED_TOOL_TYPES,
     EncodeOptions,
+    call_name_for_upstream,
     check_call_pairing,
     content_parts,
     custom_tool_parameters,
+    expand_namespaces,
     input_items,
     joined_text,
     reject_if,
@@ -332,7 +334,7 @@ def _encode_user_part(p: JSONDict, where: str) -> JSONDict:
 
 def _encode_tools(tools: list[JSONDict], opts: EncodeOptions) -> list[JSONDict]:
     out: list[JSONDict] = []
-    for i, t in enumerate(tools):
+    for i, t in expand_namespaces(tools):
         typ = t.get("type")
         if typ == "function":
             fn: JSONDict = {"name": t.get("name")}
@@ -486,7 +488,11 @@ def encode_chat_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
                 pending = {"role": "assistant", "content": None}
             args = item.get("arguments", "") if typ == "function_call" else dumps_str({"input": item.get("input", "")})
             pending.setdefault("tool_calls", []).append(
-                {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": args}}
+                {
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": call_name_for_upstream(item), "arguments": args},
+                }
             )
         elif typ in ("function_call_output", "custom_tool_call_output"):
             flush()

@@ -12,9 +12,11 @@ from ._common import (
     RS_ANTHROPIC_REDACTED,
     TOOL_ERROR_PREFIX,
     EncodeOptions,
+    call_name_for_upstream,
     check_call_pairing,
     content_parts,
     custom_tool_parameters,
+    expand_namespaces,
     input_items,
     joined_text,
     parse_data_url,
@@ -413,7 +415,10 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
             args = parse_arguments(item.get("arguments"), f"{where}.arguments")
             if not isinstance(args, dict):
                 raise UnsupportedFeature(f"{where}.arguments", "tool call arguments must be a JSON object")
-            add("assistant", [{"type": "tool_use", "id": item["call_id"], "name": item["name"], "input": args}])
+            add(
+                "assistant",
+                [{"type": "tool_use", "id": item["call_id"], "name": call_name_for_upstream(item), "input": args}],
+            )
         elif typ == "custom_tool_call":
             leading = False
             add(
@@ -483,7 +488,7 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
 
 def _encode_tools(tools: list[JSONDict], opts: EncodeOptions) -> list[JSONDict]:
     out: list[JSONDict] = []
-    for i, t in enumerate(tools):
+    for i, t in expand_namespaces(tools):
         typ = t.get("type")
         if typ == "function":
             tool: JSONDict = {"name": t.get("name")}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from ._common import RS_ANTHROPIC, RS_ANTHROPIC_REDACTED, custom_input_from_arguments
+from ._common import RS_ANTHROPIC, RS_ANTHROPIC_REDACTED, custom_input_from_arguments, namespaced_call
 from ._core import Dialect, JSONDict, as_dict, dumps_str, loads_event
 from .bodies import response_object, text_part
 from .ids import derive_id, strip_prefix
@@ -133,10 +133,11 @@ class CanonicalBuilder:
                 custom=True,
             )
         else:
-            it, ev = self._add(
-                "fc_",
-                {"type": "function_call", "status": "in_progress", "call_id": call_id, "name": name, "arguments": ""},
-            )
+            item: JSONDict = {"type": "function_call", "status": "in_progress", "call_id": call_id, "name": name}
+            ns = namespaced_call(self.custom_tools, name)
+            if ns is not None:
+                item["namespace"], item["name"] = ns
+            it, ev = self._add("fc_", {**item, "arguments": ""})
         return it, [ev]
 
     def text_delta(self, it: _Item, kind: str, delta: str) -> list[JSONDict]:

@@ -17,24 +17,14 @@ import pytest
 
 from tests.conformance.drivers import CLI_CLIENTS, CLIENTS, Cell, CellError
 from tests.conformance.harness import MATRIX, SCENARIOS, CellResult, RefusingProxy
-from tests.conformance.paths import GITLAB_ANTHROPIC, OPENAI_COMPAT, PATHS, Fakes, setup_path
+from tests.conformance.paths import PATHS, Fakes, setup_path
 
 pytestmark = [pytest.mark.conformance, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-# (client, path, scenario) -> why it fails today (proxy bug, with the fix proposed in the report).
-_NAMESPACE = (
-    "proxy bug: Codex CLI offers a `namespace` tool (multi_agent_v1) for every model it does not bundle, "
-    "and formats/messages_request.py + formats/chat_request.py `_encode_tools` refuse it (400 "
-    "`tools[4].type: tool type 'namespace' cannot run on this upstream`), so no Codex CLI request "
-    "reaches a Claude model or a Chat upstream. Fix: flatten namespace members to `<ns>__<name>` "
-    "functions (formats.md §5.3) and map calls back on output"
-)
-KNOWN: dict[tuple[str, str, str], str] = {
-    (client, path, scenario): _NAMESPACE
-    for client in ("codex-cli", "codex-cli+ws")
-    for path in (GITLAB_ANTHROPIC, OPENAI_COMPAT)
-    for scenario in SCENARIOS
-}
+# (client, path, scenario) -> why it fails today (a proxy bug, reported but not yet fixed).
+# Empty: the Codex CLI `namespace` tool bug these cells used to list is fixed (formats flattens
+# namespace members to `<ns>__<name>` and maps calls back).
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def _cells() -> list[Any]:

@@ -190,7 +190,7 @@ def test_decode_rejects_with_field(dialect: Dialect, patch: dict[str, Any], fiel
     ("target", "patch", "field"),
     [
         (Dialect.CHAT, {"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        (Dialect.CHAT, {"tools": [{"type": "namespace", "name": "ns", "tools": []}]}, "tools[0].type"),
+        (Dialect.CHAT, {"tools": [{"type": "tool_search"}]}, "tools[0].type"),
         (Dialect.CHAT, {"tools": [{"type": "tool_search", "execution": "client"}]}, "tools[0].type"),
         (Dialect.MESSAGES, {"tools": [{"type": "file_search"}]}, "tools[0].type"),
         (Dialect.MESSAGES, {"tools": [{"type": "computer_use_preview"}]}, "tools[0].type"),
@@ -300,3 +300,48 @@ def test_validate_errors_name_the_field() -> None:
     with pytest.raises(InvalidRequest) as ei:
         decode_request(Dialect.CHAT, {"model": "m", "messages": [{"role": "robot", "content": "x"}]})
     assert ei.value.field == "messages[0].role"
+
+
+def test_namespace_tools_are_flattened_and_calls_map_back() -> None:
+    from formats import custom_tool_names, decode_request, decode_response, encode_request
+
+    member = {"type": "function", "name": "spawn", "parameters": {"type": "object", "properties": {}}}
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "go"},
+            # history: an earlier call to a namespaced tool, as Codex CLI sends it back
+            {"type": "function_call", "call_id": "c1", "name": "spawn", "namespace": "agents", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ],
+        "tools": [{"type": "namespace", "name": "agents", "description": "d", "tools": [member]}],
+    }
+    canonical = decode_request(Dialect.RESPONSES, body)
+    chat = encode_request(canonical, Dialect.CHAT)
+    assert [t["function"]["name"] for t in chat["tools"]] == ["agents__spawn"]
+    assert chat["messages"][1]["tool_calls"][0]["function"]["name"] == "agents__spawn"
+    messages = encode_request(canonical, Dialect.MESSAGES)
+    assert [t["name"] for t in messages["tools"]] == ["agents__spawn"]
+    # the upstream calls the flat name; the client gets its own namespaced call back
+    reply = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c2", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}}
+                    ],
+                },
+            }
+        ],
+    }
+    out = decode_response(Dialect.CHAT, reply, custom_tools=custom_tool_names(canonical))
+    call = next(i for i in out["output"] if i["type"] == "function_call")
+    assert (call["name"], call["namespace"], call["call_id"]) == ("spawn", "agents", "c2")
