@@ -56,9 +56,22 @@ class AccountForm(forms.ModelForm):
     )
     model_names = ModelNamesField(required=False, help_text="Comma-separated model names.")
 
+    def clean_provider_config(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("provider_config")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("must be a JSON object")
+        return value
+
     class Meta:
         model = UpstreamAccount
-        fields = ["label", "base_url", "api_key", "model_names", "priority", "weight", "enabled"]
+        fields = ["label", "base_url", "api_key", "model_names", "priority", "weight", "enabled", "provider_config"]
+        help_texts = {
+            "provider_config": 'Non-secret per-account settings as JSON, e.g. {"strip_hosted_tools": true} '
+            "(needed for Codex CLI on a Chat or Claude upstream: it always offers web_search), "
+            '{"model_prefix": "team-b"}, {"chat_developer_role": "developer"}.',
+        }
 
 
 # --------------------------------------------------------------------------- board actions
@@ -262,7 +275,8 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: UpstreamAccount, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in ("label", "base_url", "model_names", "priority", "weight", "enabled")}
+        keys = ("label", "base_url", "model_names", "priority", "weight", "enabled", "provider_config")
+        fields = {k: data[k] for k in keys if k in data}
         original = UpstreamAccount.objects.get(pk=obj.pk)
         account_update(account=original, actor=request.user, **fields)
         if data.get("api_key"):

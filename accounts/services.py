@@ -125,7 +125,17 @@ _KEY_LOGGED = (
 
 
 def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fields: Any) -> UpstreamAccount:
-    allowed = {"label", "base_url", "enabled", "priority", "weight", "model_names", "state", "last_error"}
+    allowed = {
+        "label",
+        "base_url",
+        "enabled",
+        "priority",
+        "weight",
+        "model_names",
+        "state",
+        "last_error",
+        "provider_config",
+    }
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")

@@ -81,3 +81,24 @@ def test_key_created_with_limits_and_shown_once(boss_client: Client) -> None:
     )
     # never again: the change page does not contain it
     assert raw.encode() not in boss_client.get(f"/admin/accounts/clientkey/{key.pk}/change/").content
+
+
+def test_provider_config_is_editable_as_json(admin_client: Any) -> None:
+    from accounts.models import UpstreamAccount
+    from accounts.services import account_add_openai_compat
+
+    account = account_add_openai_compat(label="cfg", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
+    url = f"/admin/accounts/upstreamaccount/{account.pk}/change/"
+    form = {
+        "label": "cfg",
+        "base_url": "http://127.0.0.1:9/v1",
+        "model_names": "m",
+        "priority": "0",
+        "weight": "1",
+        "enabled": "on",
+        "provider_config": '{"strip_hosted_tools": true}',
+    }
+    assert admin_client.post(url, form).status_code == 302
+    assert UpstreamAccount.objects.get(pk=account.pk).provider_config == {"strip_hosted_tools": True}
+    bad = admin_client.post(url, {**form, "provider_config": "[1, 2]"})
+    assert bad.status_code == 200 and b"must be a JSON object" in bad.content
