@@ -28,6 +28,13 @@ class ApiHandler(ASGIHandler):
     proxy's own CPU. The API authenticates by key and answers JSON/SSE, so it needs none.
     """
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Django wraps each request in a ThreadSensitiveContext, which creates (and joins) a
+        # fresh thread for the one thread-sensitive call it makes per request (closing the
+        # response): profiling showed that thread churn as ~17% of API CPU. Without it, such
+        # calls share the process's single sync thread; the API's own DB work uses db_call.
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
