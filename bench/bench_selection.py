@@ -23,6 +23,7 @@ os.environ.setdefault("PROXY_VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench' / 'selection.sqlite3'}")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("STATE_KEY_PREFIX", f"llmproxy-bench-{os.getpid()}:")
+os.environ.setdefault("PROXY_ALLOW_PRIVATE_UPSTREAMS", "true")  # the accounts point at 127.0.0.1
 
 import django  # noqa: E402
 
