@@ -14,7 +14,8 @@ ensure_venv() {  # $1 = requirements file
   local sum; sum="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
     echo ">> installing $req" >&2
-    .venv/bin/pip install -q --disable-pip-version-check -r "$req" >&2
+    # Every package is pinned with its hashes (bin/lock regenerates them): nothing unverified installs.
+    .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r "$req" >&2
     echo "$sum" > "$stamp"
   fi
 }
