@@ -58,3 +58,19 @@ def test_client_keys_exist_only_as_hashes() -> None:
     assert all(raw not in value for value in stored)
     assert client_key_hash(raw) in stored
     assert key.prefix == raw[: len(key.prefix)] and len(key.prefix) < 20
+
+
+def test_backfill_gives_shared_installation_ids_their_own() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from accounts.models import UpstreamAccount
+
+    a = account_add_openai_compat(label="x1", base_url="https://up.example/v1", api_key="k", model_names=["m"])
+    b = account_add_openai_compat(label="x2", base_url="https://up.example/v1", api_key="k", model_names=["m"])
+    c = account_add_openai_compat(label="x3", base_url="https://up.example/v1", api_key="k", model_names=["m"])
+    UpstreamAccount.objects.filter(id__in=[a.id, b.id]).update(installation_id=c.installation_id)
+    importlib.import_module("accounts.migrations.0004_backfill_installation_ids").backfill(apps, None)
+    ids = list(UpstreamAccount.objects.order_by("id").values_list("installation_id", flat=True))
+    assert len(set(ids)) == 3
