@@ -54,6 +54,10 @@ class UpstreamAccount(models.Model):
 class EncryptedJSONField(models.TextField):
     """A dict stored as a Fernet token; the plaintext never reaches the database."""
 
+    # What django-stubs reads as the Python-side types (the column itself holds text).
+    _pyi_private_set_type: dict[str, Any] | None  # type: ignore[assignment]
+    _pyi_private_get_type: dict[str, Any]  # type: ignore[assignment]
+
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any] | None:
         return None if value is None else decrypt_json(value)
 

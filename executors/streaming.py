@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import httpx
 
@@ -19,7 +19,7 @@ def looks_like_event(ev: SseEvent) -> bool:
 
 async def relay_events(
     response: httpx.Response, *, source: str = "upstream", strict_json: bool = True
-) -> AsyncIterator[SseEvent]:
+) -> AsyncGenerator[SseEvent, None]:
     """Upstream bytes -> SSE events as they arrive; transport and framing faults become
     UpstreamStreamError with a stable code. `strict_json` adds the O(1) framing check for
     streams whose every payload is a JSON object (or `[DONE]`)."""

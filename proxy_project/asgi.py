@@ -39,7 +39,8 @@ class ApiHandler(ASGIHandler):
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
         self._exception_middleware: list[Any] = []
-        get_response = self._get_response_async if is_async else self._get_response
+        # BaseHandler's own entry points (not in the type stubs).
+        get_response = self._get_response_async if is_async else self._get_response  # type: ignore[attr-defined]
         self._middleware_chain = convert_exception_to_response(get_response)
 
 
@@ -126,6 +127,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["type"] == "http" and scope["path"].startswith(_API_PREFIXES):
         # Binds the request id (logs, usage record) and adds x-request-id to every answer.
-        await with_request_id(api_app, scope, receive, send)
+        await with_request_id(api_app, scope, receive, send)  # type: ignore[arg-type]
         return
     await django_app(scope, receive, send)

@@ -167,7 +167,8 @@ async def dispatch_open(
                 if exc.refresh_credential and not refreshed:
                     refreshed = True
                     if await executor.refresh_credential(account):
-                        account = await db_call(account_info_reload, account.id) or account
+                        reloaded = await db_call(account_info_reload, account.id)
+                        account = reloaded if reloaded is not None else account
                         continue
                 started = await _penalize(store, exc, target, account)
                 if started and exc.client_status == 429:

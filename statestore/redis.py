@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -24,8 +24,8 @@ _DOWN_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 
 
 def _guarded(
-    fn: Callable[Concatenate[RedisStore, P], Awaitable[T]],
-) -> Callable[Concatenate[RedisStore, P], Awaitable[T]]:
+    fn: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]:
     """Translate connection-level failures into StoreUnavailable and trip the breaker."""
 
     @functools.wraps(fn)
@@ -39,6 +39,12 @@ def _guarded(
             raise StoreUnavailable(f"redis unavailable: {exc.__class__.__name__}") from exc
 
     return wrapper
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    # The client runs with decode_responses=False, so values are bytes; the stubs allow str.
+    return value if isinstance(value, bytes) else value.encode()
+
 
 # Compare-and-delete: release a lock only if we still own it.
 _RELEASE = """
@@ -112,7 +118,7 @@ class RedisStore(StateStore):
     @_guarded
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(self._k(key))
-        return None if value is None else bytes(value)
+        return None if value is None else _as_bytes(value)
 
     @_guarded
     async def set(self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False) -> bool:
@@ -142,7 +148,7 @@ class RedisStore(StateStore):
         if not keys:
             return []
         values = await self._redis.mget([self._k(k) for k in keys])
-        return [None if v is None else bytes(v) for v in values]
+        return [None if v is None else _as_bytes(v) for v in values]
 
     @_guarded
     async def list_push(self, key: str, *values: bytes) -> int:
@@ -150,7 +156,7 @@ class RedisStore(StateStore):
 
     @_guarded
     async def list_range(self, key: str, count: int) -> list[bytes]:
-        return [bytes(v) for v in await self._redis.lrange(self._k(key), 0, count - 1)]
+        return [_as_bytes(v) for v in await self._redis.lrange(self._k(key), 0, count - 1)]
 
     @_guarded
     async def list_drop(self, key: str, count: int) -> None:

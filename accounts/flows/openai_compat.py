@@ -47,7 +47,9 @@ class ModelsForm(forms.Form):
 
     def __init__(self, *args: Any, discovered: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["models"].choices = [(m, m) for m in discovered or []]
+        models_field = self.fields["models"]
+        assert isinstance(models_field, forms.ChoiceField)
+        models_field.choices = [(m, m) for m in discovered or []]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -60,7 +60,7 @@ def gitlab_gateway_token_save(
             defaults={
                 "base_url": gateway_url,
                 "secret": {"token": token, "headers": headers},
-                "expires_at": _epoch_to_dt(expires_at),
+                "expires_at": datetime.fromtimestamp(expires_at, tz=UTC),
                 "minted_at": timezone.now(),
             },
         )

@@ -14,6 +14,7 @@ from accounts.selectors import AccountInfo
 # §8: accounts refused for entitlement are re-probed every 6-24 h (a seat may be assigned later).
 REPROBE_AFTER = timedelta(hours=6)
 
+
 def gitlab_account_config(account: AccountInfo) -> dict[str, Any]:
     """provider_config of an account on the hot path (carried by the cached AccountInfo)."""
     return account.provider_config

@@ -397,7 +397,7 @@ def _account_save(
         "user": probe.user,
         **extra_config,
     }
-    state = AccountState.ACTIVE
+    state: str = AccountState.ACTIVE
     last_error = ""
     if probe.error is not None:
         state = probe.error.account_state or AccountState.NOT_ENTITLED

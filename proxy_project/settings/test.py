@@ -11,7 +11,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATE_KEY_PREFIX = f"llmproxy-test-{os.getpid()}:"
 PROXY_VERSION_CHECK_SECONDS = 0.0
 USAGE_FLUSH_INTERVAL_SECONDS = 0.2
-LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # noqa: F405
+LOGGING["root"] = {**LOGGING["root"], "level": os.environ.get("LOG_LEVEL", "WARNING")}  # type: ignore[dict-item]  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = False
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 

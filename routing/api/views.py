@@ -24,7 +24,8 @@ def _to_response(reply: Reply) -> HttpResponse | StreamingHttpResponse:
         return HttpResponse(reply.body, status=reply.status, headers=reply.headers)
     response = StreamingHttpResponse(reply.stream, status=reply.status, headers=reply.headers)
     if reply.abandon is not None:
-        response._resource_closers.append(reply.abandon)
+        # Django runs these when it drops the response, also if it never iterated the stream.
+        response._resource_closers.append(reply.abandon)  # type: ignore[attr-defined]
     return response
 
 
