@@ -40,6 +40,8 @@ _DEFAULTS: dict[str, Any] = {
     # and inline on the request path when less than this many seconds are left.
     "refresh_ahead_seconds": 86400,
     "inline_refresh_seconds": 300,
+    # Upstream WebSocket transport for models the catalog flags `prefer_websockets` (§4.4).
+    "websockets": True,
 }
 
 
@@ -56,6 +58,7 @@ class CodexConfig:
     beta_features: str
     refresh_ahead_seconds: float
     inline_refresh_seconds: float
+    websockets: bool
 
     @property
     def user_agent(self) -> str:
@@ -64,6 +67,12 @@ class CodexConfig:
         return (
             f"{self.originator}/{self.client_version} ({self.os_name} {self.os_version}; {self.arch}) {self.terminal}"
         )
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off")
+    return bool(value)
 
 
 def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfig:
@@ -78,6 +87,7 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
     values["auth_url"] = str(values["auth_url"]).rstrip("/")
     values["refresh_ahead_seconds"] = float(values["refresh_ahead_seconds"])
     values["inline_refresh_seconds"] = float(values["inline_refresh_seconds"])
+    values["websockets"] = _flag(values["websockets"])
     for key in (
         "client_id",
         "client_version",

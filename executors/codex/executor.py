@@ -1,4 +1,5 @@
-"""OpenAI Codex upstream (ChatGPT sign-in): `POST {base}/responses` over HTTP + SSE.
+"""OpenAI Codex upstream (ChatGPT sign-in): `POST {base}/responses` over HTTP + SSE, or the
+responses WebSocket (§4.2) for models the catalog flags `prefer_websockets`.
 
 Every client dialect is translated to Responses, the Codex body rules are applied, and the
 header set is rebuilt from scratch with the official CLI's fingerprint and a resolved
@@ -6,19 +7,24 @@ identity (codex.md §5-§6). The upstream is always streamed; a non-stream clien
 final response object assembled from the events. The handshake events are read before
 returning, so an error hidden in a 200 stream still fails over (§8.3).
 
-WebSocket upstream (§4.2) is not implemented: HTTP SSE serves every model the CLI serves
-over HTTP; a model the backend only routes over WS answers `routing_unsupported` (→ 502).
+Transport (§4.4 product rule): the upstream WebSocket is used when the account allows it
+(provider_config `websockets`, default true) and the model is flagged `prefer_websockets` in
+the catalog (UpstreamCall.facts). Its frames feed the same event filter, handshake buffering
+and error mapping as SSE. A failed handshake falls back to HTTP SSE within the same request
+and pins (account, model) to HTTP for a while (executors/codex/websocket.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
 import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from accounts.codex.config import CodexConfig, codex_config
 from accounts.codex.services import CodexRefreshError, codex_token_refresh
@@ -29,6 +35,14 @@ from executors.codex import errors, ratelimits
 from executors.codex.identity import Identity, TurnIds, resolve_identity
 from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
 from executors.codex.stream import HANDSHAKE, CodexEventFilter
+from executors.codex.websocket import (
+    WsHandshakeFailed,
+    ws_events,
+    ws_open,
+    ws_recently_failed,
+    ws_remember_failure,
+    ws_url,
+)
 from executors.errors import classify_transport_error
 from executors.http import http_client
 from executors.streaming import read_bounded, relay_events
@@ -49,6 +63,15 @@ class CodexStreamError(UpstreamStreamError):
 
 def _lower(headers: httpx.Headers) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str, str]:
+    """A WebSocket error frame carries its own status and headers (§4.2), e.g. the rate-limit
+    headers of a `usage_limit_reached`; they win over the handshake's."""
+    extra = obj.get("headers")
+    if isinstance(extra, Mapping):
+        return {**headers, **{str(k).lower(): str(v) for k, v in extra.items()}}
+    return headers
 
 
 class CodexExecutor:
@@ -170,6 +193,15 @@ class CodexExecutor:
             ident=ident,
             fedramp=bool(secret.get("fedramp")),
         )
+        if await self._wants_websocket(call, cfg):
+            try:
+                conn, resp_headers = await ws_open(ws_url(call.account.base_url), headers)
+            except WsHandshakeFailed as exc:
+                # §4.4: fall back to HTTP SSE for this request; remember it for a while.
+                log.info("codex: WebSocket %s for %s; using HTTP SSE", exc, call.upstream_model)
+                await ws_remember_failure(call.account.id, call.upstream_model, str(exc))
+            else:
+                return await self._open_websocket(call, conn, resp_headers, ident, payload)
         client = http_client("codex")
         request = client.build_request("POST", f"{call.account.base_url}/responses", content=payload, headers=headers)
         try:
@@ -203,12 +235,45 @@ class CodexExecutor:
                     content_type=ctype,
                     request_id=request_id,
                 )
-            return await self._open_events(call, response, resp_headers, request_id, ident)
+            raw_events = relay_events(response, source="Codex", strict_json=False)
+            return await self._open_events(call, raw_events, response.aclose, resp_headers, request_id, ident)
         except httpx.HTTPError as exc:
             await response.aclose()
             raise classify_transport_error(exc) from None
         except BaseException:
             await response.aclose()
+            raise
+
+    async def _wants_websocket(self, call: UpstreamCall, cfg: CodexConfig) -> bool:
+        if not (cfg.websockets and call.facts.prefer_websockets):
+            return False
+        return not await ws_recently_failed(call.account.id, call.upstream_model)
+
+    async def _open_websocket(
+        self,
+        call: UpstreamCall,
+        conn: ClientConnection,
+        resp_headers: dict[str, str],
+        ident: Identity,
+        payload: bytes,
+    ) -> UpstreamResponse:
+        request_id = resp_headers.get("x-request-id", "")
+        try:
+            await self._record_headers(call, resp_headers)
+            frame = orjson.dumps({"type": "response.create", **orjson.loads(payload)})
+            await conn.send(frame.decode())
+            return await self._open_events(call, ws_events(conn), conn.close, resp_headers, request_id, ident)
+        except ConnectionClosed:
+            await conn.close()
+            raise UpstreamError(
+                status=502,
+                message="Codex WebSocket closed before the request was sent",
+                code="upstream_stream_cut",
+                retryable=True,
+                request_id=request_id,
+            ) from None
+        except BaseException:
+            await conn.close()
             raise
 
     # ------------------------------------------------------------------ quota signals
@@ -263,14 +328,15 @@ class CodexExecutor:
     async def _open_events(
         self,
         call: UpstreamCall,
-        response: httpx.Response,
+        raw_events: AsyncIterator[SseEvent],
+        close: Callable[[], Awaitable[Any]],
         headers: dict[str, str],
         request_id: str,
         ident: Identity,
     ) -> UpstreamResponse:
+        """Shared by both transports: `raw_events` are SSE events or WebSocket frames."""
         pending: list[dict[str, Any]] = []
         filt = CodexEventFilter(pending.append)
-        raw_events = relay_events(response, source="Codex", strict_json=False)
 
         async def next_visible() -> tuple[dict[str, Any], SseEvent] | None:
             while True:
@@ -293,12 +359,14 @@ class CodexExecutor:
                 while (item := await next_visible()) is not None:
                     obj, _ = item
                     if obj.get("type") in ("response.failed", "error"):
-                        raise errors.stream_error(obj, headers, request_id)
+                        raise await self._failed(call, obj, headers, request_id)
+                    if filt.terminal is not None:
+                        break  # a WebSocket stays open after the terminal event
             except UpstreamStreamError as exc:
                 raise UpstreamError(
                     status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
                 ) from None
-            await response.aclose()
+            await close()
             final = filt.final_response()
             if final is None:
                 raise UpstreamError(
@@ -327,7 +395,7 @@ class CodexExecutor:
                     )
                 obj, out = item
                 if obj.get("type") in ("response.failed", "error"):
-                    raise errors.stream_error(obj, headers, request_id)
+                    raise await self._failed(call, obj, headers, request_id)
                 buffered.append(out)
                 if obj.get("type") not in HANDSHAKE or len(buffered) >= _MAX_HANDSHAKE_EVENTS:
                     break
@@ -355,9 +423,19 @@ class CodexExecutor:
             dialect=Dialect.RESPONSES, request_id=request_id, events=events, headers=kept, provider_meta=meta
         )
         opened._closers.append(events.aclose)
-        opened._closers.append(raw_events.aclose)
-        opened._closers.append(response.aclose)
+        raw_close = getattr(raw_events, "aclose", None)
+        if raw_close is not None:
+            opened._closers.append(raw_close)
+        opened._closers.append(close)
         return opened
+
+    async def _failed(
+        self, call: UpstreamCall, obj: Mapping[str, Any], headers: dict[str, str], request_id: str
+    ) -> UpstreamError:
+        headers = _event_headers(obj, headers)
+        err = errors.stream_error(obj, headers, request_id)
+        await self._note_usage_limit(call, err, headers)
+        return err
 
 
 EXECUTOR = CodexExecutor()

@@ -17,7 +17,14 @@ Backend (`/backend-api/codex/*`), enforcing what the real one enforces:
 - quirks: SSE *without* a content type, optional `codex.rate_limits` first event, `x-codex-*`
   rate-limit headers, `response.completed` with empty `output` on demand;
 - `usage_limit_reached` 429 once a family is marked exhausted (`exhaust(...)`);
-- `routing_unsupported` for models listed in `http_unsupported_models`.
+- `routing_unsupported` for models listed in `http_unsupported_models` (HTTP only).
+
+WebSocket (`GET /backend-api/codex/responses` upgraded, §4.2): the same auth and fingerprint
+checks at the handshake (refused with the same status), then one `response.create` text frame
+per turn, validated like the HTTP body; the same events come back one JSON text frame each;
+a rejected body is an `{"type":"error","status":…}` frame. `ws_refuse = <status>` refuses every
+handshake; a pending fault for the responses path also refuses it (426, fault left for HTTP,
+where the fallback meets it). Handshakes are logged in `ws_log`.
 
 Replies are deterministic: "echo: <last user text>"; "call tool" with tools → a function call;
 after a tool output → "The tool returned: <output>".
@@ -28,6 +35,7 @@ Standalone: `python -m tests.fakes.codex --port 9200 --write-auth-json /tmp/auth
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -47,11 +55,16 @@ from tests.fakes.base import (
     FakeServer,
     Fault,
     HTTPError,
+    Receive,
+    RecordedRequest,
     Request,
     Response,
+    Scope,
+    Send,
     SSEResponse,
     iter_split,
     json_response,
+    parse_sse,
     sse_event,
     wait_for_signal,
 )
@@ -124,6 +137,7 @@ class CodexFakeApp(FakeApp):
         "min_client_version",
         "http_unsupported_models",
         "reply",
+        "ws_refuse",
     )
 
     def __init__(
@@ -146,6 +160,7 @@ class CodexFakeApp(FakeApp):
         min_client_version: str = "0.144.0",
         http_unsupported_models: Sequence[str] = (),
         reply: str | None = None,
+        ws_refuse: int | None = None,
     ) -> None:
         super().__init__()
         self.accounts = {a.account_id: a for a in accounts}
@@ -165,6 +180,7 @@ class CodexFakeApp(FakeApp):
         self.min_client_version = min_client_version
         self.http_unsupported_models = tuple(http_unsupported_models)
         self.reply = reply
+        self.ws_refuse = ws_refuse
         self._defaults = {k: getattr(self, k) for k in self.SETTINGS}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -186,6 +202,8 @@ class CodexFakeApp(FakeApp):
         self.killed: set[str] = set()  # account ids whose session was terminated
         self.refresh_count = 0
         self.token_form_log: list[dict[str, Any]] = []  # bodies of /oauth/token (form or JSON)
+        # One entry per WebSocket handshake: headers, refused status (or None), received frames.
+        self.ws_log: list[dict[str, Any]] = []
 
     def reset(self) -> None:
         super().reset()
@@ -406,6 +424,20 @@ class CodexFakeApp(FakeApp):
         account = self._check_auth(req)
         self._check_fingerprint(req, account)
         body = req.json
+        model = self._check_body(account, body, websocket=False)
+        final = self._final(body)
+        events = self._events(final, req.chunks(self.chunks))
+        return SSEResponse(
+            events=events,
+            interval=self.interval,
+            headers=self._rate_headers(),
+            content_type=None,
+            error_event=_failed_event,
+            model=model,
+        )
+
+    def _check_body(self, account: str, body: Any, *, websocket: bool) -> str:
+        """The backend's body rules; returns the model. Raises HTTPError."""
         if not isinstance(body, dict):
             raise HTTPError(400, {"detail": "Invalid JSON body"})
         if body.get("store") is not False:
@@ -420,7 +452,7 @@ class CodexFakeApp(FakeApp):
             raise HTTPError(
                 400, {"detail": f"The '{model}' model is not supported when using Codex with a ChatGPT account."}
             )
-        if model in self.http_unsupported_models:
+        if model in self.http_unsupported_models and not websocket:
             raise HTTPError(
                 400,
                 {
@@ -448,16 +480,87 @@ class CodexFakeApp(FakeApp):
                 },
                 {**self._rate_headers(), "x-codex-primary-used-percent": "100"},
             )
-        final = self._final(body)
-        events = self._events(final, req.chunks(self.chunks))
-        return SSEResponse(
-            events=events,
-            interval=self.interval,
-            headers=self._rate_headers(),
-            content_type=None,
-            error_event=_failed_event,
-            model=str(model),
+        return str(model)
+
+    # ----------------------------------------------------------------------- websocket
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _ws_reject(self, scope: Scope, send: Send, resp: Response) -> None:
+        if "websocket.http.response" in scope.get("extensions", {}):
+            headers = [(k.encode(), v.encode()) for k, v in resp.headers.items()]
+            if resp.content_type:
+                headers.append((b"content-type", resp.content_type.encode()))
+            await send({"type": "websocket.http.response.start", "status": resp.status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": resp.body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        path = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        entry: dict[str, Any] = {"path": path, "headers": headers, "refused": None, "frames": []}
+        self.ws_log.append(entry)
+        req = Request(
+            method="GET", path=path, query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers, body=b"", json=None, json_error=False,
+        )  # fmt: skip
+        pending_fault = any(f.path in (None, path) for f in self.control.faults.pending())
+        refuse = self.ws_refuse or (426 if pending_fault else None)
+        if path != "/backend-api/codex/responses" and refuse is None:
+            refuse = 404
+        if refuse is not None:
+            entry["refused"] = refuse
+            await self._ws_reject(scope, send, Response(refuse, b"", {}, None))
+            return
+        try:
+            account = self._check_auth(req)
+            self._check_fingerprint(req, account)
+        except HTTPError as err:
+            entry["refused"] = err.status
+            await self._ws_reject(scope, send, err.response())
+            return
+        await send(
+            {"type": "websocket.accept", "headers": [(k.encode(), v.encode()) for k, v in self._rate_headers().items()]}
         )
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            text = msg.get("text") or (msg.get("bytes") or b"").decode()
+            try:
+                frame = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                frame = None
+            entry["frames"].append(frame)
+            if not isinstance(frame, dict) or frame.get("type") != "response.create":
+                continue  # response.processed acks and the like
+            body = {k: v for k, v in frame.items() if k != "type"}
+            self.control.record(
+                RecordedRequest(
+                    method="WEBSOCKET", path=path, query=req.query, headers=headers, json=body, received_at=time.time()
+                )
+            )
+            try:
+                self._check_body(account, body, websocket=True)
+            except HTTPError as err:
+                error = err.body.get("error") if isinstance(err.body, dict) else None
+                if not isinstance(error, dict):
+                    detail = err.body.get("detail") if isinstance(err.body, dict) else str(err.body)
+                    error = {"type": "invalid_request_error", "message": str(detail)}
+                frame_out = {"type": "error", "status": err.status, "error": error, "headers": dict(err.headers)}
+                await send({"type": "websocket.send", "text": orjson.dumps(frame_out).decode()})
+                continue
+            for chunk in self._events(self._final(body), self.chunks):
+                for message in parse_sse(chunk):
+                    if self.interval > 0:
+                        await asyncio.sleep(self.interval)
+                    await send({"type": "websocket.send", "text": message.data})
 
     async def list_models(self, req: Request) -> Response:
         self._check_auth(req)
