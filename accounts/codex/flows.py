@@ -29,12 +29,11 @@ from accounts.codex.services import (
     codex_pkce_complete,
     codex_pkce_start,
 )
-from accounts.flows.base import AccountFlow, FlowError, Step
+from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step
 from accounts.models import ProviderKind, UpstreamAccount
 from accounts.validators import upstream_url_validate
 
 # The device page re-polls on its own; never faster than this even if the server says less.
-_MIN_POLL_SECONDS = 2.0
 # A device code (and its pending login in the store) is valid this long (§2.3).
 _DEVICE_TTL_SECONDS = 15 * 60
 # auth.json is a few KB; a bundle of many accounts stays well below this.
@@ -315,7 +314,7 @@ class CodexPkceFlow(_CodexFlow):
             raise _unreachable(exc, state["auth_url"], suffix="This sign-in link is used up: start again.") from None
 
 
-class CodexDeviceFlow(_CodexFlow):
+class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
     key = "codex.device"
     title = "OpenAI Codex — ChatGPT device code"
     description = "Sign in to ChatGPT in any browser and type a one-time code. Nothing to paste back."
@@ -361,23 +360,11 @@ class CodexDeviceFlow(_CodexFlow):
     def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
         if step.name != "approve":
             return {}
-        return {
-            "user_code": state.get("user_code", ""),
-            "verification_url": state.get("verification_url", ""),
-            "poll_seconds": max(_MIN_POLL_SECONDS, float(state.get("interval") or 5)),
-            "expires_in": max(0, int(float(state.get("expires_at") or 0) - time.time())),
-            # After expiry or a failed exchange the code is spent: stop re-polling, offer a restart.
-            "ended": bool(state.get("ended")),
-        }
+        return self.device_context(state, verification_url=state.get("verification_url", ""))
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
-        if state.get("ended"):
-            raise FlowError("This login attempt has ended. Start again to get a new code.")
-        if time.time() > float(state.get("expires_at") or 0):
-            # The auth server keeps answering "pending" for a dead code; stop on our own clock.
-            state["ended"] = True
-            raise FlowError(_DEVICE_EXPIRED)
-        state["polls"] = int(state.get("polls", 0)) + 1
+        # The auth server keeps answering "pending" for a dead code: stop on our own clock too.
+        self.device_poll_begin(state, expired_message=_DEVICE_EXPIRED)
         try:
             # timeout=0: one poll per request; the page (or the button) asks again.
             return codex_device_complete(device_auth_id=state["device_auth_id"], timeout=0)
@@ -386,7 +373,7 @@ class CodexDeviceFlow(_CodexFlow):
             raise FlowError(
                 f"Not approved yet: ChatGPT says the code is still pending. Open the link, enter "
                 f"{state.get('user_code', 'the code')} and approve; this page checks again every "
-                f"{max(_MIN_POLL_SECONDS, exc.interval):.0f} s."
+                f"{max(MIN_POLL_SECONDS, exc.interval):.0f} s."
             ) from None
         except CodexLoginError as exc:
             state["ended"] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,3 +71,32 @@ class AccountFlow(ABC):
     @abstractmethod
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
         """Create the account through accounts.services (which writes the action log)."""
+
+
+# Never poll an auth server faster than this, whatever interval it announced.
+MIN_POLL_SECONDS = 2.0
+
+
+class DeviceCodeFlow(AccountFlow):
+    """Shared rules of device-code logins (GitLab, Codex): what the approve page shows and
+    when polling stops. Providers keep their own wording, links and error mapping."""
+
+    def device_context(self, state: dict[str, Any], **links: str) -> dict[str, Any]:
+        return {
+            "user_code": state.get("user_code", ""),
+            **links,
+            "poll_seconds": max(MIN_POLL_SECONDS, float(state.get("interval") or 5)),
+            "expires_in": max(0, int(float(state.get("expires_at") or 0) - time.time())),
+            # After expiry, refusal or a failed exchange the code is spent: stop re-polling.
+            "ended": bool(state.get("ended")),
+        }
+
+    def device_poll_begin(self, state: dict[str, Any], *, expired_message: str | None = None) -> None:
+        """Refuse a poll on a spent code; with `expired_message`, also stop on our own clock
+        (some auth servers keep answering "pending" for a dead code)."""
+        if state.get("ended"):
+            raise FlowError("This login attempt has ended. Start again to get a new code.")
+        if expired_message is not None and time.time() > float(state.get("expires_at") or 0):
+            state["ended"] = True
+            raise FlowError(expired_message)
+        state["polls"] = int(state.get("polls", 0)) + 1

@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.flows.base import AccountFlow, FlowError, Step
+from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step
 from accounts.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from accounts.gitlab.errors import GitLabError, LoginPending
 from accounts.gitlab.services import (
@@ -32,7 +32,6 @@ from accounts.validators import upstream_url_validate
 
 DEFAULT_REDIRECT_URI = "http://localhost:17171/auth/callback"
 # The device page re-polls on its own; never faster than this even if GitLab says less.
-_MIN_POLL_SECONDS = 2.0
 
 # What the person can do about each failure; appended to the service's specific message.
 _HINTS: dict[str, str] = {
@@ -215,7 +214,7 @@ class GitLabPatFlow(AccountFlow):
             raise _flow_error(exc, field="token" if exc.kind in _TOKEN_KINDS else None) from None
 
 
-class GitLabDeviceFlow(AccountFlow):
+class GitLabDeviceFlow(DeviceCodeFlow):
     key = "gitlab.oauth_device"
     provider = ProviderKind.GITLAB
     title = "GitLab Duo — OAuth, device code"
@@ -268,20 +267,15 @@ class GitLabDeviceFlow(AccountFlow):
     def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
         if step.name != "approve":
             return {}
-        return {
-            "user_code": state.get("user_code", ""),
-            "verification_uri": state.get("verification_uri", ""),
-            "verification_uri_complete": state.get("verification_uri_complete", ""),
-            "poll_seconds": max(_MIN_POLL_SECONDS, float(state.get("interval") or 5)),
-            "expires_in": max(0, int(float(state.get("expires_at") or 0) - time.time())),
-            # After expired/denied the device code is gone: stop re-polling, offer a restart.
-            "ended": bool(state.get("ended")),
-        }
+        return self.device_context(
+            state,
+            verification_uri=state.get("verification_uri", ""),
+            verification_uri_complete=state.get("verification_uri_complete", ""),
+        )
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
-        if state.get("ended"):
-            raise FlowError("This login attempt has ended. Start again to get a new code.")
-        state["polls"] = int(state.get("polls", 0)) + 1
+        # GitLab reports an expired code itself (expired_token), so no clock check here.
+        self.device_poll_begin(state)
         try:
             return gitlab_oauth_device_poll(flow_id=state["flow_id"])
         except LoginPending as exc:
@@ -294,7 +288,7 @@ class GitLabDeviceFlow(AccountFlow):
             raise FlowError(
                 f"Not approved yet: GitLab says the authorization is still pending. Open the link, enter "
                 f"{state.get('user_code', 'the code')} and click Authorize; this page checks again every "
-                f"{max(_MIN_POLL_SECONDS, exc.interval):.0f} s."
+                f"{max(MIN_POLL_SECONDS, exc.interval):.0f} s."
             ) from None
         except GitLabError as exc:
             if exc.kind == GitLabError.LOGIN:
