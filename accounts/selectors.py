@@ -18,7 +18,7 @@ from django.conf import settings
 
 from accounts.models import AccountState, ClientKey, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import StoreUnavailable, get_store
 
 _NEGATIVE_CACHE_MAX = 10_000
@@ -32,7 +32,7 @@ class KeyInfo:
     enabled: bool
     expires_at: float | None  # epoch seconds
     allowed_models: frozenset[str]  # empty = every model
-    # Limits (None = unlimited), enforced by routing.limits.
+    # Limits (None = unlimited), enforced by state.limits.
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     budget_tokens: int | None = None
