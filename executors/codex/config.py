@@ -40,8 +40,11 @@ _DEFAULTS: dict[str, Any] = {
     # and inline on the request path when less than this many seconds are left.
     "refresh_ahead_seconds": 86400,
     "inline_refresh_seconds": 300,
-    # Upstream WebSocket transport for models the catalog flags `prefer_websockets` (§4.4).
+    # Upstream WebSocket transport for models the catalog flags `prefer_websockets` and for
+    # clients on a WebSocket (§4.4).
     "websockets": True,
+    # A socket kept for a client conversation is replaced before the backend's 60-minute cap.
+    "websocket_max_age_seconds": 3300,
 }
 
 
@@ -59,6 +62,7 @@ class CodexConfig:
     refresh_ahead_seconds: float
     inline_refresh_seconds: float
     websockets: bool
+    websocket_max_age_seconds: float
 
     @property
     def user_agent(self) -> str:
@@ -88,6 +92,7 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
     values["refresh_ahead_seconds"] = float(values["refresh_ahead_seconds"])
     values["inline_refresh_seconds"] = float(values["inline_refresh_seconds"])
     values["websockets"] = _flag(values["websockets"])
+    values["websocket_max_age_seconds"] = float(values["websocket_max_age_seconds"])
     for key in (
         "client_id",
         "client_version",
