@@ -108,7 +108,10 @@ def _report() -> str:
             f"{versions['claude'] or 'not installed'}, Codex CLI {versions['codex'] or 'not installed'}, "
             f"openai-python {openai.__version__}, anthropic-python {anthropic.__version__}.",
             "Every CLI runs offline with the strict flags of clients.md (no retries, no non-streaming",
-            "fallback); `codex-cli+ws` enables WebSockets, which the proxy answers with 426.",
+            "fallback); `codex-cli+ws` enables WebSockets (`supports_websockets = true`): every turn goes",
+            "over the proxy's client WebSocket, and its 429 cell refuses the *second* turn on the socket",
+            "(the tool result, sent as `previous_response_id` + new items), which must move to the other",
+            "account with the whole history.",
             "",
             "Scenarios: plain prompt; tool round trip (the CLI runs `cat marker.txt` itself, the SDK test",
             "plays the tool); multi-turn (`--resume` / `exec resume` / history / `previous_response_id`);",
