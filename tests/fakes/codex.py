@@ -204,6 +204,7 @@ class CodexFakeApp(FakeApp):
         self.route("POST", "/api/accounts/deviceauth/token", self.device_token)
         self.route("POST", "/backend-api/codex/responses", self.responses)
         self.route("GET", "/backend-api/codex/models", self.list_models)
+        self.route("GET", "/_fake/transport", self.transport_stats)
 
     def _state_reset(self) -> None:
         self.access: dict[str, tuple[str, float]] = {}  # token -> (account id, exp)
@@ -219,6 +220,8 @@ class CodexFakeApp(FakeApp):
         self.ws_open = 0  # sockets open now (a proxy that leaks upstream sockets grows this)
         self.ws_opened_total = 0
         self.ws_bytes_in = 0  # bytes of every text message received
+        self.ws_turns = 0  # response.create messages answered
+        self.http_bytes_in = 0  # bytes of every POST /responses body
 
     def reset(self) -> None:
         super().reset()
@@ -435,7 +438,13 @@ class CodexFakeApp(FakeApp):
             h[f"{prefix}-primary-reset-after-seconds"] = "600"
         return h
 
+    async def transport_stats(self, req: Request) -> Response:
+        """What benchmarks read from a fake in another process (bench/ws_bench.py)."""
+        keys = ("ws_open", "ws_opened_total", "ws_bytes_in", "ws_turns", "http_bytes_in")
+        return json_response({k: getattr(self, k) for k in keys})
+
     async def responses(self, req: Request) -> Response | SSEResponse:
+        self.http_bytes_in += len(req.body)
         account = self._check_auth(req)
         self._check_fingerprint(req, account)
         body = req.json
@@ -577,6 +586,7 @@ class CodexFakeApp(FakeApp):
                 )
             )  # fmt: skip
             fault = self.control.faults.take(conn.req.path, body.get("model"))
+            self.ws_turns += 1
             if not await self._ws_turn(conn, body, fault, send):
                 return
 
@@ -885,12 +895,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--empty-output", action="store_true", help="response.completed with empty output")
     parser.add_argument("--write-auth-json", default="", help="write a CLI auth.json with live tokens here")
+    parser.add_argument("--ws-max-age", type=float, default=3600.0, help="socket lifetime cap in seconds")
+    parser.add_argument("--no-ws-frames", action="store_true", help="do not keep received frames (benchmarks)")
     args = parser.parse_args(argv)
     app = CodexFakeApp(
         models=[m for m in args.models.split(",") if m],
         chunks=args.chunks,
         interval=args.interval,
         empty_output=args.empty_output,
+        ws_max_age=args.ws_max_age,
+        ws_keep_frames=not args.no_ws_frames,
     )
     server = FakeServer(app, port=args.port).start()
     print(f"fake Codex: backend {server.url}/backend-api/codex, auth {server.url}  (Ctrl-C to stop)", flush=True)
