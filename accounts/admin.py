@@ -28,13 +28,15 @@ from accounts.flows.operations import (
     account_test,
     accounts_live_state,
 )
-from accounts.models import ClientKey, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
 from accounts.selectors import EffectiveLimits, key_limits_effective
 from accounts.services import (
     TeamInUse,
+    account_delete,
     account_set_enabled,
     account_update,
     client_key_create,
+    client_key_delete,
     client_key_set_enabled,
     client_key_update,
     credential_set_secret,
@@ -83,7 +85,7 @@ class AccountForm(forms.ModelForm):
 # --------------------------------------------------------------------------- board actions
 
 
-@admin.action(description="Test now (1-token request)")
+@admin.action(description="Test now (1-token request)", permissions=["change"])
 def test_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset.select_related("credential"):
         result = account_test(account=account, actor=request.user)
@@ -92,7 +94,7 @@ def test_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Upst
         modeladmin.message_user(request, f"{account.label}: {result.message}{detail}", level)
 
 
-@admin.action(description="Refresh credential now")
+@admin.action(description="Refresh credential now", permissions=["change"])
 def refresh_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset.select_related("credential"):
         result = account_refresh(account=account, actor=request.user)
@@ -101,7 +103,7 @@ def refresh_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[U
         )
 
 
-@admin.action(description="Clear cooldowns")
+@admin.action(description="Clear cooldowns", permissions=["change"])
 def clear_cooldowns(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         cleared = account_cooldowns_clear(account=account, actor=request.user)
@@ -109,13 +111,13 @@ def clear_cooldowns(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Up
         modeladmin.message_user(request, f"{account.label}: {text}")
 
 
-@admin.action(description="Disable selected accounts")
+@admin.action(description="Disable selected accounts", permissions=["change"])
 def disable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         account_set_enabled(account=account, enabled=False, actor=request.user)
 
 
-@admin.action(description="Enable selected accounts")
+@admin.action(description="Enable selected accounts", permissions=["change"])
 def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         account_set_enabled(account=account, enabled=True, actor=request.user)
@@ -279,14 +281,30 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         # Masked: the kind only, never any part of the secret.
         return f"{cred.get_kind_display()} (stored encrypted)" if cred else "none"
 
+    def get_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        cred = getattr(obj, "credential", None) if obj is not None else None
+        if cred is None or cred.kind != CredentialKind.API_KEY:
+            # Sign-in credentials (OAuth, ChatGPT, PAT) are replaced by signing in again through
+            # the guided flow; an "API key" typed here would overwrite them with the wrong kind.
+            fields = [f for f in fields if f != "api_key"]
+        return fields
+
     def save_model(self, request: HttpRequest, obj: UpstreamAccount, form: Any, change: bool) -> None:
         data = form.cleaned_data
         keys = ("label", "base_url", "model_names", "priority", "weight", "enabled", "provider_config")
         fields = {k: data[k] for k in keys if k in data}
-        original = UpstreamAccount.objects.get(pk=obj.pk)
+        original = UpstreamAccount.objects.select_related("credential").get(pk=obj.pk)
         account_update(account=original, actor=request.user, **fields)
         if data.get("api_key"):
             credential_set_secret(account=original, secret={"api_key": data["api_key"]}, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: UpstreamAccount) -> None:
+        account_delete(account=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+        for account in queryset:
+            account_delete(account=account, actor=request.user)
 
     # ----------------------------------------------------------------- guided add flows
 
@@ -432,7 +450,7 @@ def _effective_label(limits: EffectiveLimits) -> str:
     return _limits_label(limits.requests_per_minute, limits.tokens_per_day, limits.budgets)
 
 
-@admin.action(description="Revoke (disable) selected keys")
+@admin.action(description="Revoke (disable) selected keys", permissions=["change"])
 def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:
     for key in queryset:
         client_key_set_enabled(key=key, enabled=False, actor=request.user)
@@ -505,6 +523,13 @@ class ClientKeyAdmin(admin.ModelAdmin):
         fields["owner_id"] = data["owner"].pk if data.get("owner") else None
         fields["team_id"] = data["team"].pk if data.get("team") else None
         client_key_update(key=original, actor=request.user, **fields)
+
+    def delete_model(self, request: HttpRequest, obj: ClientKey) -> None:
+        client_key_delete(key=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:
+        for key in queryset:
+            client_key_delete(key=key, actor=request.user)
 
     def response_add(self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None) -> HttpResponse:
         raw = getattr(request, "_new_raw_key", None)

@@ -102,3 +102,52 @@ def test_provider_config_is_editable_as_json(admin_client: Any) -> None:
     assert UpstreamAccount.objects.get(pk=account.pk).provider_config == {"strip_hosted_tools": True}
     bad = admin_client.post(url, {**form, "provider_config": "[1, 2]"})
     assert bad.status_code == 200 and b"must be a JSON object" in bad.content
+
+
+def test_a_new_api_key_saved_on_the_change_page_replaces_the_credential(admin_client: Any) -> None:
+    from accounts.models import Credential
+
+    account = account_add_openai_compat(
+        label="k", base_url="http://127.0.0.1:9/v1", api_key="sk-old", model_names=["m"]
+    )
+    form = {
+        "label": "k",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key": "sk-new-value",
+        "model_names": "m",
+        "priority": "0",
+        "weight": "1",
+        "enabled": "on",
+        "provider_config": "{}",
+    }
+    resp = admin_client.post(f"/admin/accounts/upstreamaccount/{account.pk}/change/", form)
+    assert resp.status_code == 302
+    assert Credential.objects.get(account=account).secret == {"api_key": "sk-new-value"}
+    logged = AdminAction.objects.get(action="account.credential_replace")
+    assert logged.actor_label == "admin" and "sk-new-value" not in str(logged.changes)
+    # Empty keeps the stored key.
+    admin_client.post(f"/admin/accounts/upstreamaccount/{account.pk}/change/", {**form, "api_key": ""})
+    assert Credential.objects.get(account=account).secret == {"api_key": "sk-new-value"}
+
+
+def test_sign_in_accounts_offer_no_api_key_field(admin_client: Any) -> None:
+    from accounts.models import Credential, CredentialKind
+
+    account = account_add_openai_compat(label="o", base_url="http://127.0.0.1:9/v1", api_key="x", model_names=["m"])
+    Credential.objects.filter(account=account).update(kind=CredentialKind.OAUTH)
+    page = admin_client.get(f"/admin/accounts/upstreamaccount/{account.pk}/change/")
+    assert page.status_code == 200 and b'name="api_key"' not in page.content
+
+
+def test_deleting_accounts_and_keys_is_logged_with_the_admin(admin_client: Any) -> None:
+    from accounts.services import client_key_create
+
+    account = account_add_openai_compat(label="gone", base_url="http://127.0.0.1:9/v1", api_key="x", model_names=["m"])
+    key, _ = client_key_create(name="old-key")
+    admin_client.post(f"/admin/accounts/upstreamaccount/{account.pk}/delete/", {"post": "yes"})
+    admin_client.post(
+        "/admin/accounts/clientkey/", {"action": "delete_selected", "_selected_action": [key.pk], "post": "yes"}
+    )
+    assert not UpstreamAccount.objects.exists() and not ClientKey.objects.exists()
+    deletes = {a.action: a.actor_label for a in AdminAction.objects.filter(action__endswith=".delete")}
+    assert deletes == {"account.delete": "admin", "key.delete": "admin"}
