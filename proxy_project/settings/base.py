@@ -54,6 +54,10 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "audit",
+    # Providers: everything one upstream kind is lives in its executors/<name>/ app.
+    "executors.openai_compat",
+    "executors.gitlab",
+    "executors.codex",
 ]
 
 MIDDLEWARE = [

@@ -66,7 +66,7 @@ def test_cooldown_clear_command(transactional_db: None) -> None:
     from accounts.models import AccountState
     from accounts.services import account_add_openai_compat, account_mark_state
     from audit.models import AdminAction
-    from routing.cooldown import cooldown_start, cooldowns_list, family_scope
+    from state.cooldown import cooldown_start, cooldowns_list, family_scope
     from statestore.factory import call_sync
 
     if not settings.REDIS_URL:

@@ -4,7 +4,7 @@ from accounts.flows.operations import account_cooldowns_clear
 from accounts.models import AccountState, UpstreamAccount
 from accounts.services import account_update
 from audit.services import cli_actor
-from routing.cooldown import cooldowns_list
+from state.cooldown import cooldowns_list
 from statestore.factory import call_sync, store_is_shared
 
 # The embedded store lives in the web server's memory: another process (this command) has its
