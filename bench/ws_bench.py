@@ -50,10 +50,11 @@ from bench.run import (
     _cpu_ticks,
     _start,
     loadavg,
+    proxy_env,
     start_proxy,
     stop_all,
 )
-from bench.soak import RssSampler, _free_port, _slope
+from bench.soak import RssSampler, _free_port, rss_summary
 
 DB = "proxy_ws_bench"
 REDIS = "redis://127.0.0.1:6379/12"
@@ -215,19 +216,9 @@ async def run_session(t: Target, *, ws: bool, requests: int, stats: Any) -> list
 
 
 def _env(var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "CELERY_", "PROXY_"))}
-    prom = var_dir / "prometheus"
-    prom.mkdir(parents=True, exist_ok=True)
-    env.update(
-        DJANGO_SETTINGS_MODULE="proxy_project.settings.base",
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
-        REDIS_URL=REDIS,
-        WEB_WORKERS="1",
-        PROXY_VAR_DIR=str(var_dir),
-        PROMETHEUS_MULTIPROC_DIR=str(prom),
-        PROXY_ALLOW_PRIVATE_UPSTREAMS="true",
-        LOG_LEVEL="WARNING",
-    )
+    """bin/run's production environment (bench.run), on this benchmark's own database and Redis db."""
+    env = proxy_env(var_dir, 1)
+    env.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}", REDIS_URL=REDIS, LOG_LEVEL="WARNING")
     return env
 
 
@@ -428,16 +419,7 @@ def soak(args: argparse.Namespace, world: World) -> dict[str, Any]:
             break
         time.sleep(1)
     records = _records()
-    rss = {}
-    for pid, points in sampler.samples.items():
-        warm = [(t / 60, m) for t, m in points if t >= min(120.0, seconds * 0.2)]
-        rss[str(pid)] = {
-            "start_mib": round(points[0][1], 1),
-            "after_warmup_mib": round(warm[0][1], 1) if warm else None,
-            "end_mib": round(points[-1][1], 1),
-            "peak_mib": round(max(m for _, m in points), 1),
-            "slope_mib_per_min": round(_slope(warm), 3),
-        }
+    rss = rss_summary(sampler, min(120.0, seconds * 0.2))
     result = {
         "sockets": args.sockets, "turns_per_socket": args.turns, "seconds": seconds, "loadavg_end": loadavg(),
         **counts, "upstream_open_after": after["ws_open"], "upstream_opened_total": after["ws_opened_total"],

@@ -37,7 +37,7 @@ from observability.metrics import metrics_record
 from observability.requestid import request_id_current
 from routing.affinity import session_of
 from routing.auth import client_authenticate
-from routing.catalog import catalog_resolve
+from routing.catalog import Resolution, catalog_resolve
 from routing.conversation import Conversation
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
@@ -234,12 +234,11 @@ async def _handle(
     try:
         key, body = await _admit(fin, dialect, headers, raw_body, body_too_large, parsed=parsed)
         if conversation is not None and body.get("generate") is False:
+            await _resolve(body["model"])
             return _prewarm_reply(fin, conversation, body)
         req, affinity, continuation = await _route_request(dialect, headers, key, body, conversation)
         fin.draft.stream = req.stream
-        resolution = await catalog_resolve(req.model)
-        if not resolution.targets:
-            raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
+        resolution = await _resolve(req.model)
         opened = await dispatch_open(
             resolution=resolution,
             dialect=dialect,
@@ -282,6 +281,13 @@ async def _handle(
     finally:
         if not streaming_handed_off:
             await fin.finish()
+
+
+async def _resolve(model: str) -> Resolution:
+    resolution = await catalog_resolve(model)
+    if not resolution.targets:
+        raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{model}' does not exist", param="model")
+    return resolution
 
 
 async def _route_request(

@@ -89,6 +89,8 @@ async def test_refused_turns_are_error_frames_and_socket_stays(proxy: ProxySetup
         unknown = await _turn(ws, model="no-such-model", input=[USER])
         assert unknown == [unknown[-1]] and unknown[-1]["type"] == "error"
         assert unknown[-1]["status"] == 404 and unknown[-1]["error"]["code"] == "model_not_found"
+        warm_unknown = await _turn(ws, model="no-such-model", input=[USER], generate=False)
+        assert warm_unknown[-1]["status"] == 404
         missing = await _turn(ws, model="gpt-4o-mini", input=[USER], previous_response_id="resp_nope")
         assert missing[-1]["status"] == 400 and missing[-1]["error"]["code"] == "previous_response_not_found"
         await ws.send("not json")
@@ -96,8 +98,8 @@ async def test_refused_turns_are_error_frames_and_socket_stays(proxy: ProxySetup
         assert bad["type"] == "error" and bad["status"] == 400
         ok = await _turn(ws, model="gpt-4o-mini", input=[USER])
         assert ok[-1]["type"] == "response.completed"
-    rows = await usage_rows(3)
-    assert sorted(r.outcome for r in rows) == ["ok", "rejected", "rejected"]
+    rows = await usage_rows(4)
+    assert sorted(r.outcome for r in rows) == ["ok", "rejected", "rejected", "rejected"]
 
 
 async def test_upgrade_needs_a_valid_key(proxy: ProxySetup) -> None:
@@ -149,3 +151,25 @@ async def test_client_gone_mid_turn_is_recorded(proxy: ProxySetup) -> None:
     await ws.close()
     rows = await usage_rows(1)
     assert rows[0].outcome == "client_disconnect"
+
+
+async def test_key_limits_and_allow_list_apply_per_turn(proxy: ProxySetup) -> None:
+    from accounts.services import client_key_create
+    from infra.db import db_call
+
+    _, limited = await db_call(
+        lambda: client_key_create(name="ws-limited", requests_per_minute=1, allowed_models=("gpt-4o-mini",))
+    )
+    async with await _open(proxy, key=limited) as ws:
+        forbidden = await _turn(ws, model="gpt-4.1", input=[USER])
+        assert forbidden[-1]["status"] == 403 and forbidden[-1]["error"]["code"] == "permission_denied"
+        ok = await _turn(ws, model="gpt-4o-mini", input=[USER])
+        assert ok[-1]["type"] == "response.completed"
+        limited_turn = await _turn(ws, model="gpt-4o-mini", input=[USER])
+        assert limited_turn[-1]["status"] == 429 and limited_turn[-1]["error"]["code"] == "key_limit_exceeded"
+        assert int(limited_turn[-1]["headers"]["retry-after"]) >= 1
+        warm_other = await _turn(ws, model="gpt-4.1", input=[USER], generate=False)
+        assert warm_other[-1]["status"] == 403  # a prewarm is checked like a turn
+    rows = await usage_rows(4)
+    assert sorted(r.outcome for r in rows) == ["ok", "rejected", "rejected", "rejected"]
+    assert len(proxy.fake.requests) == 1  # only the allowed, unlimited turn reached the upstream
