@@ -225,15 +225,17 @@ class ClientSocket:
                     await close()
                 if reply.abandon is not None:
                     reply.abandon()  # no-op once the stream finished its own accounting
-        except Exception:
-            # The send failed (the client is gone); the stream's own handler recorded it.
-            log.debug("client WebSocket turn ended early", exc_info=True)
         finally:
             reset()
 
     async def _send_text(self, data: bytes) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        try:
             await self._send({"type": "websocket.send", "text": data.decode()})
+        except Exception:  # the client is gone (servers raise on a send after the close)
+            self._closed = True
+            self._gone.set()  # cancels the running turn: recorded as a client disconnect
 
     async def _close(self, code: int, reason: str) -> None:
         if self._closed:

@@ -173,3 +173,24 @@ async def test_key_limits_and_allow_list_apply_per_turn(proxy: ProxySetup) -> No
     rows = await usage_rows(4)
     assert sorted(r.outcome for r in rows) == ["ok", "rejected", "rejected", "rejected"]
     assert len(proxy.fake.requests) == 1  # only the allowed, unlimited turn reached the upstream
+
+
+async def test_metrics_count_sockets_and_turns(proxy: ProxySetup, settings: Any) -> None:
+    from tests.observability.support import TOKEN, delta, scrape, total
+
+    settings.PROXY_METRICS_TOKEN = TOKEN
+    before = await scrape(proxy.url)
+    async with await _open(proxy) as ws:
+        await _turn(ws, model="gpt-4o-mini", input=[USER])
+        during = await scrape(proxy.url)
+        assert total(during, "llmproxy_ws_open_sockets") == total(before, "llmproxy_ws_open_sockets") + 1
+        await _turn(ws, model="gpt-4o-mini", input=[USER])
+    for _ in range(50):  # the socket's end is recorded just after the close
+        after = await scrape(proxy.url)
+        if delta(before, after, "llmproxy_ws_turns_per_socket_count") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert delta(before, after, "llmproxy_ws_turns_per_socket_count") == 1
+    assert delta(before, after, "llmproxy_ws_turns_per_socket_sum") == 2
+    assert total(after, "llmproxy_ws_open_sockets") == total(before, "llmproxy_ws_open_sockets")
+    assert delta(before, after, "llmproxy_requests_total", surface="responses.ws", outcome="ok") == 2
