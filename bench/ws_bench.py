@@ -17,7 +17,8 @@ CPU (web worker; Celery separately).
 turns spread over the time. Reported: the web worker's RSS over time (slope after warm-up),
 upstream sockets open on the fake during and after (after must be 0), and usage records
 (surface `responses.ws`) against the `response.create` messages sent (must be equal).
-Exit status 1 when a check fails. Uses its own database (`proxy_ws_bench`) and Redis db 12.
+Exit status 1 when a check fails. Uses its own database (`proxy_ws_bench`), Redis db 12 and a
+state-key prefix of its own.
 """
 
 from __future__ import annotations
@@ -218,7 +219,13 @@ async def run_session(t: Target, *, ws: bool, requests: int, stats: Any) -> list
 def _env(var_dir: Path) -> dict[str, str]:
     """bin/run's production environment (bench.run), on this benchmark's own database and Redis db."""
     env = proxy_env(var_dir, 1)
-    env.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}", REDIS_URL=REDIS, LOG_LEVEL="WARNING")
+    env.update(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
+        REDIS_URL=REDIS,
+        # Own keys: on a shared Redis another run's usage buffer must never mix with this one's.
+        STATE_KEY_PREFIX=f"llmproxy-wsbench-{os.getpid()}:",
+        LOG_LEVEL="WARNING",
+    )
     return env
 
 
@@ -233,12 +240,10 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 def _reset_services() -> None:
     import psycopg
-    import redis
 
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DB}"')
-    redis.Redis.from_url(REDIS).flushdb()
 
 
 def _records() -> int:

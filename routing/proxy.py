@@ -93,6 +93,13 @@ class _Finisher:
         if self.done:
             return
         self.done = True
+        # Shielded: a caller cancelled mid-way (a client WebSocket closed right after its
+        # answer) must not lose the record or leave the key's reservation unsettled.
+        task = asyncio.ensure_future(self._settle_and_record())
+        _background(task)  # referenced until done, also if this caller is cancelled
+        await asyncio.shield(task)
+
+    async def _settle_and_record(self) -> None:
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
         # Before settling: a hostile upstream's negative count must not refund a key's budget.
         usage_draft_clean(self.draft)

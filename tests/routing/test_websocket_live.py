@@ -194,3 +194,15 @@ async def test_metrics_count_sockets_and_turns(proxy: ProxySetup, settings: Any)
     assert delta(before, after, "llmproxy_ws_turns_per_socket_sum") == 2
     assert total(after, "llmproxy_ws_open_sockets") == total(before, "llmproxy_ws_open_sockets")
     assert delta(before, after, "llmproxy_requests_total", surface="responses.ws", outcome="ok") == 2
+
+
+async def test_closing_right_after_the_answer_loses_no_record(proxy: ProxySetup) -> None:
+    # The client closes the moment response.completed arrives, while the proxy still settles
+    # the turn: the record must be written all the same (and say ok).
+    for _ in range(10):
+        ws = await _open(proxy)
+        events = await _turn(ws, model="gpt-4o-mini", input=[USER])
+        assert events[-1]["type"] == "response.completed"
+        await ws.close()
+    rows = await usage_rows(10)
+    assert len(rows) == 10 and all(r.outcome == "ok" for r in rows)
