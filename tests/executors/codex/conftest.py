@@ -33,7 +33,8 @@ def import_account(
     provider_config_extra: dict[str, Any] | None = None,
     **auth: Any,
 ) -> Any:
-    """A Codex account whose tokens the fake issued, pointing at the fake."""
+    """A Codex account whose tokens the fake issued, pointing at the fake. Tests add several
+    accounts signed in to the fake's one ChatGPT account: the duplicate is confirmed."""
     from executors.codex.services import codex_import_auth_json
 
     return codex_import_auth_json(
@@ -42,6 +43,7 @@ def import_account(
         base_url=fake.url + "/backend-api/codex",
         model_names=["gpt-5.5", "gpt-5.4"],
         provider_config={"auth_url": fake.url, **(provider_config_extra or {})},
+        allow_duplicate=True,
     )
 
 
