@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     NO_ACCOUNT = "no_account_available"
     UPSTREAM_ERROR = "upstream_error"
     NOT_IMPLEMENTED = "not_implemented"
+    INTERNAL_ERROR = "internal_error"
 
 
 class ProxyError(Exception):

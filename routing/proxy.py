@@ -244,9 +244,22 @@ async def proxy_handle(
     except asyncio.CancelledError:
         fin.fail(Outcome.CLIENT_DISCONNECT, 499, "client_disconnect", "client went away before the answer")
         raise
+    except Exception:
+        return _internal_error(fin, dialect)
     finally:
         if not streaming_handed_off:
             await fin.finish()
+
+
+def _internal_error(fin: _Finisher, dialect: Dialect) -> Reply:
+    """Last resort for an exception nobody classified (a bug, an unexpected type from a
+    provider): a 500 in the client's dialect without internals, and a record that says so."""
+    log.exception("request failed inside the proxy")
+    err = ProxyError(500, ErrorCode.INTERNAL_ERROR, "internal proxy error: the request was not completed")
+    # "upstream_error" is the outcome bucket every dashboard counts as failed; the code says whose.
+    fin.fail(Outcome.UPSTREAM_ERROR, 500, err.code, err.message)
+    status, hdrs, payload = err.render(dialect)
+    return Reply(status=status, headers=hdrs, body=payload)
 
 
 async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
@@ -272,6 +285,8 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
         fin.fail(exc.outcome, exc.status, exc.code, exc.message)
         status, hdrs, payload = exc.render(Dialect.MESSAGES)
         return Reply(status=status, headers=hdrs, body=payload)
+    except Exception:
+        return _internal_error(fin, Dialect.MESSAGES)
     finally:
         await fin.finish()
 

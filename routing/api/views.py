@@ -122,7 +122,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     import logging
 
     logging.getLogger(__name__).exception("unhandled error on %s", request.path)
-    status, headers, body = ProxyError(500, ErrorCode.UPSTREAM_ERROR, "internal proxy error").render(
+    status, headers, body = ProxyError(500, ErrorCode.INTERNAL_ERROR, "internal proxy error").render(
         _models_dialect(request)
     )
     return HttpResponse(body, status=status, headers=headers)

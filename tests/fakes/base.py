@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import signal
 import socket
@@ -61,7 +62,8 @@ class Fault:
                    without the terminating chunk
       malformed    after `after` events send a non-JSON `data:` line (or raw garbage bytes
                    when `garbage`), then carry on with the stream
-      stream_error HTTP 200 stream whose first (and only) event is the error object `body`
+      stream_error HTTP 200 stream that sends `after` normal events (0: none), then the error
+                   object `body` as its last event
     """
 
     kind: FaultKind = "ok"
@@ -124,8 +126,8 @@ class Fault:
         return cls(kind="malformed", after=after, garbage=garbage)
 
     @classmethod
-    def stream_error(cls, error: dict[str, Any] | None = None) -> Fault:
-        return cls(kind="stream_error", body=error)
+    def stream_error(cls, error: dict[str, Any] | None = None, *, after: int = 0) -> Fault:
+        return cls(kind="stream_error", body=error, after=after)
 
     @classmethod
     def pacing(cls, *, chunks: int | None = None, interval: float | None = None) -> Fault:
@@ -613,7 +615,8 @@ class FakeApp:
         interval = fault.interval if fault and fault.interval is not None else resp.interval
         events: Iterable[bytes] = resp.events
         if fault and fault.kind == "stream_error":
-            events = [resp.error_event(fault.body or self.default_stream_error())]
+            error = resp.error_event(fault.body or self.default_stream_error())
+            events = [*itertools.islice(resp.events, fault.after), error]
         headers = _headers({"cache-control": "no-cache", **resp.headers}, resp.content_type)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
 

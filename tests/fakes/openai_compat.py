@@ -923,7 +923,12 @@ class OpenAICompatApp(FakeApp):
 
 
 def _responses_error_event(error: dict[str, Any]) -> bytes:
-    # Responses streams report errors as a top-level `error` event (formats.md §3.5).
+    # Responses streams report errors as a top-level `error` event (formats.md §3.5), or as a
+    # `response.failed` when the response itself failed (`{"event": "response.failed", ...}`).
+    if error.get("event") == "response.failed":
+        err = {"code": error.get("code") or "server_error", "message": error.get("message") or "failed"}
+        failed = {"id": "resp_failed", "object": "response", "status": "failed", "error": err, "output": []}
+        return sse_event({"type": "response.failed", "sequence_number": 2, "response": failed}, event="response.failed")
     data = {"type": "error", "sequence_number": 0, "code": error.get("code"),
             "message": error.get("message"), "param": error.get("param")}  # fmt: skip
     return sse_event(data, event="error")

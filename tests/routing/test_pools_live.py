@@ -296,3 +296,24 @@ async def test_two_server_processes_share_cooldowns_under_200_concurrent_request
     assert Counter(statuses) == {200: 200}
     assert len(pool.a.requests) == 1, "the cooldown set by one process is honoured by the other"
     assert len(pool.b.requests) == 201
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_responses_failed_after_created_fails_over(pool: Pool, stream: bool) -> None:
+    """The Responses upstream path: `response.failed` right after `response.created` is still
+    the handshake (nothing reached the client), so it fails over like the GitLab and Codex paths."""
+    failed = {"event": "response.failed", "code": "server_error", "message": "The model failed."}
+    pool.a.faults.push(Fault.stream_error(failed, after=1))
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await pool.chat(client, "after a failure", model="gpt-5.5", stream=stream)
+    assert r.status_code == 200, r.text
+    if stream:
+        chunks = [orjson.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        assert not any("error" in c for c in chunks)
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert text == "echo: after a failure"
+    assert len(pool.a.requests) == 1 and len(pool.b.requests) == 1
+    rows = await usage_rows(1)
+    assert rows[-1].outcome == "ok" and [a.get("status") for a in rows[-1].attempt_log] == [502, 200]

@@ -347,3 +347,21 @@ def test_relogin_keeps_the_installation_id(admin_client: Client, codex_fake: Any
     assert admin_client.post(url, {"callback": _sign_in(authorize)}).status_code == 302
     again = UpstreamAccount.objects.get(label="codex")
     assert again.pk == first.pk and again.installation_id == first.installation_id
+
+
+def test_board_test_uses_the_accounts_provider_config(admin_client: Client, codex_fake: Any) -> None:
+    """ "Test now" sends what a real request would: the account's own settings, not defaults
+    (it used to build the account view by hand and drop provider_config)."""
+    _import(admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()))
+    account = UpstreamAccount.objects.get(label="codex")
+    account.provider_config = {
+        **account.provider_config,
+        "client_version": "0.170.2",
+        "default_instructions": "Probe from the board.",
+    }
+    account.save(update_fields=["provider_config"])
+
+    assert "Codex: gpt-5.4 answered" in _board_action(admin_client, "test_accounts", account)
+    sent = [r for r in codex_fake.requests if r["path"] == "/backend-api/codex/responses"][-1]
+    assert sent["headers"]["user-agent"].startswith("codex_cli_rs/0.170.2 ")
+    assert sent["json"]["instructions"] == "Probe from the board."
