@@ -116,10 +116,10 @@ def _report() -> str:
             "content events (the client must report an error, never a truncated success).",
             "",
             "Setup: the fakes of `tests/fakes/` with scripted tool calls (`tests/conformance/scripted.py`:",
-            "`Bash` for Claude Code, `exec_command` for Codex CLI). Accounts that translate (GitLab, OpenAI-",
-            'compatible) carry the documented `provider_config` `{"strip_hosted_tools": true}`, because Codex',
-            "CLI always offers the hosted `web_search` tool. CLIs see only the proxy: an HTTPS_PROXY that",
-            "refuses every CONNECT catches any vendor call (none were made).",
+            "`Bash` for Claude Code, `exec_command` for Codex CLI). Accounts run on default settings: the",
+            "suite sets no `provider_config` knob (Codex accounts carry only `auth_url`, which points the",
+            "token refresh at the fake auth server). CLIs see only the proxy: an HTTPS_PROXY that refuses",
+            "every CONNECT catches any vendor call (none were made).",
         ]
     )
     return render(MATRIX, clients=list(CLIENTS), paths=list(PATHS), titles=PATH_TITLES, header=header)

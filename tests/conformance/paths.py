@@ -73,15 +73,6 @@ class Upstream:
         self.server.faults.push(fault.where(path="/backend-api/codex/responses") if self.name == CODEX else fault)
 
 
-def _strip_hosted_tools(account: Any) -> None:
-    """The documented admin setting for accounts serving Codex CLI through a translation
-    (executors/base.py `encode_options_for`): Codex always offers the hosted `web_search`
-    tool, which Chat and Anthropic upstreams cannot run; without the setting every Codex CLI
-    request is refused with a 400 naming `tools[N].type`."""
-    account.provider_config = {**(account.provider_config or {}), "strip_hosted_tools": True}
-    account.save(update_fields=["provider_config"])
-
-
 def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
     """Create `accounts` accounts for path `name` (priority: the first one is tried first)."""
     if name in (GITLAB_ANTHROPIC, GITLAB_OPENAI):
@@ -94,14 +85,13 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
             if i:
                 world.add_user(User(i + 1, f"duo-user-{i + 1}", namespace_id=str(123 + i), project_id=str(456 + i)))
             world.add_pat(GITLAB_PATS[i], user_id=i + 1)
-            account = gitlab_pat_add(
+            gitlab_pat_add(
                 label=f"duo-{chr(97 + i)}",
                 token=GITLAB_PATS[i],
                 instance_url=fakes.gitlab.instance_url,
                 gateway_url=fakes.gitlab.gateway_url,
                 priority=10 - i,
             )
-            _strip_hosted_tools(account)
         if name == GITLAB_ANTHROPIC:
             return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: p.endswith("/anthropic/v1/messages"))
         return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: "/proxy/openai/" in p)
@@ -121,13 +111,12 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
         from accounts.services import account_add_openai_compat
 
         for i in range(accounts):
-            account = account_add_openai_compat(
+            account_add_openai_compat(
                 label=f"compat-{chr(97 + i)}",
                 base_url=fakes.openai.url + "/v1",
                 api_key=OPENAI_KEYS[i],
                 model_names=[MODELS[name]],
                 priority=10 - i,
             )
-            _strip_hosted_tools(account)
         return Upstream(name, MODELS[name], fakes.openai, lambda p: p in ("/v1/chat/completions", "/v1/responses"))
     raise ValueError(f"unknown path {name!r}")
