@@ -61,6 +61,9 @@ _CHAT_HANDLED = frozenset(
         *_CHAT_SAME,
     }
 )
+# Every top-level field of a Chat Completions request (the API reference's list): anything
+# else is refused before dispatch (validate.py), like api.openai.com does.
+CHAT_FIELDS = _CHAT_HANDLED | _CHAT_DROPPED
 
 
 # ---------------------------------------------------------------- decode: chat -> canonical
@@ -414,6 +417,9 @@ _RESP_KNOWN = frozenset(
         *_RESP_DROP_FOR_CHAT,
     }
 )
+# Every top-level field of a Responses request the proxy knows (the API reference's list plus
+# Codex CLI's `client_metadata`); anything else is refused before dispatch (validate.py).
+RESPONSES_FIELDS = _RESP_KNOWN
 
 
 def reject_unencodable(c: JSONDict) -> None:

@@ -46,6 +46,9 @@ _MSG_HANDLED = frozenset(
         "mcp_servers",
     }
 )
+# Every top-level field of an Anthropic Messages request (API reference, incl. the beta fields
+# Claude Code sends); anything else is refused before dispatch (validate.py), like Anthropic does.
+MESSAGES_FIELDS = _MSG_HANDLED | _MSG_DROPPED
 # Claude Code's first system block changes on every request (a build counter) and means
 # nothing to other models; keeping it would break the upstream's prompt-cache prefix.
 _BILLING_HEADER = "x-anthropic-billing-header:"

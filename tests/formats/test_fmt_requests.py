@@ -17,6 +17,7 @@ from formats import (
     decode_request,
     encode_request,
     hosted_tools_drop,
+    validate_request,
 )
 
 REQ = GOLDEN / "requests"
@@ -165,16 +166,45 @@ def test_call_ids_preserved_verbatim_everywhere() -> None:
 
 
 @pytest.mark.parametrize(
+    ("dialect", "body"),
+    [
+        (Dialect.CHAT, {"messages": [{"role": "user", "content": "hi"}]}),
+        (Dialect.RESPONSES, {"input": "hi"}),
+        (Dialect.MESSAGES, {"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    ],
+)
+@pytest.mark.parametrize("field", ["brand_new_field", "base_url", "extra_body"])
+def test_unknown_top_level_fields_are_refused_per_dialect(dialect: Dialect, body: dict[str, Any], field: str) -> None:
+    """What the real APIs refuse (unknown fields) never reaches an upstream (issue 17 F4)."""
+    with pytest.raises(InvalidRequest) as ei:
+        validate_request(dialect, {"model": "m", **body, field: 1})
+    assert ei.value.field == field and "unknown parameter" in ei.value.message
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+        ({"background": True}, "background"),
+    ],
+)
+def test_account_bound_state_fields_are_refused(patch: dict[str, Any], field: str) -> None:
+    with pytest.raises(UnsupportedFeature) as ei:
+        validate_request(Dialect.RESPONSES, {"model": "m", "input": "hi", **patch})
+    assert ei.value.field == field
+    validate_request(Dialect.RESPONSES, {"model": "m", "input": "hi", "background": False, "conversation": None})
+
+
+@pytest.mark.parametrize(
     ("dialect", "patch", "field"),
     [
         (Dialect.CHAT, {"n": 2}, "n"),
         (Dialect.CHAT, {"logprobs": True}, "logprobs"),
         (Dialect.CHAT, {"modalities": ["text", "audio"]}, "modalities"),
         (Dialect.CHAT, {"web_search_options": {"search_context_size": "low"}}, "web_search_options"),
-        (Dialect.CHAT, {"brand_new_field": 1}, "brand_new_field"),
         (Dialect.MESSAGES, {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
         (Dialect.MESSAGES, {"mcp_servers": [{"url": "x"}]}, "mcp_servers"),
-        (Dialect.MESSAGES, {"brand_new_field": 1}, "brand_new_field"),
     ],
 )
 def test_decode_rejects_with_field(dialect: Dialect, patch: dict[str, Any], field: str | None) -> None:
