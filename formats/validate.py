@@ -82,6 +82,9 @@ def _parts(content: Any, where: str, *, allow_null: bool = False) -> None:
 def _chat(body: JSONDict) -> None:
     _known_fields(body, CHAT_FIELDS, "Chat Completions")
     _common(body)
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        # api.openai.com refuses this pairing (docs/fake-rules.md, openai.stream-options).
+        raise InvalidRequest("stream_options", "'stream_options' is only allowed when 'stream' is true")
     for k in ("max_tokens", "max_completion_tokens", "n"):
         _opt(body, k, (int,), k, "an integer")
     stop = body.get("stop")

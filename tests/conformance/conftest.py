@@ -42,13 +42,13 @@ def cli_clients() -> None:
 
 @pytest.fixture(scope="session")
 def conformance_fakes() -> Iterator[Fakes]:
-    from tests.conformance.paths import MODELS, OPENAI_COMPAT
+    from tests.conformance.paths import MODELS, OPENAI_COMPAT, OPENAI_RESPONSES, RESPONSES_ONLY
     from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
 
     fakes = Fakes(
         gitlab=serve_gitlab(),
         codex=serve_codex(CODEX_ACCOUNTS),
-        openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT]]),
+        openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
     )
     yield fakes
     fakes.gitlab.stop()

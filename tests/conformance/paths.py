@@ -20,20 +20,25 @@ GITLAB_ANTHROPIC = "gitlab-anthropic"
 GITLAB_OPENAI = "gitlab-openai"
 CODEX = "codex"
 OPENAI_COMPAT = "openai-compat"
-PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT)
+OPENAI_RESPONSES = "openai-responses"
+PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT, OPENAI_RESPONSES)
 
 PATH_TITLES = {
     GITLAB_ANTHROPIC: "GitLab Duo → AI gateway Anthropic path (claude-sonnet-4-6)",
     GITLAB_OPENAI: "GitLab Duo → AI gateway OpenAI path (gpt-5.1)",
     CODEX: "Codex account (ChatGPT backend, gpt-5.5)",
-    OPENAI_COMPAT: "OpenAI-compatible account (gpt-4o-mini)",
+    OPENAI_COMPAT: "OpenAI-compatible account, Chat Completions (gpt-4o-mini)",
+    OPENAI_RESPONSES: "OpenAI-compatible account, Responses (gpt-5.5, a responses-only model)",
 }
 MODELS = {
     GITLAB_ANTHROPIC: "claude-sonnet-4-6",
     GITLAB_OPENAI: "gpt-5.1",
     CODEX: "gpt-5.5",
     OPENAI_COMPAT: "gpt-4o-mini",
+    OPENAI_RESPONSES: "gpt-5.5",
 }
+# Models the OpenAI-compatible fake serves only on /v1/responses.
+RESPONSES_ONLY = ("gpt-5.5",)
 
 GITLAB_PATS = ("glpat-conformance-user-a-000000", "glpat-conformance-user-b-000000")
 OPENAI_KEYS = ("sk-upstream-A", "sk-upstream-B")
@@ -53,6 +58,11 @@ class Fakes:
         self.gitlab.reset()
         self.codex.reset()
         self.openai.reset()
+
+    def violations(self) -> list[Any]:
+        """Rules of docs/fake-rules.md any fake enforced since the last reset."""
+        servers = (self.gitlab.instance, self.gitlab.gateway, self.codex, self.openai)
+        return [v for server in servers for v in server.violations]
 
 
 @dataclass
@@ -107,7 +117,7 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
                 provider_config={"auth_url": fakes.codex.url},
             )
         return Upstream(name, MODELS[name], fakes.codex, lambda p: p == "/backend-api/codex/responses")
-    if name == OPENAI_COMPAT:
+    if name in (OPENAI_COMPAT, OPENAI_RESPONSES):
         from accounts.services import account_add_openai_compat
 
         for i in range(accounts):

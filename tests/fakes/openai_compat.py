@@ -733,7 +733,7 @@ class OpenAICompatApp(FakeApp):
         else:
             raise invalid_type("input", "one of a string or array of input items", raw)
         items = history + new
-        known = {it["id"]: it for it in items if isinstance(it.get("id"), str)}
+        known = {it["id"]: it for it in items if isinstance(it.get("id"), str) and it["type"] != "item_reference"}
         resolved = []
         for item in items:
             if item["type"] == "item_reference":
