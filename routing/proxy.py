@@ -40,9 +40,9 @@ from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
-from routing.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
+from state.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from statestore import get_store
 
 log = logging.getLogger(__name__)

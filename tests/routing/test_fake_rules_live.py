@@ -204,7 +204,7 @@ async def openai_unknown_model(run: Run) -> None:
     and the path's own account serves the request."""
     from accounts.selectors import caches_clear
     from accounts.services import account_add_openai_compat
-    from proxy_project.db import db_call
+    from infra.db import db_call
     from tests.fakes.base import FakeServer
     from tests.fakes.openai_compat import OpenAICompatApp
 
@@ -228,8 +228,8 @@ async def openai_unknown_model(run: Run) -> None:
 
 async def codex_login_and_refresh(run: Run) -> None:
     """The PKCE sign-in and a forced refresh, as the admin flow runs them."""
-    from accounts.codex.services import codex_pkce_complete, codex_pkce_start, codex_token_refresh
-    from proxy_project.db import db_call
+    from executors.codex.services import codex_pkce_complete, codex_pkce_start, codex_token_refresh
+    from infra.db import db_call
     from statestore import get_store
 
     url = run.fakes.codex.url
@@ -244,8 +244,8 @@ async def codex_login_and_refresh(run: Run) -> None:
 
 
 async def gitlab_login_and_refresh(run: Run) -> None:
-    from accounts.gitlab.services import gitlab_credential_refresh, gitlab_oauth_pkce_finish, gitlab_oauth_pkce_start
-    from proxy_project.db import db_call
+    from executors.gitlab.services import gitlab_credential_refresh, gitlab_oauth_pkce_finish, gitlab_oauth_pkce_start
+    from infra.db import db_call
 
     world = run.fakes.gitlab.world
     world.add_app("rules-app", redirect_uris=["http://localhost:17171/auth/callback"])
@@ -264,12 +264,12 @@ async def gitlab_login_and_refresh(run: Run) -> None:
 
 async def code_suggestions_fallback(run: Run) -> None:
     from accounts.models import UpstreamAccount
-    from proxy_project.db import db_call
+    from infra.db import db_call
 
     config = {"fallback_models": ["gitlab-duo-code"], "fallback": {"mode": "code_suggestions"}}
 
     def enable() -> None:
-        from executors.gitlab.models import gitlab_model_names
+        from executors.gitlab.catalog import gitlab_model_names
 
         for account in UpstreamAccount.objects.filter(provider="gitlab"):
             account.provider_config = {**account.provider_config, **config}
@@ -354,7 +354,7 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize(("rule", "path"), _cases())
 async def test_proxy_never_trips_rule(live_proxy: Any, rule_fakes: Fakes, rule: str, path: str) -> None:
     from accounts.services import client_key_create
-    from proxy_project.db import db_call
+    from infra.db import db_call
 
     case = PROXY_CASES[rule]
     rule_fakes.reset()

@@ -91,7 +91,7 @@ def test_instructions_added_only_when_the_caller_gave_no_system_text(
 
 
 def test_default_instructions_follow_the_account_setting() -> None:
-    from accounts.codex.config import codex_config
+    from executors.codex.config import codex_config
 
     assert codex_config({}).default_instructions == DEFAULT
     cfg = codex_config({"default_instructions": "Answer in French."})
