@@ -21,7 +21,7 @@ from tests.conformance.harness import (
     installed_versions,
     render,
 )
-from tests.conformance.paths import CODEX_ACCOUNTS, OPENAI_KEYS, PATH_TITLES, PATHS, Fakes
+from tests.conformance.paths import PATH_TITLES, PATHS, Fakes
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DOC = ROOT / "docs" / "conformance.md"
@@ -42,18 +42,9 @@ def cli_clients() -> None:
 
 @pytest.fixture(scope="session")
 def conformance_fakes() -> Iterator[Fakes]:
-    from tests.conformance.paths import MODELS, OPENAI_COMPAT, OPENAI_RESPONSES, RESPONSES_ONLY
-    from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
-
-    fakes = Fakes(
-        gitlab=serve_gitlab(),
-        codex=serve_codex(CODEX_ACCOUNTS),
-        openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
-    )
+    fakes = Fakes.serve()
     yield fakes
-    fakes.gitlab.stop()
-    fakes.codex.stop()
-    fakes.openai.stop()
+    fakes.stop()
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,22 @@ class Fakes:
         self.codex.reset()
         self.openai.reset()
 
+    @classmethod
+    def serve(cls) -> Fakes:
+        """Every fake of the paths, scripted for real clients, on free ports."""
+        from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
+
+        return cls(
+            gitlab=serve_gitlab(),
+            codex=serve_codex(CODEX_ACCOUNTS),
+            openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
+        )
+
+    def stop(self) -> None:
+        self.gitlab.stop()
+        self.codex.stop()
+        self.openai.stop()
+
     def violations(self) -> list[Any]:
         """Rules of docs/fake-rules.md any fake enforced since the last reset."""
         servers = (self.gitlab.instance, self.gitlab.gateway, self.codex, self.openai)

@@ -16,10 +16,8 @@ import pytest
 
 from tests.conformance.paths import (
     CODEX,
-    CODEX_ACCOUNTS,
     GITLAB_ANTHROPIC,
     GITLAB_OPENAI,
-    MODELS,
     OPENAI_COMPAT,
     OPENAI_KEYS,
     OPENAI_RESPONSES,
@@ -334,17 +332,9 @@ PROXY_CASES: dict[str, ProxyCase] = {
 
 @pytest.fixture(scope="module")
 def rule_fakes() -> Iterator[Fakes]:
-    from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
-
-    fakes = Fakes(
-        gitlab=serve_gitlab(),
-        codex=serve_codex(CODEX_ACCOUNTS),
-        openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
-    )
+    fakes = Fakes.serve()
     yield fakes
-    fakes.gitlab.stop()
-    fakes.codex.stop()
-    fakes.openai.stop()
+    fakes.stop()
 
 
 def _cases() -> list[Any]:
