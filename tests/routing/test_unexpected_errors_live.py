@@ -49,5 +49,5 @@ async def test_unclassified_refresh_failure_is_a_recorded_500(
         message = body["error"]["message"]
     assert "internal proxy error" in message and "sk-secret" not in r.text  # no exception text leaks
     (row,) = await usage_rows(1)
-    assert (row.outcome, row.status_code, row.error_code) == ("upstream_error", 500, "internal_error")
+    assert (row.outcome, row.status_code, row.error_code) == ("proxy_error", 500, "internal_error")
     assert row.attempt_log[0]["status"] == 401  # the attempt that led there is kept
