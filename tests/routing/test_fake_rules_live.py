@@ -232,7 +232,7 @@ async def codex_login_and_refresh(run: Run) -> None:
 
     url = run.fakes.codex.url
     start = await db_call(
-        codex_pkce_start, label="codex-login", base_url=url + "/backend-api/codex", provider_config={"auth_url": url}
+        codex_pkce_start, label="codex-a", base_url=url + "/backend-api/codex", provider_config={"auth_url": url}
     )
     browser = await run.http.get(start.url, follow_redirects=False)
     account = await db_call(codex_pkce_complete, callback_url=browser.headers["location"])
@@ -249,7 +249,7 @@ async def gitlab_login_and_refresh(run: Run) -> None:
     world.add_app("rules-app", redirect_uris=["http://localhost:17171/auth/callback"])
     start = await db_call(
         gitlab_oauth_pkce_start,
-        label="duo-oauth",
+        label="duo-a",  # a re-login of the path's account (the same GitLab user)
         client_id="rules-app",
         redirect_uri="http://localhost:17171/auth/callback",
         instance_url=run.fakes.gitlab.instance_url,
