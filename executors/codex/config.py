@@ -45,6 +45,10 @@ _DEFAULTS: dict[str, Any] = {
     "websockets": True,
     # A socket kept for a client conversation is replaced before the backend's 60-minute cap.
     "websocket_max_age_seconds": 3300,
+    # The backend refuses a request with neither `instructions` nor a developer item
+    # (400 "Instructions are required", docs/codex.md). Sent only when the caller gave no
+    # system/developer text at all; an account can word it differently.
+    "default_instructions": "You are a helpful assistant.",
 }
 
 
@@ -63,6 +67,7 @@ class CodexConfig:
     inline_refresh_seconds: float
     websockets: bool
     websocket_max_age_seconds: float
+    default_instructions: str
 
     @property
     def user_agent(self) -> str:
@@ -102,6 +107,9 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
         "arch",
         "terminal",
         "beta_features",
+        "default_instructions",
     ):
         values[key] = str(values[key])
+    if not values["default_instructions"].strip():
+        values["default_instructions"] = _DEFAULTS["default_instructions"]  # never send blank instructions
     return CodexConfig(**values)
