@@ -10,16 +10,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.crypto import decrypt_json, encrypt_json
+from accounts.display import duration_text, until_text
 from accounts.flows import FlowError, flow_get, flows_by_provider
 from accounts.flows.operations import (
     LiveState,
@@ -28,7 +28,8 @@ from accounts.flows.operations import (
     account_test,
     accounts_live_state,
 )
-from accounts.models import ClientKey, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.models import ClientKey, Team, UpstreamAccount
+from accounts.providers import BoardColumn, provider_choices, providers_all
 from accounts.selectors import EffectiveLimits, key_limits_effective
 from accounts.services import (
     TeamInUse,
@@ -126,19 +127,12 @@ _live: contextvars.ContextVar[dict[int, LiveState] | None] = contextvars.Context
 _FLOW_SESSION = "account_flow:"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+def _board_column(column: BoardColumn) -> Any:
+    def cell(obj: UpstreamAccount) -> str:
+        return column.value(obj)
 
-
-def _until(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    delta = (value - timezone.now()).total_seconds()
-    when = value.strftime("%Y-%m-%d %H:%M")
-    return f"{when} (expired)" if delta <= 0 else f"{when} (in {_duration(delta)})"
+    cell.__name__ = column.name
+    return admin.display(description=column.title)(cell)
 
 
 @admin.register(UpstreamAccount)
@@ -154,7 +148,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         "cooldowns",
         "quota",
         "credential_expiry",
-        "gateway_expiry",
         "requests_today",
         "tokens_today",
         "last_error_short",
@@ -168,10 +161,12 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         daily = UsageRollup.objects.filter(granularity=Granularity.DAY, bucket=today, account_id=OuterRef("pk"))
         # Subqueries keep the board at one SQL query however many accounts it lists.
+        queryset = super().get_queryset(request)
+        for provider in providers_all():
+            if provider.board_annotate is not None:
+                queryset = provider.board_annotate(queryset)  # e.g. GitLab's gateway-token expiry
         return (
-            super()
-            .get_queryset(request)
-            .select_related("credential")
+            queryset.select_related("credential")
             .annotate(
                 req_today=Coalesce(Subquery(daily.values("account_id").annotate(s=Sum("requests")).values("s")[:1]), 0),
                 in_today=Coalesce(
@@ -179,12 +174,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
                 ),
                 out_today=Coalesce(
                     Subquery(daily.values("account_id").annotate(s=Sum("output_tokens")).values("s")[:1]), 0
-                ),
-                gateway_expires=Subquery(
-                    GatewayToken.objects.filter(account=OuterRef("pk"))
-                    .values("account")
-                    .annotate(m=Min("expires_at"))
-                    .values("m")[:1]
                 ),
             )
         )
@@ -225,7 +214,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         return format_html_join(
             "",
             '<div title="{}">{}: {}</div>',
-            ((c.reason, c.scope, _duration(c.remaining)) for c in state.cooldowns),
+            ((c.reason, c.scope, duration_text(c.remaining)) for c in state.cooldowns),
         )
 
     @admin.display(description="quota")
@@ -251,11 +240,14 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     @admin.display(description="token expires")
     def credential_expiry(self, obj: UpstreamAccount) -> str:
         cred = getattr(obj, "credential", None)
-        return _until(cred.expires_at) if cred else "—"
+        return until_text(cred.expires_at) if cred else "—"
 
-    @admin.display(description="gateway token")
-    def gateway_expiry(self, obj: UpstreamAccount) -> str:
-        return _until(getattr(obj, "gateway_expires", None))
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The board's columns plus each provider's own (after the credential expiry)."""
+        base = list(super().get_list_display(request))
+        extra = [_board_column(c) for p in providers_all() for c in p.board_columns]
+        at = base.index("credential_expiry") + 1 if "credential_expiry" in base else len(base)
+        return base[:at] + extra + base[at:]
 
     @admin.display(description="requests today", ordering="req_today")
     def requests_today(self, obj: UpstreamAccount) -> int:
@@ -305,10 +297,8 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     def flow_choose_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise Http404
-        providers = [
-            (ProviderKind(p).label if p in ProviderKind.values else p, flows)
-            for p, flows in flows_by_provider().items()
-        ]
+        labels = dict(provider_choices())
+        providers = [(labels.get(kind, kind), flows) for kind, flows in flows_by_provider().items()]
         context = {**self.admin_site.each_context(request), "title": "Add an account", "providers": providers}
         return TemplateResponse(request, "accounts/flow_choose.html", context)
 

@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, Team, UpstreamAccount
+from accounts.models import ClientKey, Credential, Team, UpstreamAccount
+from accounts.providers import credential_kind_choices, provider_get, providers_all
 from accounts.validators import upstream_url_validate
 from audit.services import admin_action_log, changes_between
 from statestore.factory import call_sync
@@ -53,9 +55,9 @@ def account_create(
     provider_config: dict[str, Any] | None = None,
     actor: Any | None = None,
 ) -> UpstreamAccount:
-    if provider not in ProviderKind.values:
+    if provider_get(provider) is None:
         raise ValueError(f"unknown provider {provider!r}")
-    if credential_kind not in CredentialKind.values:
+    if credential_kind not in dict(credential_kind_choices()):
         raise ValueError(f"unknown credential kind {credential_kind!r}")
     base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
     with transaction.atomic():
@@ -83,29 +85,6 @@ def account_create(
         )
         _on_commit_bump()
     return account
-
-
-def account_add_openai_compat(
-    *,
-    label: str,
-    base_url: str,
-    api_key: str,
-    model_names: Iterable[str],
-    priority: int = 0,
-    weight: int = 1,
-    actor: Any | None = None,
-) -> UpstreamAccount:
-    return account_create(
-        label=label,
-        provider=ProviderKind.OPENAI_COMPAT,
-        base_url=base_url,
-        model_names=model_names,
-        credential_kind=CredentialKind.API_KEY,
-        secret={"api_key": api_key},
-        priority=priority,
-        weight=weight,
-        actor=actor,
-    )
 
 
 # Fields whose old -> new values go to the admin action log (never credentials).
@@ -308,7 +287,8 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
 
 
 def credentials_rotate() -> int:
-    """Re-encrypt every Credential and GatewayToken under the first PROXY_CREDENTIAL_KEYS key.
+    """Re-encrypt every Credential (and each provider's secret tables, e.g. GitLab's gateway
+    tokens) under the first PROXY_CREDENTIAL_KEYS key.
 
     Rotation: put the new key first (old ones after it, so existing ciphertexts stay readable),
     run this, then drop the old keys. Works on the stored ciphertext directly (the field would
@@ -318,11 +298,11 @@ def credentials_rotate() -> int:
     from django.db import connection
 
     from accounts.crypto import reencrypt
-    from accounts.models import GatewayToken
 
     count = 0
+    models: list[type[Model]] = [Credential, *(m for p in providers_all() for m in p.secret_models)]
     with transaction.atomic():
-        for model in (Credential, GatewayToken):
+        for model in models:
             table = connection.ops.quote_name(model._meta.db_table)
             with connection.cursor() as cursor:
                 cursor.execute(

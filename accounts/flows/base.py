@@ -44,7 +44,7 @@ class AccountFlow(ABC):
     """
 
     key: ClassVar[str]  # unique, e.g. "openai_compat.api_key"
-    provider: ClassVar[str]  # accounts.models.ProviderKind value
+    provider: ClassVar[str]  # the registered provider kind (accounts.providers)
     title: ClassVar[str]
     description: ClassVar[str] = ""
     steps: ClassVar[tuple[Step, ...]]

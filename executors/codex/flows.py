@@ -19,9 +19,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step
-from accounts.models import ProviderKind, UpstreamAccount
+from accounts.models import UpstreamAccount
 from accounts.validators import upstream_url_validate
-from executors.codex import oauth
+from executors.codex import KIND, oauth
 from executors.codex.config import DEFAULT_AUTH_URL, DEFAULT_BASE_URL, DEFAULT_MODELS, PKCE_REDIRECT_URI
 from executors.codex.services import (
     CodexLoginError,
@@ -104,7 +104,7 @@ class _AccountForm(forms.Form):
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=ProviderKind.CODEX).first()
+        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
         if other is not None:
             raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
         return label
@@ -213,7 +213,7 @@ def _service_kwargs(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class _CodexFlow(AccountFlow):
-    provider = ProviderKind.CODEX
+    provider = KIND
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
         if step.name != self.steps[0].name:

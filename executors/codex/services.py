@@ -26,10 +26,10 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import cache_version_bump
 from accounts.validators import upstream_url_validate
-from executors.codex import oauth
+from executors.codex import KIND, CredentialKind, oauth
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig, codex_config
 from executors.codex.jwt import ChatGPTClaims, claims_or_none
 from infra.db import db_call
@@ -153,12 +153,12 @@ def codex_account_save(
         upstream_url_validate(str(provider_config["auth_url"]))
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
-        if account is not None and account.provider != ProviderKind.CODEX:
+        if account is not None and account.provider != KIND:
             raise CodexLoginError(f"account '{label}' exists and is not a Codex account")
         if account is None:
             account = UpstreamAccount.objects.create(
                 label=label,
-                provider=ProviderKind.CODEX,
+                provider=KIND,
                 base_url=base_url.rstrip("/"),
                 model_names=sorted({m.strip() for m in model_names if m.strip()}),
                 provider_config=dict(provider_config or {}),
@@ -546,7 +546,7 @@ def codex_accounts_refresh_due(*, now: float | None = None) -> dict[int, str]:
     now = time.time() if now is None else now
     results: dict[int, str] = {}
     rows = Credential.objects.select_related("account").filter(
-        account__provider=ProviderKind.CODEX, account__enabled=True, account__state=AccountState.ACTIVE
+        account__provider=KIND, account__enabled=True, account__state=AccountState.ACTIVE
     )
     for cred in rows:
         cfg = codex_config(cred.account.provider_config)

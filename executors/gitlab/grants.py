@@ -23,7 +23,8 @@ import httpx
 import orjson
 
 from accounts.crypto import decrypt_json, encrypt_json
-from accounts.models import AccountState, CredentialKind
+from accounts.models import AccountState
+from executors.gitlab import CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.config import gitlab_account_load
 from executors.gitlab.exceptions import GitLabError

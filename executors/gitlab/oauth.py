@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from accounts.models import AccountState, CredentialKind
+from accounts.models import AccountState
+from executors.gitlab import CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.config import GitLabAccount, gitlab_account_load
 from executors.gitlab.exceptions import GitLabError

@@ -9,8 +9,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountState, Credential, GatewayToken, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import cache_version_bump
+from executors.gitlab.models import GatewayToken
 
 GRANT_KIND = "third_party_agents"
 

@@ -23,9 +23,10 @@ import httpx
 from django.db import transaction
 
 from accounts.crypto import decrypt_json, encrypt_json
-from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import account_create, cache_version_bump
 from accounts.validators import upstream_url_validate
+from executors.gitlab import KIND, CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.catalog import gitlab_model_names
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES
@@ -406,7 +407,7 @@ def _account_save(
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None:
-            if account.provider != ProviderKind.GITLAB:
+            if account.provider != KIND:
                 raise GitLabError(f"label {label!r} belongs to a non-GitLab account", kind=GitLabError.LOGIN)
             # Re-login of an existing account: keep the admin's model/transport overrides.
             config = {**(account.provider_config or {}), **config}
@@ -416,7 +417,7 @@ def _account_save(
         else:
             account = account_create(
                 label=label,
-                provider=ProviderKind.GITLAB,
+                provider=KIND,
                 base_url=record["instance_url"],
                 model_names=(),
                 credential_kind=kind,

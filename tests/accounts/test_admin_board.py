@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import ClientKey, UpstreamAccount
-from accounts.services import account_add_openai_compat
 from audit.models import AdminAction
+from executors.openai_compat.services import account_add_openai_compat
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -85,7 +85,7 @@ def test_key_created_with_limits_and_shown_once(boss_client: Client) -> None:
 
 def test_provider_config_is_editable_as_json(admin_client: Any) -> None:
     from accounts.models import UpstreamAccount
-    from accounts.services import account_add_openai_compat
+    from executors.openai_compat.services import account_add_openai_compat
 
     account = account_add_openai_compat(label="cfg", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
     url = f"/admin/accounts/upstreamaccount/{account.pk}/change/"

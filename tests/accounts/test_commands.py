@@ -59,7 +59,8 @@ def test_key_create_prints_once_and_stores_hash() -> None:
 
 def test_cooldown_clear_command(transactional_db: None) -> None:
     from accounts.models import AccountState
-    from accounts.services import account_add_openai_compat, account_mark_state
+    from accounts.services import account_mark_state
+    from executors.openai_compat.services import account_add_openai_compat
     from state.cooldown import cooldown_start, cooldowns_list, family_scope
     from statestore.factory import call_sync
 

@@ -247,8 +247,7 @@ def test_refresh_ahead_service_and_task(codex_fake: Any) -> None:
     from executors.codex.tasks import codex_refresh_due_task
 
     assert codex_refresh_due_task() == {}  # nothing due any more
-    from django.conf import settings
+    from proxy_project.celery import app
 
-    assert any(
-        e["task"] == "executors.codex.tasks.codex_refresh_due_task" for e in settings.CELERY_BEAT_SCHEDULE.values()
-    )
+    app.finalize()  # the provider's periodic tasks join the beat schedule then
+    assert any(e["task"] == codex_refresh_due_task.name for e in app.conf.beat_schedule.values())

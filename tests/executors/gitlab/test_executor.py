@@ -10,12 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from accounts.models import GatewayToken, UpstreamAccount
+from accounts.models import UpstreamAccount
 from accounts.selectors import AccountInfo, accounts_enabled
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
 from executors.gitlab.catalog import gitlab_upstream_model
 from executors.gitlab.executor import EXECUTOR
 from executors.gitlab.grants import gitlab_grant_cache_clear
+from executors.gitlab.models import GatewayToken
 from executors.gitlab.services import gitlab_pat_add
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services import account_add_openai_compat
+from executors.openai_compat.services import account_add_openai_compat
 
 
 class Command(BaseCommand):
