@@ -12,7 +12,8 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from accounts.models import ClientKey, Credential, Team, UpstreamAccount
+from accounts.crypto import reencrypt
+from accounts.models import AccountState, ClientKey, Credential, Team, UpstreamAccount
 from accounts.providers import credential_kind_choices, provider_get, providers_all
 from accounts.validators import upstream_url_validate
 from audit.services import admin_action_log, changes_between
@@ -271,10 +272,6 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
     Called from the request path on rare failures; every process skips the account within a
     second through the cache version bump.
     """
-    from django.utils import timezone
-
-    from accounts.models import AccountState
-
     if state not in AccountState.values:
         raise ValueError(f"unknown account state {state!r}")
     UpstreamAccount.objects.filter(id=account_id).update(
@@ -296,8 +293,6 @@ def credentials_rotate() -> int:
     aborts the whole run, so a half-rotated table never happens. Returns rows re-encrypted.
     """
     from django.db import connection
-
-    from accounts.crypto import reencrypt
 
     count = 0
     models: list[type[Model]] = [Credential, *(m for p in providers_all() for m in p.secret_models)]

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from executors.gitlab.exceptions import GitLabError
+from executors.http import http_client
 
 GRANT_PATH = "/api/v4/ai/third_party_agents/direct_access"
 USER_AGENT = "team-llm-proxy (GitLab Duo account)"
@@ -32,8 +33,6 @@ async def instance_client() -> AsyncIterator[httpx.AsyncClient]:
 
 def pooled_client() -> httpx.AsyncClient:
     """The per-loop pooled client for the request path (minting on demand)."""
-    from executors.http import http_client
-
     return http_client("gitlab_instance")
 
 

@@ -19,7 +19,7 @@ import orjson
 
 from accounts.selectors import AccountInfo
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
-from executors.errors import classify_transport_error
+from executors.errors import classify_transport_error, retry_after_seconds
 from executors.gitlab import client as gl
 from executors.gitlab.catalog import gitlab_model_provider, gitlab_upstream_model
 from executors.gitlab.config import instance_url as config_instance_url
@@ -291,8 +291,6 @@ def _fallback_error(status: int, raw: bytes, headers: httpx.Headers) -> Upstream
             client_status=502,
         )
     if status == 429:
-        from executors.errors import retry_after_seconds
-
         wait = retry_after_seconds(headers)
         return UpstreamError(
             status=429,

@@ -24,6 +24,7 @@ import orjson
 
 from accounts.crypto import decrypt_json, encrypt_json
 from accounts.models import AccountState
+from executors.errors import retry_after_seconds
 from executors.gitlab import CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.config import gitlab_account_load
@@ -333,8 +334,6 @@ async def grant_error(reply: gl.Reply, *, instance_url: str, client: httpx.Async
             account_state=AccountState.NOT_ENTITLED,
         )
     if status == 429:
-        from executors.errors import retry_after_seconds
-
         wait = retry_after_seconds(reply.headers)
         return GitLabError(
             "GitLab rate-limited gateway token minting",

@@ -29,7 +29,7 @@ from accounts.validators import upstream_url_validate
 from executors.gitlab import KIND, CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.catalog import gitlab_model_names
-from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES
+from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES, gitlab_account_load
 from executors.gitlab.exceptions import GitLabError, LoginPending
 from executors.gitlab.grants import (
     AHEAD_WINDOW,
@@ -556,8 +556,6 @@ def gitlab_credential_refresh(*, account_id: int) -> bool:
     """Force-refresh an OAuth account's pair now (admin action / command); True if it changed."""
 
     async def run(store: StateStore, client: httpx.AsyncClient) -> bool:
-        from executors.gitlab.config import gitlab_account_load
-
         before = await db_call(gitlab_account_load, account_id)
         if before.kind != CredentialKind.OAUTH:
             return False
