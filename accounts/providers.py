@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from accounts.models import UpstreamAccount
 
 
+# The one credential kind the admin edits directly (a plain {"api_key": ...} secret); sign-in
+# credentials are replaced by signing in again through the provider's flow.
+API_KEY_KIND = "api_key"
+
+
 @dataclass(slots=True)
 class ProbeResult:
     """What an admin button ("Test now", "Refresh credential now") reports."""
@@ -35,7 +40,7 @@ class ProbeResult:
 
 @dataclass(frozen=True, slots=True)
 class BoardColumn:
-    """A provider's extra column on the accounts board (blank on other providers' rows)."""
+    """A provider's extra read-only field on the account page (e.g. GitLab's gateway token)."""
 
     name: str  # unique across providers
     title: str

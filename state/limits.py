@@ -114,6 +114,36 @@ def _counters(key: KeyLimits, estimated_tokens: int, now: datetime) -> list[tupl
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    """How much of one limit the current window has used (reservations in flight included)."""
+
+    which: LimitName
+    period: str  # "minute", "day", "week", "month"
+    used: int
+    limit: int
+    resets_in: float  # seconds until the window ends
+
+
+async def limits_usage(store: StateStore, *, key: KeyLimits, now: datetime | None = None) -> list[LimitUsage]:
+    """The key's counters as enforcement sees them, one read (for the admin and the developer page)."""
+    now = now or datetime.now(UTC)
+    counters = _counters(key, 0, now)
+    if not counters:
+        return []
+    # _counters lists requests/minute, tokens/day, then the budgets in order.
+    periods = ["minute"] * (key.requests_per_minute is not None) + ["day"] * (key.tokens_per_day is not None)
+    periods += [period for _, period in key.budgets]
+    values = await store.get_many([c.key for _, c, _ in counters])
+    out = []
+    for (which, counter, window_left), period, raw in zip(counters, periods, values, strict=True):
+        used = int(raw) if raw else 0
+        if which == "requests_per_minute":
+            window_left = (await store.ttl(counter.key) or 0.0) if raw else _MINUTE
+        out.append(LimitUsage(which, period, max(0, used), counter.limit, window_left))
+    return out
+
+
 def key_has_limits(key: KeyLimits) -> bool:
     return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets)
 

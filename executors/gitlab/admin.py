@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Min, OuterRef, QuerySet, Subquery
 
-from accounts.display import until_text
+from accounts.display import until_label
 from accounts.models import UpstreamAccount
 from accounts.providers import BoardColumn, ProbeResult
 from executors.gitlab import CredentialKind
@@ -28,7 +28,7 @@ def board_annotate(queryset: QuerySet[UpstreamAccount]) -> QuerySet[UpstreamAcco
 
 
 GATEWAY_COLUMN = BoardColumn(
-    "gateway_expiry", "gateway token", lambda obj: until_text(getattr(obj, "gateway_expires", None))
+    "gateway_expiry", "gateway token expires", lambda obj: until_label(getattr(obj, "gateway_expires", None))
 )
 
 

@@ -2,8 +2,10 @@
 
 from enum import StrEnum
 
+from accounts.providers import API_KEY_KIND
+
 KIND = "openai_compat"  # UpstreamAccount.provider
 
 
 class CredentialKind(StrEnum):
-    API_KEY = "api_key"
+    API_KEY = API_KEY_KIND
