@@ -436,8 +436,17 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
         """The account page's fields plus each provider's own (e.g. GitLab's gateway token)."""
-        extra = [_provider_field(c) for p in providers_all() for c in p.board_columns]
+        extra = [c.name for p in providers_all() for c in p.board_columns]
         return [*super().get_readonly_fields(request, obj), *extra]
+
+    def __getattr__(self, name: str) -> Any:
+        # A provider's own read-only field (accounts.providers.BoardColumn), found by name the
+        # way the admin finds its display methods.
+        for provider in providers_all():
+            for column in provider.board_columns:
+                if column.name == name:
+                    return _provider_field(column)
+        raise AttributeError(name)
 
     @admin.display(description="credential")
     def credential_summary(self, obj: UpstreamAccount) -> str:

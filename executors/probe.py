@@ -14,6 +14,7 @@ from accounts.selectors import account_info
 from executors.base import Executor, UpstreamCall, UpstreamError
 from executors.http import http_clients_close
 from formats import Dialect
+from infra.redact import redact_values, secret_strings
 from statestore import StateStore
 from statestore.factory import call_sync
 
@@ -23,8 +24,10 @@ def executor_probe(executor: Executor) -> Callable[[UpstreamAccount], ProbeResul
 
     def probe(account: UpstreamAccount) -> ProbeResult:
         model = sorted(account.model_names)[0]
+        info = account_info(account)
+        secrets = secret_strings(info.secret)
         call = UpstreamCall(
-            account=account_info(account),
+            account=info,
             dialect=Dialect.CHAT,
             body={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
             stream=False,
@@ -37,9 +40,11 @@ def executor_probe(executor: Executor) -> Callable[[UpstreamAccount], ProbeResul
                 await response.aclose()
                 return ProbeResult(True, f"{model} answered (request id {response.request_id or 'n/a'}).")
             except UpstreamError as exc:
-                return ProbeResult(False, f"{model}: HTTP {exc.status} {exc.code}", upstream_text=exc.message)
+                text = exc.redact_values(secrets).message
+                return ProbeResult(False, f"{model}: HTTP {exc.status} {exc.code}", upstream_text=text)
             except Exception as exc:
-                return ProbeResult(False, f"{model}: {type(exc).__name__}", upstream_text=str(exc))
+                text = redact_values(str(exc), secrets)
+                return ProbeResult(False, f"{model}: {type(exc).__name__}", upstream_text=text)
             finally:
                 # The pooled client belongs to this short-lived loop; close it with the loop.
                 await http_clients_close()

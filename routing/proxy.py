@@ -38,7 +38,7 @@ from observability.requestid import request_id_current
 from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
-from routing.dispatch import Affinity, Opened, dispatch_open
+from routing.dispatch import Affinity, Job, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
@@ -207,17 +207,8 @@ async def proxy_handle(
         resolution = await catalog_resolve(req.model)
         if not resolution.targets:
             raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
-        opened = await dispatch_open(
-            resolution=resolution,
-            dialect=dialect,
-            body=body,
-            stream=req.stream,
-            draft=fin.draft,
-            affinity=affinity,
-            client_headers=headers,
-            provider_meta=provider_meta,
-            memo=req.memo,
-        )
+        job = Job(resolution, dialect, body, req.stream, headers, provider_meta, req.memo)
+        opened = await dispatch_open(job, draft=fin.draft, affinity=affinity)
         if not req.stream:
             return await _whole_reply(fin, req, opened)
         streaming_handed_off = True

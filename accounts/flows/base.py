@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from django import forms
 
 from accounts.models import UpstreamAccount
+from infra.redact import redact
 
 
 class FlowError(Exception):
@@ -22,7 +23,7 @@ class FlowError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-        self.detail = detail[:500]
+        self.detail = redact(detail)[:500]  # upstream text shown in the admin: no secrets
 
 
 @dataclass(frozen=True, slots=True)

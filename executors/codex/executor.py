@@ -34,7 +34,7 @@ from executors.codex.config import CodexConfig, codex_config
 from executors.codex.identity import Identity, TurnIds, resolve_identity
 from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
 from executors.codex.services import CodexRefreshError, codex_token_refresh
-from executors.codex.stream import HANDSHAKE, CodexEventFilter
+from executors.codex.stream import CodexEventFilter
 from executors.codex.websocket import (
     WsHandshakeFailed,
     ws_events,
@@ -43,9 +43,9 @@ from executors.codex.websocket import (
     ws_remember_failure,
     ws_url,
 )
-from executors.errors import classify_transport_error
+from executors.errors import classify_transport_error, closing_on_error
 from executors.http import http_client
-from executors.streaming import read_bounded, relay_events
+from executors.streaming import assemble_response, open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from state.quota import quota_family_for_model, quota_snapshot_set
 from statestore import get_store
@@ -53,7 +53,6 @@ from statestore import get_store
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
-_MAX_HANDSHAKE_EVENTS = 16  # §8.3: buffer at most this many handshake events
 _KEPT_HEADERS = ("x-request-id", "openai-model", "x-codex-active-limit", "x-codex-turn-state", "cf-ray")
 
 
@@ -95,8 +94,12 @@ class CodexExecutor:
         return cached
 
     async def refresh_credential(self, account: AccountInfo) -> bool:
+        """After a 401 (dispatch calls this once): rotate the tokens unless a sibling already did."""
         before = self._secret(account).get("access_token")
-        outcome = await codex_token_refresh(store=get_store(), account_id=account.id, stale_access_token=before)
+        try:
+            outcome = await codex_token_refresh(store=get_store(), account_id=account.id, stale_access_token=before)
+        except CodexRefreshError as exc:
+            raise _refresh_failed(exc, "Codex credential rejected and refresh failed") from None
         self._fresh[self._key(account)] = outcome.secret
         return outcome.secret.get("access_token") != before
 
@@ -110,26 +113,9 @@ class CodexExecutor:
         try:
             outcome = await codex_token_refresh(store=get_store(), account_id=account.id)
         except CodexRefreshError as exc:
-            if exc.terminal:
-                raise UpstreamError(
-                    status=401,
-                    message=f"Codex credential is dead: {exc}",
-                    code="upstream_auth_failed",
-                    retryable=True,
-                    account_state=AccountState.AUTH_FAILED,
-                    client_status=502,
-                ) from None
-            if expires > now:
+            if not exc.terminal and expires > now:
                 return secret  # still valid for a moment; the next request retries the refresh
-            raise UpstreamError(
-                status=401,
-                message=f"Codex token expired and refresh failed: {exc}",
-                code="upstream_auth_failed",
-                retryable=True,
-                cooldown=30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            ) from None
+            raise _refresh_failed(exc, "Codex token expired and refresh failed") from None
         self._fresh[self._key(account)] = outcome.secret
         return outcome.secret
 
@@ -152,36 +138,8 @@ class CodexExecutor:
         )
         payload = orjson.dumps(apply_identity(body, ident))
         secret = await self._usable_secret(account, cfg)
-        try:
-            return await self._attempt(call, cfg, secret, ident, payload)
-        except UpstreamError as exc:
-            if not exc.refresh_credential:
-                raise
-        # §2.7 step 5: a 401 on a request → refresh once (single-flight), retry once.
-        try:
-            changed = await self.refresh_credential(account)
-        except CodexRefreshError as exc:
-            raise UpstreamError(
-                status=401,
-                message=f"Codex credential rejected and refresh failed: {exc}",
-                code="upstream_auth_failed",
-                retryable=True,
-                account_state=AccountState.AUTH_FAILED if exc.terminal else None,
-                cooldown=None if exc.terminal else 30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            ) from None
-        if not changed:
-            raise UpstreamError(
-                status=401,
-                message="Codex rejected a freshly refreshed token",
-                code="upstream_auth_failed",
-                retryable=True,
-                cooldown=30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            )
-        return await self._attempt(call, cfg, self._secret(account), ident, payload)
+        # A 401 is classified `refresh_credential`: dispatch refreshes once and retries once.
+        return await self._attempt(call, cfg, secret, ident, payload)
 
     async def _attempt(
         self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, payload: bytes
@@ -210,7 +168,7 @@ class CodexExecutor:
             raise classify_transport_error(exc) from None
         resp_headers = _lower(response.headers)
         request_id = resp_headers.get("x-request-id", "")
-        try:
+        async with closing_on_error(response.aclose):
             await self._record_headers(call, resp_headers)
             # Any non-2xx is an error: a redirect (not followed) must never pass as a 200.
             if not 200 <= response.status_code < 300:
@@ -237,12 +195,6 @@ class CodexExecutor:
                 )
             raw_events = relay_events(response, source="Codex", strict_json=False)
             return await self._open_events(call, raw_events, response.aclose, resp_headers, request_id, ident)
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise classify_transport_error(exc) from None
-        except BaseException:
-            await response.aclose()
-            raise
 
     async def _wants_websocket(self, call: UpstreamCall, cfg: CodexConfig) -> bool:
         if not (cfg.websockets and call.facts.prefer_websockets):
@@ -338,96 +290,36 @@ class CodexExecutor:
         pending: list[dict[str, Any]] = []
         filt = CodexEventFilter(pending.append)
 
-        async def next_visible() -> tuple[dict[str, Any], SseEvent] | None:
-            while True:
-                try:
-                    ev = await anext(raw_events)
-                except StopAsyncIteration:
-                    return None
-                obj, out = filt.feed(ev)
+        async def visible() -> AsyncGenerator[SseEvent, None]:
+            # codex.* events feed the quota readings and are never forwarded; the stream ends
+            # at the terminal event (a WebSocket stays open after it).
+            async for ev in raw_events:
+                _, out = filt.feed(ev)
                 while pending:
                     await self._record_event(call, pending.pop(0))
                 if out is not None:
-                    return obj, out
-
-        kept = {k: v for k, v in headers.items() if k in _KEPT_HEADERS}
-        meta = ident.provider_meta()
-
-        if not call.stream:
-            # Stream upstream anyway (the backend insists) and assemble the final object.
-            try:
-                while (item := await next_visible()) is not None:
-                    obj, _ = item
-                    if obj.get("type") in ("response.failed", "error"):
-                        raise await self._failed(call, obj, headers, request_id)
-                    if filt.terminal is not None:
-                        break  # a WebSocket stays open after the terminal event
-            except UpstreamStreamError as exc:
-                raise UpstreamError(
-                    status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
-                ) from None
-            await close()
-            final = filt.final_response()
-            if final is None:
-                raise UpstreamError(
-                    status=502,
-                    message="stream closed before response.completed",
-                    code="upstream_stream_cut",
-                    retryable=True,
-                    request_id=request_id,
-                )
-            return UpstreamResponse(
-                dialect=Dialect.RESPONSES, request_id=request_id, body=final, headers=kept, provider_meta=meta
-            )
-
-        # Handshake: hold the first events until real content (or an error) shows up.
-        buffered: list[SseEvent] = []
-        try:
-            while True:
-                item = await next_visible()
-                if item is None:
-                    raise UpstreamError(
-                        status=502,
-                        message="stream closed before response.completed",
-                        code="upstream_stream_cut",
-                        retryable=True,
-                        request_id=request_id,
-                    )
-                obj, out = item
-                if obj.get("type") in ("response.failed", "error"):
-                    raise await self._failed(call, obj, headers, request_id)
-                buffered.append(out)
-                if obj.get("type") not in HANDSHAKE or len(buffered) >= _MAX_HANDSHAKE_EVENTS:
-                    break
-        except UpstreamStreamError as exc:
-            raise UpstreamError(
-                status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
-            ) from None
-
-        async def relay() -> AsyncGenerator[SseEvent, None]:
-            for ev in buffered:
-                yield ev
-            if filt.terminal is not None:
-                return
-            try:
-                while (item := await next_visible()) is not None:
-                    yield item[1]
+                    yield out
                     if filt.terminal is not None:
                         return
-            except UpstreamStreamError as exc:
-                raise CodexStreamError(str(exc), exc.code) from None
             raise CodexStreamError("Codex stream closed before response.completed", "upstream_stream_cut")
 
-        events = relay()
-        opened = UpstreamResponse(
-            dialect=Dialect.RESPONSES, request_id=request_id, events=events, headers=kept, provider_meta=meta
-        )
-        opened._closers.append(events.aclose)
+        async def error_of(ev: SseEvent) -> UpstreamError:
+            return await self._failed(call, orjson.loads(ev.data), headers, request_id)
+
         raw_close = getattr(raw_events, "aclose", None)
-        if raw_close is not None:
-            opened._closers.append(raw_close)
-        opened._closers.append(close)
-        return opened
+        opened = await open_stream(
+            visible(),
+            dialect=Dialect.RESPONSES,
+            request_id=request_id,
+            error_of=error_of,
+            closers=(*((raw_close,) if raw_close is not None else ()), close),
+            headers={k: v for k, v in headers.items() if k in _KEPT_HEADERS},
+            provider_meta=ident.provider_meta(),
+        )
+        if call.stream:
+            return opened
+        # The backend insists on streaming: a non-stream client gets the assembled final object.
+        return await assemble_response(opened, error_of)
 
     async def _failed(
         self, call: UpstreamCall, obj: Mapping[str, Any], headers: dict[str, str], request_id: str
@@ -436,6 +328,20 @@ class CodexExecutor:
         err = errors.stream_error(obj, headers, request_id)
         await self._note_usage_limit(call, err, headers)
         return err
+
+
+def _refresh_failed(exc: CodexRefreshError, what: str) -> UpstreamError:
+    """A failed token refresh: a dead refresh token needs a human, anything else rests a while."""
+    return UpstreamError(
+        status=401,
+        message=f"{what}: {exc}",
+        code="upstream_auth_failed",
+        retryable=True,
+        account_state=AccountState.AUTH_FAILED if exc.terminal else None,
+        cooldown=None if exc.terminal else 30.0,
+        cooldown_scope=CooldownScope.ACCOUNT,
+        client_status=502,
+    )
 
 
 EXECUTOR = CodexExecutor()

@@ -18,7 +18,6 @@ from executors.base import UpstreamStreamError
 from formats import SseEvent
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-HANDSHAKE = frozenset({"response.created", "response.in_progress", "codex.rate_limits", "codex.response.metadata"})
 _ID_PREFIX = {
     "message": "msg_",
     "reasoning": "rs_",
