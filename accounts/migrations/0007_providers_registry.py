@@ -9,7 +9,7 @@ import accounts.providers
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_teams'),
+        ('accounts', '0006_clientkey_view_all_keys'),
         ('gitlab', '0001_initial'),
     ]
 
