@@ -21,7 +21,7 @@ _OPTION_KEYS = ("strip_hosted_tools", "chat_developer_role", "chat_max_tokens_fi
 
 
 def encode_options_for(account: AccountInfo) -> EncodeOptions:
-    """Translation knobs an admin sets per account in provider_config (formats.md §5.3):
+    """Translation knobs an admin sets per account in provider_config (docs/protocols/translation.md#responses-to-chat):
     e.g. `strip_hosted_tools` for a Chat upstream serving Codex CLI, which always offers
     `web_search` (without it, such a request is refused with a 400 naming the tool)."""
     config = account.provider_config or {}

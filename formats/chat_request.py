@@ -1,4 +1,4 @@
-"""Chat Completions request <-> canonical (Responses) request, formats.md §5.1 / §5.3."""
+"""Chat Completions request <-> canonical (Responses) request, docs/protocols/translation.md#chat-to-responses."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from ._core import InvalidRequest, JSONDict, UnsupportedFeature, as_dict, dumps_
 
 log = logging.getLogger(__name__)
 
-# Sampling hints with no Responses/Messages equivalent: dropped (§5.10), logged at debug.
+# Sampling hints with no Responses/Messages equivalent: dropped (docs/protocols/translation.md#rejected-or-dropped),
+# logged at debug.
 _CHAT_DROPPED = frozenset(
     {"presence_penalty", "frequency_penalty", "seed", "prediction", "store", "stream_options", "prompt_cache_retention"}
 )
@@ -504,7 +505,7 @@ def encode_chat_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
                 out = joined_text(out, f"{where}.output")
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": out or ""})
         elif typ == "reasoning":
-            # No Chat field; encrypted content is upstream-specific (§5.3).
+            # No Chat field; encrypted content is upstream-specific (docs/protocols/translation.md#responses-to-chat).
             continue
         else:
             raise UnsupportedFeature(f"{where}.type", f"input item {typ!r} cannot be sent to a Chat upstream")

@@ -48,7 +48,7 @@ _TYPE_STATUS = {
     "usage_limit_reached": 429,
     "usage_not_included": 429,
 }
-# Request faults: the client's answer, no cooldown, no failover (§8.3).
+# Request faults: the client's answer, no cooldown, no failover (docs/protocols/codex.md#errors).
 _REQUEST_FAULTS = frozenset(
     {
         "previous_response_not_found",
@@ -274,7 +274,8 @@ def classify_error(
 
 
 def stream_error(event: Mapping[str, Any], headers: Mapping[str, str], request_id: str = "") -> UpstreamError:
-    """A terminal failure inside a 200 stream (`response.failed` or `error`), classified like HTTP (§9)."""
+    """A terminal failure inside a 200 stream (`response.failed` or `error`), classified like HTTP
+    (docs/protocols/codex.md#stream-quirks)."""
     if event.get("type") == "response.failed":
         response = event.get("response")
         err = dict(response.get("error") or {}) if isinstance(response, Mapping) else {}

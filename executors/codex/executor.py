@@ -1,13 +1,15 @@
 """OpenAI Codex upstream (ChatGPT sign-in): `POST {base}/responses` over HTTP + SSE, or the
-responses WebSocket (§4.2) for models the catalog flags `prefer_websockets`.
+responses WebSocket (docs/protocols/codex.md#transport-http-and-websocket) for models the catalog flags
+`prefer_websockets`.
 
 Every client dialect is translated to Responses, the Codex body rules are applied, and the
 header set is rebuilt from scratch with the official CLI's fingerprint and a resolved
-identity (codex.md §5-§6). The upstream is always streamed; a non-stream client gets the
+identity (docs/protocols/codex.md#request-fingerprint). The upstream is always streamed; a non-stream client gets the
 final response object assembled from the events. The handshake events are read before
-returning, so an error hidden in a 200 stream still fails over (§8.3).
+returning, so an error hidden in a 200 stream still fails over (docs/protocols/codex.md#errors).
 
-Transport (§4.4 product rule): the upstream WebSocket is used when the account allows it
+Transport (docs/protocols/codex.md#transport-http-and-websocket product rule): the upstream WebSocket is used when the
+account allows it
 (provider_config `websockets`, default true) and the model is flagged `prefer_websockets` in
 the catalog (UpstreamCall.facts). Its frames feed the same event filter, handshake buffering
 and error mapping as SSE. A failed handshake falls back to HTTP SSE within the same request
@@ -65,7 +67,8 @@ def _lower(headers: httpx.Headers) -> dict[str, str]:
 
 
 def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str, str]:
-    """A WebSocket error frame carries its own status and headers (§4.2), e.g. the rate-limit
+    """A WebSocket error frame carries its own status and headers
+    (docs/protocols/codex.md#transport-http-and-websocket), e.g. the rate-limit
     headers of a `usage_limit_reached`; they win over the handshake's."""
     extra = obj.get("headers")
     if isinstance(extra, Mapping):
@@ -155,7 +158,8 @@ class CodexExecutor:
             try:
                 conn, resp_headers = await ws_open(ws_url(call.account.base_url), headers)
             except WsHandshakeFailed as exc:
-                # §4.4: fall back to HTTP SSE for this request; remember it for a while.
+                # docs/protocols/codex.md#transport-http-and-websocket: fall back to HTTP SSE for this request;
+                # remember it for a while.
                 log.info("codex: WebSocket %s for %s; using HTTP SSE", exc, call.upstream_model)
                 await ws_remember_failure(call.account.id, call.upstream_model, str(exc))
             else:
@@ -183,7 +187,8 @@ class CodexExecutor:
                 await self._note_usage_limit(call, err, resp_headers)
                 raise err
             ctype = resp_headers.get("content-type", "")
-            # The backend sends SSE without a content type (§9); only an explicit non-SSE type is wrong.
+            # The backend sends SSE without a content type (docs/protocols/codex.md#stream-quirks); only an explicit
+            # non-SSE type is wrong.
             if ctype and "text/event-stream" not in ctype:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
                 raise errors.classify(
@@ -263,7 +268,7 @@ class CodexExecutor:
         family = (
             ratelimits.active_limit(headers)
             or await quota_family_for_model(store, account_id=call.account.id, model=call.upstream_model)
-            or call.upstream_model  # default: one family per model (§8.2)
+            or call.upstream_model  # default: one family per model (docs/protocols/codex.md#errors)
         )
         # Spent until the reset: selection sees zero headroom for exactly this family.
         await quota_snapshot_set(

@@ -1,5 +1,6 @@
 """Codex (ChatGPT sign-in) accounts in the guided add-account UI: paste-callback PKCE, device
-code, and `auth.json` import (codex.md §2.2, §2.3, §2.6).
+code, and `auth.json` import (docs/protocols/codex.md#sign-in-chatgpt-oauth,
+docs/protocols/codex.md#importing-authjson).
 
 The flows only collect input and turn outcomes into words; every wire call and every write
 goes through executors.codex.services (the same code as `manage.py codex_login` /
@@ -34,7 +35,7 @@ from executors.codex.services import (
 )
 
 # The device page re-polls on its own; never faster than this even if the server says less.
-# A device code (and its pending login in the store) is valid this long (§2.3).
+# A device code (and its pending login in the store) is valid this long (docs/protocols/codex.md#sign-in-chatgpt-oauth).
 _DEVICE_TTL_SECONDS = 15 * 60
 # auth.json is a few KB; a bundle of many accounts stays well below this.
 _MAX_AUTH_JSON = 200_000

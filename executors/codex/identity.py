@@ -1,10 +1,10 @@
 """Codex request identity: which session/thread/turn/window/installation ids a request carries.
 
-codex.md §6. Every id is resolved in a fixed order — dedicated header → caller body
+docs/protocols/codex.md#identity. Every id is resolved in a fixed order — dedicated header → caller body
 `client_metadata` → caller turn metadata → proxy default — and then projected onto every
 surface (headers, flat `client_metadata`, the turn-metadata JSON in both places) so the
 upstream never sees two values for one id. The session-id default is itself a chain:
-Responses snapshot metadata → content-derived id (§6.3) → a new UUIDv7.
+Responses snapshot metadata → content-derived id (docs/protocols/codex.md#identity) → a new UUIDv7.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ COMPACTION = {
     "phase": "standalone_turn",
     "strategy": "memento",
 }
-SEPARATOR = "\u0001"  # §6.3: keeps JSON-looking instructions from colliding with a first item
+# docs/protocols/codex.md#identity: keeps JSON-looking instructions from colliding with a first item
+SEPARATOR = "\u0001"
 _MAX_ID = 200
 
 
@@ -73,7 +74,8 @@ def first_input_item(input_value: Any) -> Any:
 
 
 def content_session_id(instructions: Any, input_value: Any) -> str | None:
-    """§6.3: UUID-shaped SHA-256 of instructions + U+0001 + JSON(first input item); None if no input."""
+    """docs/protocols/codex.md#identity: UUID-shaped SHA-256 of instructions + U+0001 + JSON(first input item); None
+    if no input."""
     first = first_input_item(input_value)
     if first is None:
         return None
@@ -104,7 +106,7 @@ def _parse_turn_metadata(raw: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
-    """The validated subset of a Responses snapshot's provider_meta (§6.4)."""
+    """The validated subset of a Responses snapshot's provider_meta (docs/protocols/codex.md#identity)."""
 
     session_id: str | None = None
     window_generation: int | None = None
@@ -145,7 +147,8 @@ class Identity:
         return {"session_id": self.session_id, "window_generation": self.window_generation}
 
     def turn_metadata_header(self) -> str:
-        # The header copy is ASCII-escaped and drops `tool_namespaces_info` (§5.1).
+        # The header copy is ASCII-escaped and drops `tool_namespaces_info`
+        # (docs/protocols/codex.md#request-fingerprint).
         header_copy = {k: v for k, v in self.turn_metadata.items() if k != "tool_namespaces_info"}
         return json.dumps(header_copy, separators=(",", ":"), ensure_ascii=True)
 
@@ -168,7 +171,7 @@ def resolve_identity(
     model: str,
     compaction: bool = False,
 ) -> Identity:
-    """Resolve every id (§6.2) and build the outbound client_metadata and turn metadata.
+    """Resolve every id (docs/protocols/codex.md#identity) and build the outbound client_metadata and turn metadata.
 
     `body` is the Responses body after translation (its `client_metadata`, `instructions`
     and `input` are read); `headers` are the caller's, lower-cased.
@@ -227,7 +230,7 @@ def resolve_identity(
     for key, value in caller_cm.items():
         if key in CM_IDENTITY_KEYS:
             continue
-        # The backend takes a string -> string map (§5.2).
+        # The backend takes a string -> string map (docs/protocols/codex.md#request-body-rules).
         client_metadata[key] = value if isinstance(value, str) else canonical_json(value)
     client_metadata.update(
         {
@@ -262,7 +265,7 @@ def resolve_identity(
 
 
 class TurnIds:
-    """One turn id per client request, reused by every upstream dispatch of it (§6.2).
+    """One turn id per client request, reused by every upstream dispatch of it (docs/protocols/codex.md#identity).
 
     Retries and failover for one request run in one process, so a bounded in-process map
     keyed by the proxy's request id is enough.

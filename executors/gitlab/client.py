@@ -1,6 +1,6 @@
 """The few GitLab instance endpoints the proxy calls, as small async functions.
 
-Only HTTP and response shapes live here (gitlab-duo.md §2-§3); what a status *means* for the
+Only HTTP and response shapes live here (docs/protocols/gitlab-duo.md#sign-in-and-tokens); what a status *means* for the
 account is decided by the callers in oauth.py / grants.py / services.py.
 """
 

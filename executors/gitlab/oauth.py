@@ -1,4 +1,5 @@
-"""GitLab OAuth tokens: parsing token replies and the rotating refresh (gitlab-duo.md §2.4).
+"""GitLab OAuth tokens: parsing token replies and the rotating refresh
+(docs/protocols/gitlab-duo.md#sign-in-and-tokens).
 
 Every refresh invalidates both the old access token and the old refresh token, so:
 - only one process refreshes an account at a time (a state-store lock, shared by every
@@ -26,13 +27,15 @@ from infra.db import db_call
 from observability.metrics import counts_refresh
 from statestore import LockNotAcquired, StateStore
 
-# Refresh when at most this much access-token life remains (§2.4, §6).
+# Refresh when at most this much access-token life remains (docs/protocols/gitlab-duo.md#sign-in-and-tokens,
+# docs/protocols/gitlab-duo.md#lifetimes-and-caching).
 REFRESH_MARGIN = 300.0
 _LOCK_TTL = 30.0
 
 
 def token_secret(body: Any, *, client_secret: str | None = None) -> tuple[dict[str, Any], float | None]:
-    """Credential secret from a /oauth/token reply; expiry = created_at + expires_in (§2.2)."""
+    """Credential secret from a /oauth/token reply; expiry = created_at + expires_in
+    (docs/protocols/gitlab-duo.md#sign-in-and-tokens)."""
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
         raise GitLabError("GitLab's token reply has no access_token", kind=GitLabError.LOGIN)
     expires_in = body.get("expires_in")

@@ -12,7 +12,8 @@ from accounts.models import AccountState, UpstreamAccount
 from accounts.selectors import AccountInfo
 from executors.gitlab import KIND
 
-# §8: accounts refused for entitlement are re-probed every 6-24 h (a seat may be assigned later).
+# docs/protocols/gitlab-duo.md#errors: accounts refused for entitlement are re-probed every 6-24 h (a seat may be
+# assigned later).
 REPROBE_AFTER = timedelta(hours=6)
 
 

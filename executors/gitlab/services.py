@@ -141,7 +141,8 @@ def gitlab_oauth_device_start(
     weight: int = 1,
     keep_without_duo: bool = False,
 ) -> DeviceStart:
-    """Start the device authorization grant (§2.3); show `user_code`/`verification_uri` to a human."""
+    """Start the device authorization grant (docs/protocols/gitlab-duo.md#sign-in-and-tokens); show
+    `user_code`/`verification_uri` to a human."""
     instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
         label=label,
@@ -259,7 +260,8 @@ def gitlab_oauth_pkce_start(
     weight: int = 1,
     keep_without_duo: bool = False,
 ) -> PkceStart:
-    """Authorization code + PKCE (S256), paste-callback style (§2.2): open `authorize_url`,
+    """Authorization code + PKCE (S256), paste-callback style (docs/protocols/gitlab-duo.md#sign-in-and-tokens): open
+    `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
     instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
@@ -351,7 +353,8 @@ class _Probe:
 
 
 async def _probe(client: httpx.AsyncClient, *, instance_url: str, gateway_url: str, token: str) -> _Probe:
-    """Identity, then the Duo entitlement probe: mint the third-party-agents grant (§2.6).
+    """Identity, then the Duo entitlement probe: mint the third-party-agents grant
+    (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
     A valid token says nothing about Duo; the grant is the one thing the proxy needs."""
     user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
     if not user.ok:
@@ -462,7 +465,8 @@ class PatInfo:
 
 
 async def _pat_check(client: httpx.AsyncClient, *, instance_url: str, token: str) -> PatInfo:
-    """§2.5 step 1: the token is active, has a usable scope and has not expired."""
+    """docs/protocols/gitlab-duo.md#sign-in-and-tokens step 1: the token is active, has a usable scope and has not
+    expired."""
     reply = await gl.request(client, "GET", f"{instance_url}/api/v4/personal_access_tokens/self", token=token)
     if reply.status == 401:
         raise GitLabError(

@@ -1,4 +1,5 @@
-"""Fake ChatGPT auth server + Codex backend (codex.md §2, §5, §7-§10), on one port.
+"""Fake ChatGPT auth server + Codex backend (docs/protocols/codex.md#sign-in-chatgpt-oauth,
+docs/protocols/codex.md#request-fingerprint, docs/protocols/codex.md#rate-limit-signals), on one port.
 
 Auth (`/oauth/*`, `/api/accounts/deviceauth/*`):
 - PKCE code exchange (form-encoded; S256 verifier checked; a `state` field → 400 unknown_parameter);
@@ -19,7 +20,8 @@ Backend (`/backend-api/codex/*`), enforcing what the real one enforces:
 - `usage_limit_reached` 429 once a family is marked exhausted (`exhaust(...)`);
 - `routing_unsupported` for models listed in `http_unsupported_models` (HTTP only).
 
-WebSocket (`GET /backend-api/codex/responses` upgraded, §4.2): the same auth and fingerprint
+WebSocket (`GET /backend-api/codex/responses` upgraded, docs/protocols/codex.md#transport-http-and-websocket): the
+same auth and fingerprint
 checks at the handshake (refused with the same status), then one `response.create` text frame
 per turn, validated like the HTTP body; the same events come back one JSON text frame each;
 a rejected body is an `{"type":"error","status":…}` frame. `ws_refuse = <status>` refuses every
