@@ -171,6 +171,29 @@ class Rule:
         )
 
 
+def rest_account(
+    when: Predicate,
+    cooldown: Cooldown,
+    *,
+    code: str | None = None,
+    fallback_code: str = "upstream_error",
+    state: str | None = None,
+    refresh: bool = False,
+    client_status: int = 502,
+) -> Rule:
+    """A row that keeps the whole account out of rotation for a while (another may serve)."""
+    return Rule(
+        when,
+        code=code,
+        fallback_code=fallback_code,
+        cooldown=cooldown,
+        scope=CooldownScope.ACCOUNT,
+        account_state=state,
+        refresh=refresh,
+        client_status=client_status,
+    )
+
+
 def classify(table: Sequence[Rule], s: Signal) -> UpstreamError:
     """The UpstreamError of the first rule that matches (tables end with a catch-all)."""
     for rule in table:
@@ -185,6 +208,8 @@ def gateway_status(s: Signal) -> int:
 
 
 CATCH_ALL = Rule(anything, client_status=502)
+# Our credential may not do this: rest the account, let another serve.
+FORBIDDEN = rest_account(status(403), seconds(default_cooldown), fallback_code="upstream_forbidden")
 
 # What a generic OpenAI-compatible server's failures mean (docs/protocols/openai-compatible.md).
 HTTP_TABLE: tuple[Rule, ...] = (
@@ -195,13 +220,7 @@ HTTP_TABLE: tuple[Rule, ...] = (
     Rule(
         status(401), fallback_code="upstream_auth_failed", refresh=True, account_state="auth_failed", client_status=502
     ),
-    Rule(
-        status(403),
-        fallback_code="upstream_forbidden",
-        cooldown=seconds(default_cooldown),
-        scope=CooldownScope.ACCOUNT,
-        client_status=502,
-    ),
+    FORBIDDEN,
     Rule(
         server_error,
         cooldown=retry_after(lambda s: min(5.0, default_cooldown())),

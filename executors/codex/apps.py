@@ -1,16 +1,7 @@
-from django.apps import AppConfig
-
-from accounts.providers import provider_register
+from executors import apps
 
 
-class CodexApp(AppConfig):
+class CodexApp(apps.ProviderApp):
     name = "executors.codex"
     label = "codex"
     verbose_name = "OpenAI Codex"
-
-    def ready(self) -> None:
-        # Imported here, not at the top: a provider's models and executor can only load once
-        # Django's app registry is ready.
-        from executors.codex.provider import PROVIDER
-
-        provider_register(PROVIDER)

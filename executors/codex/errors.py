@@ -16,6 +16,7 @@ from accounts.models import AccountState
 from executors.base import CooldownScope, UpstreamError
 from executors.errors import (
     CATCH_ALL,
+    FORBIDDEN,
     Rule,
     Signal,
     all_of,
@@ -24,6 +25,7 @@ from executors.errors import (
     default_cooldown,
     gateway_status,
     kind,
+    rest_account,
     retry_after,
     seconds,
     status,
@@ -158,21 +160,8 @@ TABLE: tuple[Rule, ...] = (
         message=lambda s: "the ChatGPT session of this Codex account was terminated (token_invalidated)",
     ),
     # A stale access token: dispatch refreshes once and retries once before anything else.
-    Rule(
-        status(401),
-        code="upstream_auth_failed",
-        refresh=True,
-        cooldown=seconds(default_cooldown),
-        scope=CooldownScope.ACCOUNT,
-        client_status=502,
-    ),
-    Rule(
-        status(403),
-        fallback_code="upstream_forbidden",
-        cooldown=seconds(default_cooldown),
-        scope=CooldownScope.ACCOUNT,
-        client_status=502,
-    ),
+    rest_account(status(401), seconds(default_cooldown), code="upstream_auth_failed", refresh=True),
+    FORBIDDEN,
     # The backend does not know the model: another account may; rest (account, model) briefly.
     Rule(
         all_of(status(404), kind("model_not_found", "not_found_error")),

@@ -15,11 +15,13 @@ from accounts.models import AccountState
 from executors.base import CooldownScope, UpstreamError
 from executors.errors import (
     CATCH_ALL,
+    Predicate,
     Rule,
     Signal,
     all_of,
     anything,
     classify,
+    rest_account,
     retry_after,
     seconds,
     server_error,
@@ -41,15 +43,9 @@ class ResponsesOnly(Exception):
     failure but the path to use, so the executor switches path instead of failing."""
 
 
-def _needs_human(state: str, code: str, client_status: int = 502) -> Rule:
-    return Rule(
-        anything,
-        code=code,
-        cooldown=seconds(ENTITLEMENT_COOLDOWN),
-        scope=CooldownScope.ACCOUNT,
-        account_state=state,
-        client_status=client_status,
-    )
+def _needs_human(when: Predicate, state: str, code: str, client_status: int = 502) -> Rule:
+    """An entitlement problem: the account leaves rotation (a human or the re-probe brings it back)."""
+    return rest_account(when, seconds(ENTITLEMENT_COOLDOWN), code=code, state=state, client_status=client_status)
 
 
 def _gitlab_backoff(s: Signal) -> float:
@@ -67,30 +63,14 @@ GATEWAY_TABLE: tuple[Rule, ...] = (
         scope=CooldownScope.ACCOUNT,
         client_status=502,
     ),
-    Rule(
+    _needs_human(
         all_of(status(402), lambda s: s.code == "USAGE_QUOTA_EXCEEDED" or "credits" in s.text),
-        code="gitlab_credits_exhausted",
-        cooldown=seconds(ENTITLEMENT_COOLDOWN),
-        scope=CooldownScope.ACCOUNT,
-        account_state=AccountState.QUOTA_EXHAUSTED,
+        AccountState.QUOTA_EXHAUSTED,
+        "gitlab_credits_exhausted",
         client_status=402,
     ),
-    Rule(
-        status(402),
-        code="gitlab_proxy_not_enabled",
-        cooldown=seconds(ENTITLEMENT_COOLDOWN),
-        scope=CooldownScope.ACCOUNT,
-        account_state=AccountState.NOT_ENTITLED,
-        client_status=502,
-    ),
-    Rule(
-        status(403),
-        code="gitlab_not_entitled",
-        cooldown=seconds(ENTITLEMENT_COOLDOWN),
-        scope=CooldownScope.ACCOUNT,
-        account_state=AccountState.NOT_ENTITLED,
-        client_status=502,
-    ),
+    _needs_human(status(402), AccountState.NOT_ENTITLED, "gitlab_proxy_not_enabled"),
+    _needs_human(status(403), AccountState.NOT_ENTITLED, "gitlab_not_entitled"),
     # The model, not the account, is the problem: cool only (account, model), and do not walk
     # every GitLab account (they share the gateway's allow-list).
     Rule(
@@ -236,7 +216,7 @@ def from_gitlab_error(exc: GitLabError) -> UpstreamError:
             AccountState.AUTH_FAILED if exc.kind == GitLabError.AUTH_FAILED else AccountState.NOT_ENTITLED
         )
         signal = Signal(status=exc.status or 401, message=exc.message)
-        rule = _needs_human(state, f"gitlab_{exc.kind}")
+        rule = _needs_human(anything, state, f"gitlab_{exc.kind}")
     return rule.error(signal)
 
 
