@@ -161,6 +161,58 @@ def _first(*values: Any) -> tuple[str | None, int]:
     return None, -1
 
 
+def _session(
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    caller_cm: Mapping[str, Any],
+    turn_meta: Mapping[str, Any],
+    snap: SnapshotMeta,
+) -> tuple[str, str]:
+    """(session id, where it came from): header, body, turn metadata, snapshot, content, new."""
+    session, idx = _first(
+        headers.get("session-id"), headers.get("session_id"), caller_cm.get("session_id"), turn_meta.get("session_id")
+    )
+    source = ("header", "header", "body", "turn_metadata")[idx] if session else ""
+    if session is None and snap.session_id:
+        session, source = snap.session_id, "snapshot"
+    if session is None:
+        derived = content_session_id(body.get("instructions"), body.get("input"))
+        if derived:
+            session, source = derived, "content"
+    if session is None:
+        session, source = uuid7(), "new"
+    return session, source
+
+
+def _turn_meta_complete(
+    out_meta: dict[str, Any], turn_meta: Mapping[str, Any], *, compaction: bool, root_turn: str, model: str
+) -> None:
+    """After the identity keys: the caller's other turn-metadata keys, then the defaults."""
+    for key, value in turn_meta.items():
+        if key not in out_meta and key not in TURN_IDENTITY_KEYS:
+            out_meta[key] = value
+    if compaction:
+        out_meta["compaction"] = dict(COMPACTION)
+    out_meta.setdefault("root_turn_id", root_turn)
+    out_meta.setdefault("turn_started_at_unix_ms", int(time.time() * 1000))
+    out_meta.setdefault("model", model)
+
+
+def _client_metadata(
+    caller_cm: Mapping[str, Any], ids: Mapping[str, str], out_meta: Mapping[str, Any]
+) -> dict[str, str]:
+    """The caller's non-identity keys, then the resolved ids and the turn metadata."""
+    client_metadata: dict[str, str] = {}
+    for key, value in caller_cm.items():
+        if key in CM_IDENTITY_KEYS:
+            continue
+        # The backend takes a string -> string map (docs/protocols/codex.md#request-body-rules).
+        client_metadata[key] = value if isinstance(value, str) else canonical_json(value)
+    client_metadata.update(ids)
+    client_metadata["x-codex-turn-metadata"] = canonical_json(out_meta)
+    return client_metadata
+
+
 def resolve_identity(
     *,
     headers: Mapping[str, str],
@@ -185,19 +237,7 @@ def resolve_identity(
         **_parse_turn_metadata(headers.get("x-codex-turn-metadata")),
     }
     snap = SnapshotMeta.parse(snapshot_meta)
-
-    session, idx = _first(
-        headers.get("session-id"), headers.get("session_id"), caller_cm.get("session_id"), turn_meta.get("session_id")
-    )
-    source = ("header", "header", "body", "turn_metadata")[idx] if session else ""
-    if session is None and snap.session_id:
-        session, source = snap.session_id, "snapshot"
-    if session is None:
-        derived = content_session_id(body.get("instructions"), body.get("input"))
-        if derived:
-            session, source = derived, "content"
-    if session is None:
-        session, source = uuid7(), "new"
+    session, source = _session(headers, body, caller_cm, turn_meta, snap)
 
     thread, _ = _first(headers.get("thread-id"), caller_cm.get("thread_id"), turn_meta.get("thread_id"))
     thread = thread or session
@@ -217,32 +257,16 @@ def resolve_identity(
     if request_kind in ("turn", "prewarm", "compaction"):
         out_meta["installation_id"] = install
     out_meta.update(session_id=session, thread_id=thread, turn_id=turn, window_id=window, request_kind=request_kind)
-    for key, value in turn_meta.items():
-        if key not in out_meta and key not in TURN_IDENTITY_KEYS:
-            out_meta[key] = value
-    if compaction:
-        out_meta["compaction"] = dict(COMPACTION)
-    out_meta.setdefault("root_turn_id", root_turn)
-    out_meta.setdefault("turn_started_at_unix_ms", int(time.time() * 1000))
-    out_meta.setdefault("model", model)
-
-    client_metadata: dict[str, str] = {}
-    for key, value in caller_cm.items():
-        if key in CM_IDENTITY_KEYS:
-            continue
-        # The backend takes a string -> string map (docs/protocols/codex.md#request-body-rules).
-        client_metadata[key] = value if isinstance(value, str) else canonical_json(value)
-    client_metadata.update(
-        {
-            "x-codex-installation-id": install,
-            "session_id": session,
-            "thread_id": thread,
-            "turn_id": turn,
-            "root_turn_id": root_turn,
-            "x-codex-window-id": window,
-            "x-codex-turn-metadata": canonical_json(out_meta),
-        }
-    )
+    _turn_meta_complete(out_meta, turn_meta, compaction=compaction, root_turn=root_turn, model=model)
+    ids = {
+        "x-codex-installation-id": install,
+        "session_id": session,
+        "thread_id": thread,
+        "turn_id": turn,
+        "root_turn_id": root_turn,
+        "x-codex-window-id": window,
+    }
+    client_metadata = _client_metadata(caller_cm, ids, out_meta)
     extra = {}
     for name in ("x-codex-turn-state", "x-codex-parent-thread-id", "x-openai-subagent", "x-codex-beta-features"):
         value = _text(headers.get(name))
