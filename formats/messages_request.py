@@ -376,6 +376,12 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
     reject_unencodable(c)
     items = input_items(c)
     check_call_pairing(items)
+    system, turns = _encode_turns(c, items, opts)
+    return _messages_body(c, opts, system, turns)
+
+
+def _encode_turns(c: JSONDict, items: list[JSONDict], opts: EncodeOptions) -> tuple[list[str], list[JSONDict]]:
+    """Canonical items -> (system texts, Anthropic turns)."""
     system: list[str] = [c["instructions"]] if c.get("instructions") else []
     turns: list[JSONDict] = []
 
@@ -453,7 +459,10 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
             t["content"].sort(key=lambda b: 0 if b.get("type") == "tool_result" else 1)
     if not turns:
         raise InvalidRequest("input", "the request has no messages")
+    return system, turns
 
+
+def _messages_body(c: JSONDict, opts: EncodeOptions, system: list[str], turns: list[JSONDict]) -> JSONDict:
     body: JSONDict = {"model": c["model"]}
     max_tokens = c.get("max_output_tokens") or opts.default_max_tokens
     body["max_tokens"] = max_tokens
