@@ -34,28 +34,25 @@ async def _chat(url: str, key: str, model: str = "gpt-4o-mini") -> httpx.Respons
         return await client.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
 
 
+async def _account(fake: Any, letter: str, priority: int = 0) -> Any:
+    return await db_call(
+        account_add_openai_compat,
+        label=f"acct-{letter}",
+        base_url=fake.url + "/v1",
+        api_key=f"sk-upstream-{letter}",
+        model_names=["gpt-4o-mini"],
+        priority=priority,
+    )
+
+
 # --------------------------------------------------------------------------------- F4: 404s
 
 
 async def test_unknown_model_404_cools_only_that_model_briefly_and_fails_over(
     live_proxy: Any, fake_openai: Any
 ) -> None:
-    a = await db_call(
-        account_add_openai_compat,
-        label="acct-A",
-        base_url=fake_openai.url + "/v1",
-        api_key="sk-upstream-A",
-        model_names=["gpt-4o-mini"],
-        priority=10,
-    )
-    await db_call(
-        account_add_openai_compat,
-        label="acct-B",
-        base_url=fake_openai.url + "/v1",
-        api_key="sk-upstream-B",
-        model_names=["gpt-4o-mini"],
-        priority=5,
-    )
+    a = await _account(fake_openai, "A", priority=10)
+    await _account(fake_openai, "B", priority=5)
     body = {"error": {"message": "The model `gpt-4o-mini` does not exist", "type": "invalid_request_error",
                       "code": "model_not_found"}}
     fake_openai.faults.push(Fault(kind="status", status=404, body=body))
@@ -69,13 +66,7 @@ async def test_unknown_model_404_cools_only_that_model_briefly_and_fails_over(
 async def test_other_404_passes_to_the_caller_with_its_own_code_and_cools_nothing(
     live_proxy: Any, fake_openai: Any
 ) -> None:
-    a = await db_call(
-        account_add_openai_compat,
-        label="acct-A",
-        base_url=fake_openai.url + "/v1",
-        api_key="sk-upstream-A",
-        model_names=["gpt-4o-mini"],
-    )
+    a = await _account(fake_openai, "A")
     body = {"error": {"message": "Conversation conv_123 not found", "type": "invalid_request_error",
                       "code": "conversation_not_found"}}
     fake_openai.faults.push(Fault(kind="status", status=404, body=body))
