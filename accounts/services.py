@@ -17,6 +17,7 @@ from accounts.models import AccountState, ClientKey, Credential, Team, UpstreamA
 from accounts.providers import credential_kind_choices, provider_get, providers_all
 from accounts.validators import upstream_url_validate
 from audit.services import admin_action_log, changes_between
+from infra.redact import redact
 from statestore.factory import call_sync
 
 CLIENT_KEY_PREFIX = "sk-team-"
@@ -122,6 +123,8 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "base_url" in fields:
         fields["base_url"] = upstream_url_validate(fields["base_url"])
+    if fields.get("last_error"):
+        fields["last_error"] = redact(fields["last_error"])  # upstream text: never a secret
     with transaction.atomic():
         before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():
@@ -309,7 +312,7 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
     if state not in AccountState.values:
         raise ValueError(f"unknown account state {state!r}")
     UpstreamAccount.objects.filter(id=account_id).update(
-        state=state, last_error=error[:2000], last_error_at=timezone.now()
+        state=state, last_error=redact(error)[:2000], last_error_at=timezone.now()
     )
     cache_version_bump()
 

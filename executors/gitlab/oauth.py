@@ -152,19 +152,7 @@ async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
             # Rotated by another process between our read and our POST: not a dead account.
             return str(fresh.secret.get("access_token", ""))
         message = "GitLab refused the refresh token (revoked, or already used); log in again with gitlab_login"
-        await db_call(
-            gitlab_account_state_set,
-            account_id=account.id,
-            state=AccountState.AUTH_FAILED,
-            message=f"{message} (GitLab said: {reply.text})",
-        )
-        raise GitLabError(
-            message,
-            kind=GitLabError.AUTH_FAILED,
-            status=reply.status,
-            upstream_text=reply.text,
-            account_state=AccountState.AUTH_FAILED,
-        )
+        raise await _auth_failed(account.id, message, reply)
     if reply.status == 429 or reply.status >= 500:
         raise GitLabError(
             f"GitLab token refresh failed with HTTP {reply.status}; will retry",
@@ -174,13 +162,18 @@ async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
         )
     # invalid_client & co: the OAuth application itself is misconfigured or deleted.
     message = f"GitLab rejected the OAuth application on refresh (HTTP {reply.status}); check client id/secret"
+    raise await _auth_failed(account.id, message, reply)
+
+
+async def _auth_failed(account_id: int, message: str, reply: Any) -> GitLabError:
+    """The refresh can never work again: the account needs a new login (state recorded)."""
     await db_call(
         gitlab_account_state_set,
-        account_id=account.id,
+        account_id=account_id,
         state=AccountState.AUTH_FAILED,
         message=f"{message} (GitLab said: {reply.text})",
     )
-    raise GitLabError(
+    return GitLabError(
         message,
         kind=GitLabError.AUTH_FAILED,
         status=reply.status,
