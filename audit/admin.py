@@ -24,7 +24,7 @@ from django.utils.functional import cached_property
 
 from accounts.models import UpstreamAccount
 from audit.charts import line_chart
-from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
+from audit.models import AdminAction, Granularity, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.selectors import (
     RECORD_CSV_COLUMNS,
     ROLLUP_CSV_COLUMNS,
@@ -353,6 +353,25 @@ class AdminActionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     # The log is append-only from the admin's point of view: written by services only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(admin.ModelAdmin):
+    """Records the database refused even after cleaning (audit.services.usage_rows_write).
+    Read-only evidence: what came in and why it was refused; the queue moved on without it."""
+
+    list_display = ["created_at", "request_id", "error"]
+    search_fields = ["request_id"]
+    readonly_fields = ["created_at", "request_id", "error", "payload"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
