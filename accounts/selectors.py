@@ -201,8 +201,9 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     return info
 
 
-def account_info(row: UpstreamAccount) -> AccountInfo:
-    """The request path's view of an account row (select_related("credential") avoids a query)."""
+def account_info_from_row(row: UpstreamAccount) -> AccountInfo:
+    """The routing view of one account row (every field, provider_config included): the one
+    place that builds an AccountInfo, so a probe and a real request see the same settings."""
     credential = getattr(row, "credential", None)
     return AccountInfo(
         id=row.id,
@@ -219,7 +220,8 @@ def account_info(row: UpstreamAccount) -> AccountInfo:
 
 
 def _load_accounts() -> list[AccountInfo]:
-    return [account_info(row) for row in UpstreamAccount.objects.filter(enabled=True).select_related("credential")]
+    rows = UpstreamAccount.objects.filter(enabled=True).select_related("credential")
+    return [account_info_from_row(row) for row in rows]
 
 
 async def accounts_enabled() -> list[AccountInfo]:

@@ -14,16 +14,19 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
-from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request
+from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request, hosted_tools_drop
 from infra.redact import redact, redact_values
 
-_OPTION_KEYS = ("strip_hosted_tools", "chat_developer_role", "chat_max_tokens_field", "default_max_tokens")
+# UpstreamCall.memo key: hosted tool types the last attempt's translation dropped.
+DROPPED_TOOLS = "dropped_tools"
+
+_OPTION_KEYS = ("chat_developer_role", "chat_max_tokens_field", "default_max_tokens")
 
 
 def encode_options_for(account: AccountInfo) -> EncodeOptions:
-    """Translation knobs an admin sets per account in provider_config (docs/protocols/translation.md#responses-to-chat):
-    e.g. `strip_hosted_tools` for a Chat upstream serving Codex CLI, which always offers
-    `web_search` (without it, such a request is refused with a 400 naming the tool)."""
+    """Translation knobs an admin sets per account in provider_config
+    (docs/protocols/translation.md#responses-to-chat), e.g. `chat_developer_role` for a Chat
+    server that accepts role "developer"."""
     config = account.provider_config or {}
     chosen = {k: config[k] for k in _OPTION_KEYS if k in config}
     return EncodeOptions(**chosen) if chosen else _DEFAULT_OPTIONS
@@ -56,6 +59,8 @@ class UpstreamCall:
     request_id: str = ""
     facts: ModelFacts = field(default_factory=ModelFacts)
     # Shared by every attempt of one client request so the canonical form is decoded once.
+    # `body_for` also leaves the hosted tools it dropped for this attempt under DROPPED_TOOLS
+    # (every executor calls it once per attempt, so after dispatch it describes the answer).
     memo: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,12 +78,18 @@ class UpstreamCall:
         Same dialect: a shallow copy (bytes-level passthrough stays possible). Otherwise the
         pure translators in `formats` convert via the canonical (Responses) form, with the
         account's per-target knobs (`encode_options_for`); they raise UnsupportedFeature for
-        anything the target cannot express.
+        anything the target cannot express. Hosted tools a Chat or Messages target cannot run
+        are dropped when only offered (recorded under DROPPED_TOOLS), refused when forced.
         """
+        dropped: tuple[str, ...] = ()
         if target is self.dialect:
             body = dict(self.body)
         else:
-            body = encode_request(self.canonical, target, options=encode_options_for(self.account))
+            canonical = self.canonical
+            if target is not Dialect.RESPONSES:
+                canonical, dropped = hosted_tools_drop(canonical)
+            body = encode_request(canonical, target, options=encode_options_for(self.account))
+        self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body
 

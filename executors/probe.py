@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from accounts.models import UpstreamAccount
 from accounts.providers import ProbeResult
-from accounts.selectors import account_info
+from accounts.selectors import account_info_from_row
 from executors.base import Executor, UpstreamCall, UpstreamError
 from executors.http import http_clients_close
 from formats import Dialect
@@ -24,7 +24,7 @@ def executor_probe(executor: Executor) -> Callable[[UpstreamAccount], ProbeResul
 
     def probe(account: UpstreamAccount) -> ProbeResult:
         model = sorted(account.model_names)[0]
-        info = account_info(account)
+        info = account_info_from_row(account)
         secrets = secret_strings(info.secret)
         call = UpstreamCall(
             account=info,
@@ -60,7 +60,7 @@ def executor_refresh(executor: Executor) -> Callable[[UpstreamAccount], ProbeRes
     def refresh(account: UpstreamAccount) -> ProbeResult:
         async def run(_store: StateStore) -> ProbeResult:
             try:
-                changed = await executor.refresh_credential(account_info(account))
+                changed = await executor.refresh_credential(account_info_from_row(account))
             except Exception as exc:
                 # UpstreamError carries the provider's specific message; say it, not the class.
                 text = getattr(exc, "message", "") or str(exc)

@@ -5,7 +5,7 @@ Messages ("messages"): requests, non-stream responses, stream events, errors and
 See docs/formats.md for the mapping decisions.
 """
 
-from ._common import EncodeOptions, custom_tool_names
+from ._common import EncodeOptions, custom_tool_names, hosted_tools_drop
 from ._core import Dialect, InvalidRequest, UnsupportedFeature, UpstreamFormatError
 from .bodies import decode_response, encode_response
 from .errors import error_body, error_from_upstream
@@ -36,6 +36,7 @@ __all__ = [
     "error_body",
     "error_from_upstream",
     "event_type",
+    "hosted_tools_drop",
     "is_error_event",
     "is_handshake",
     "usage_from",

@@ -75,6 +75,11 @@ TOKENS = Counter(
     "Tokens as recorded in the usage records (estimated ones included).",
     ["model", "account", "kind"],
 )
+HOSTED_TOOLS_DROPPED = Counter(
+    "llmproxy_hosted_tools_dropped",
+    "Requests whose offered hosted tool (e.g. web_search) was dropped because the serving account cannot run it.",
+    ["surface", "tool"],
+)
 TOKEN_REFRESH = Counter(
     "llmproxy_token_refresh",
     "Upstream credential refreshes by provider and outcome.",
@@ -215,6 +220,8 @@ def record_draft(d: RequestRecord, model: str) -> None:
         code = attempt.get("code")
         if code:
             _child(UPSTREAM_ERRORS, _account_label(str(attempt.get("account", ""))), _code_label(str(code))).inc()
+        for tool in attempt.get("dropped_tools") or ():
+            _child(HOSTED_TOOLS_DROPPED, surface, _code_label(str(tool))).inc()
     if d.input_tokens:
         _child(TOKENS, model, account, "input").inc(d.input_tokens)
     if d.output_tokens:

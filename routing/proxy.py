@@ -19,7 +19,7 @@ from accounts.selectors import KeyInfo
 from audit.cleaning import usage_draft_clean
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.base import UpstreamStreamError
+from executors.base import DROPPED_TOOLS, UpstreamStreamError
 from formats import (
     Dialect,
     InvalidRequest,
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 JSON_HEADERS = {"content-type": "application/json"}
+# Names the hosted tools (e.g. web_search) the serving account could not run and that were
+# dropped because the request only offered them (docs/formats.md "Hosted tools").
+DROPPED_TOOLS_HEADER = "x-llmproxy-dropped-tools"
 
 
 @dataclass(slots=True)
@@ -212,9 +215,10 @@ async def proxy_handle(
             raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
         job = Job(resolution, dialect, body, req.stream, headers, provider_meta, req.memo)
         opened = await dispatch_open(job, draft=fin.draft, affinity=affinity)
+        headers_extra = _dropped_tools(fin, req)
         if not req.stream:
-            return await _whole_reply(fin, req, opened)
-        reply = _stream_reply(fin, req, opened)
+            return await _whole_reply(fin, req, opened, headers_extra)
+        reply = _stream_reply(fin, req, opened, headers_extra)
         streaming_handed_off = True  # from here the stream's own finally records it
         return reply
     except ProxyError as exc:
@@ -277,6 +281,17 @@ def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
     return Reply(status=status, headers=hdrs, body=payload)
 
 
+def _dropped_tools(fin: _Finisher, req: _Request) -> dict[str, str]:
+    """Hosted tools the serving attempt dropped: kept on its attempt-log entry (so the usage
+    record and the metrics see them) and named in a response header."""
+    dropped = req.memo.get(DROPPED_TOOLS)
+    if not dropped:
+        return {}
+    if fin.draft.attempt_log:
+        fin.draft.attempt_log[-1][DROPPED_TOOLS] = list(dropped)
+    return {DROPPED_TOOLS_HEADER: ",".join(dropped)}
+
+
 def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) -> None:
     if usage is not None:
         fin.apply_usage(usage)
@@ -289,7 +304,7 @@ def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) 
     fin.draft.usage_estimated = True
 
 
-async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened, headers: dict[str, str]) -> Reply:
     response = opened.response
     upstream_body = response.body or {}
     if response.dialect is req.dialect:
@@ -313,10 +328,10 @@ async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
             provider_meta=response.provider_meta,
         )
     fin.mark_first_byte()
-    return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps(client_body))
+    return Reply(status=200, headers={**JSON_HEADERS, **headers}, body=orjson.dumps(client_body))
 
 
-def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+def _stream_reply(fin: _Finisher, req: _Request, opened: Opened, headers: dict[str, str]) -> Reply:
     response = opened.response
     translating = response.dialect is not req.dialect
     relay = Relay(
@@ -380,7 +395,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
 
         loop.call_soon_threadsafe(lambda: _background(loop.create_task(close())))
 
-    return Reply(status=200, headers=dict(SSE_HEADERS), stream=generate(), abandon=abandon)
+    return Reply(status=200, headers={**SSE_HEADERS, **headers}, stream=generate(), abandon=abandon)
 
 
 _tasks: set[asyncio.Task[None]] = set()

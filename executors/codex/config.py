@@ -44,6 +44,10 @@ _DEFAULTS: dict[str, Any] = {
     # Upstream WebSocket transport for models the catalog flags `prefer_websockets`
     # (docs/protocols/codex.md#transport-http-and-websocket).
     "websockets": True,
+    # The backend refuses a request with neither `instructions` nor a developer item
+    # (400 "Instructions are required", docs/codex.md). Sent only when the caller gave no
+    # system/developer text at all; an account can word it differently.
+    "default_instructions": "You are a helpful assistant.",
 }
 
 
@@ -61,6 +65,7 @@ class CodexConfig:
     refresh_ahead_seconds: float
     inline_refresh_seconds: float
     websockets: bool
+    default_instructions: str
 
     @property
     def user_agent(self) -> str:
@@ -99,6 +104,9 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
         "arch",
         "terminal",
         "beta_features",
+        "default_instructions",
     ):
         values[key] = str(values[key])
+    if not values["default_instructions"].strip():
+        values["default_instructions"] = _DEFAULTS["default_instructions"]  # never send blank instructions
     return CodexConfig(**values)

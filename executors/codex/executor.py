@@ -129,7 +129,7 @@ class CodexExecutor:
         cfg = codex_config(account.provider_config)
         translated = call.body_for(Dialect.RESPONSES)  # UnsupportedFeature → the routing's 400
         compaction = has_compaction_trigger(translated)
-        body = codex_body(translated)
+        body = codex_body(translated, default_instructions=cfg.default_instructions)
         ident = resolve_identity(
             headers=call.client_headers,
             body=body,

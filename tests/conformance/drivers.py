@@ -95,6 +95,34 @@ class Cell:
             hits = [h for h in self.recorder.hits if h.method == "POST" and h.path == surface]
             expect(hits and hits[-1].status == 200, f"proxy answered {[h.status for h in hits]} on {surface}")
 
+    def expect_system_text(self, *, caller_has_system: bool) -> None:
+        """What the upstream got as system text. Without a system prompt (the SDK cells): no
+        system text at all, except on the Codex backend, which requires instructions and gets
+        the neutral default. With one (the CLIs' own prompts): it went out as the caller sent it;
+        Codex CLI's developer items reach the Codex backend unchanged, without instructions."""
+        calls = self.up.calls()
+        expect(calls, "the upstream got no model call")
+        body = calls[-1]["json"] or {}
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        developer = [i for i in items if isinstance(i, dict) and i.get("role") in ("developer", "system")]
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        chat_system = [m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+        system = body.get("system") or body.get("instructions") or developer or chat_system
+        if self.up.name == "codex":
+            if caller_has_system:
+                expect(system, "the caller's system text did not reach the Codex backend")
+                if self.client.startswith("codex-cli"):
+                    expect("instructions" not in body and developer, "Codex CLI's developer items were rewritten")
+            else:
+                expect(
+                    body.get("instructions") == "You are a helpful assistant." and not developer,
+                    f"no caller system text, yet instructions={body.get('instructions')!r} developer={developer!r}",
+                )
+        elif not caller_has_system:
+            expect(not system, f"a system prompt appeared from nowhere: {str(system)[:200]}")
+        else:
+            expect(system, "the caller's system text did not reach the upstream")
+
     def upstream_saw(self, *needles: str) -> bool:
         calls = self.up.calls()
         if not calls:
@@ -176,6 +204,7 @@ def claude_code(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=True)
     elif s == "tool":
         cell.write_marker()
         run = claude(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", "--allowedTools", "Bash")
@@ -308,6 +337,7 @@ def codex_cli(cell: Cell, *, ws: bool = False) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=True)
     elif s == "tool":
         cell.write_marker()
         run = codex(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", ws=ws)
@@ -414,6 +444,7 @@ def openai_chat(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         messages: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         with client.chat.completions.stream(model=model, messages=messages, tools=tools) as stream:
@@ -472,6 +503,7 @@ def openai_responses(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         items: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         first = final(input=items, tools=tools)
@@ -530,6 +562,7 @@ def anthropic_messages(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         messages: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         first = final(messages, tools=tools)

@@ -165,7 +165,7 @@ class RefusingProxy:
 
 SCENARIOS = ("plain", "tool", "multi-turn", "429-failover", "mid-stream-cut")
 SCENARIO_TITLES = {
-    "plain": "plain prompt",
+    "plain": "plain prompt (SDKs: no system prompt)",
     "tool": "tool round trip",
     "multi-turn": "multi-turn",
     "429-failover": "429 on 1st account",

@@ -64,6 +64,7 @@ from tests.fakes.base import (
     Scope,
     Send,
     SSEResponse,
+    Violation,
     iter_split,
     json_response,
     parse_sse,
@@ -73,8 +74,13 @@ from tests.fakes.base import (
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 FIRST_PARTY = ("codex_cli_rs", "codex-tui", "codex_exec", "codex_vscode")
-BACKEND_PARAMS = frozenset(
-    {
+# The top-level fields the official Codex CLI sends to this backend, from its public source
+# (openai/codex, codex-rs/codex-api/src/common.rs: `ResponsesApiRequest` over HTTP;
+# `ResponseCreateWsRequest` over the WebSocket adds `previous_response_id` and `generate`).
+# Third-party gateways report that the backend refuses other fields by name (max_output_tokens,
+# temperature, metadata, user, ...: docs/fake-rules.md), so this fake refuses every other one.
+CLI_HTTP_FIELDS = frozenset(
+    [
         "model",
         "instructions",
         "input",
@@ -89,8 +95,9 @@ BACKEND_PARAMS = frozenset(
         "prompt_cache_key",
         "text",
         "client_metadata",
-    }
+    ]
 )
+CLI_WS_FIELDS = CLI_HTTP_FIELDS | {"previous_response_id", "generate"}
 CHALLENGE_PAGE = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
     "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
@@ -285,22 +292,24 @@ class CodexFakeApp(FakeApp):
             raise self._oauth_error(400, "invalid_request", "unsupported body")
         self.token_form_log.append(dict(form))
         if form.get("client_id") != CLIENT_ID:
-            raise self._oauth_error(401, "invalid_client", "unknown client")
+            raise self._oauth_error(401, "invalid_client", "unknown client").as_rule("codex.oauth.request")
         grant = form.get("grant_type")
         if grant == "authorization_code":
             if "state" in form:
-                raise self._oauth_error(400, "unknown_parameter", "Unknown parameter: 'state'.")
+                raise self._oauth_error(400, "unknown_parameter", "Unknown parameter: 'state'.").as_rule(
+                    "codex.oauth.request"
+                )
             code = self.codes.pop(str(form.get("code")), None)
             if code is None:
                 raise self._oauth_error(400, "invalid_grant", "Invalid authorization code")
             challenge, redirect_uri, account = code
             verifier = str(form.get("code_verifier", ""))
             if _b64(hashlib.sha256(verifier.encode()).digest()) != challenge:
-                raise self._oauth_error(400, "invalid_grant", "PKCE verification failed")
+                raise self._oauth_error(400, "invalid_grant", "PKCE verification failed").as_rule("codex.oauth.request")
             if form.get("redirect_uri") != redirect_uri and not (
                 redirect_uri == "device" and str(form.get("redirect_uri", "")).endswith("/deviceauth/callback")
             ):
-                raise self._oauth_error(400, "invalid_grant", "redirect_uri mismatch")
+                raise self._oauth_error(400, "invalid_grant", "redirect_uri mismatch").as_rule("codex.oauth.request")
             tokens = self.issue_tokens(account)
             return json_response({k: tokens[k] for k in ("id_token", "access_token", "refresh_token", "expires_in")})
         if grant == "refresh_token":
@@ -362,6 +371,7 @@ class CodexFakeApp(FakeApp):
                         "code": "invalid_token",
                     }
                 },
+                rule="codex.auth",
             )
         account, exp = entry
         if exp < time.time():
@@ -370,10 +380,13 @@ class CodexFakeApp(FakeApp):
                 {
                     "error": {
                         "message": "Provided authentication token is expired. Please try signing in again.",
-                        "type": "invalid_request_error",
+                        "type": None,
                         "code": "token_expired",
-                    }
+                        "param": None,
+                    },
+                    "status": 401,
                 },
+                rule="codex.auth",
             )
         if account in self.killed:
             raise HTTPError(
@@ -394,7 +407,7 @@ class CodexFakeApp(FakeApp):
             and h.get("chatgpt-account-id") == account
         )
         if not ok:
-            raise _HtmlError(403, CHALLENGE_PAGE, {"cf-ray": "8f00fake-AMS"})
+            raise _HtmlError(403, CHALLENGE_PAGE, {"cf-ray": "8f00fake-AMS"}, rule="codex.fingerprint")
 
     def _rate_headers(self) -> dict[str, str]:
         now = int(time.time())
@@ -439,20 +452,26 @@ class CodexFakeApp(FakeApp):
         )
 
     def _check_body(self, account: str, body: Any, *, websocket: bool) -> str:
-        """The backend's body rules; returns the model. Raises HTTPError."""
+        """The backend's body rules (docs/fake-rules.md, Codex table); returns the model."""
         if not isinstance(body, dict):
-            raise HTTPError(400, {"detail": "Invalid JSON body"})
+            raise HTTPError(400, {"detail": "Invalid JSON body"})  # a guard of the fake (no public source)
         if body.get("store") is not False:
-            raise HTTPError(400, {"detail": "Store must be set to false"})
+            raise HTTPError(400, {"detail": "Store must be set to false"}, rule="codex.store")
         if body.get("stream") is not True:
-            raise HTTPError(400, {"detail": "Stream must be set to true"})
+            raise HTTPError(400, {"detail": "Stream must be set to true"}, rule="codex.stream")
+        allowed = CLI_WS_FIELDS if websocket else CLI_HTTP_FIELDS
         for key in body:
-            if key not in BACKEND_PARAMS:
-                raise HTTPError(400, {"detail": f"Unsupported parameter: {key}"})
+            if key not in allowed:
+                raise HTTPError(400, {"detail": f"Unsupported parameter: {key}"}, rule="codex.unsupported-parameter")
+        if body.get("instructions") is None and not _has_developer_item(body.get("input")):
+            # An empty string is accepted; a missing field with no developer item is not.
+            raise HTTPError(400, {"detail": "Instructions are required"}, rule="codex.instructions")
         model = body.get("model")
         if model not in self.models:
             raise HTTPError(
-                400, {"detail": f"The '{model}' model is not supported when using Codex with a ChatGPT account."}
+                400,
+                {"detail": f"The '{model}' model is not supported when using Codex with a ChatGPT account."},
+                rule="codex.model",
             )
         if model in self.http_unsupported_models and not websocket:
             raise HTTPError(
@@ -525,6 +544,7 @@ class CodexFakeApp(FakeApp):
             self._check_fingerprint(req, account)
         except HTTPError as err:
             entry["refused"] = err.status
+            self._note_violation(err, path)
             await self._ws_reject(scope, send, err.response())
             return
         await send(
@@ -551,6 +571,7 @@ class CodexFakeApp(FakeApp):
             try:
                 self._check_body(account, body, websocket=True)
             except HTTPError as err:
+                self._note_violation(err, path)
                 error = err.body.get("error") if isinstance(err.body, dict) else None
                 if not isinstance(error, dict):
                     detail = err.body.get("detail") if isinstance(err.body, dict) else str(err.body)
@@ -563,6 +584,11 @@ class CodexFakeApp(FakeApp):
                     if self.interval > 0:
                         await asyncio.sleep(self.interval)
                     await send({"type": "websocket.send", "text": message.data})
+
+    def _note_violation(self, err: HTTPError, path: str) -> None:
+        # The HTTP path logs violations in FakeApp._serve; WebSocket frames are answered here.
+        if err.rule is not None:
+            self.control.violated(Violation(rule=err.rule, path=path, status=err.status))
 
     async def list_models(self, req: Request) -> Response:
         self._check_auth(req)
@@ -717,6 +743,12 @@ def _failed_event(error: dict[str, Any]) -> bytes:
         "response": {"id": "resp_failed", "object": "response", "status": "failed", "error": error, "output": []},
     }
     return sse_event(data, event="response.failed")
+
+
+def _has_developer_item(items: Any) -> bool:
+    return isinstance(items, list) and any(
+        isinstance(i, dict) and i.get("role") == "developer" and i.get("type", "message") == "message" for i in items
+    )
 
 
 def _text_of(content: Any) -> str:

@@ -43,17 +43,6 @@ def import_account(fake: FakeServer[CodexFakeApp], *, label: str = "codex-a", **
 
 def account_info(account_id: int) -> Any:
     from accounts.models import UpstreamAccount
-    from accounts.selectors import AccountInfo
+    from accounts.selectors import account_info_from_row
 
-    row = UpstreamAccount.objects.select_related("credential").get(id=account_id)
-    return AccountInfo(
-        id=row.id,
-        label=row.label,
-        provider=row.provider,
-        base_url=row.base_url,
-        priority=row.priority,
-        weight=row.weight,
-        model_names=tuple(row.model_names),
-        state=row.state,
-        secret=dict(row.credential.secret),
-    )
+    return account_info_from_row(UpstreamAccount.objects.select_related("credential").get(id=account_id))
