@@ -13,9 +13,10 @@ streamed event — with its C HTTP parser and a pool whose cost does not grow wi
 - redirects are never followed, no proxy or netrc from the environment, certifi's CA bundle
   (the same context httpx builds).
 
-Errors reach the executors as the same httpx exceptions as before; `_Transport` fixes the one
-place where httpx-aiohttp 0.2.0 maps them differently (a refused connection came out as a
-ConnectTimeout, which the executors would report as a timeout).
+Errors reach the executors as the same httpx exceptions as before; `_Transport` fixes where
+httpx-aiohttp 0.2.0 differs (a refused connection came out as a ConnectTimeout, which the
+executors would report as a timeout; some aiohttp errors were not mapped at all), and `_Stream`
+keeps the bytes that arrived before a cut (see there).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import aiohttp
 import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
@@ -52,12 +54,32 @@ def _httpx_errors(*, reading: bool) -> Iterator[None]:
 
 
 class _Stream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+    """The response body as it arrives, with httpcore's order of events at a cut: aiohttp
+    raises a broken connection before handing out bytes that arrived ahead of it (its
+    StreamReader checks for the error first), which loses the last events before an
+    upstream's mid-stream cut — or the whole stream when the cut follows at once. Those bytes
+    are handed out first here (read from the reader's buffer: aiohttp has no public call for
+    it; aiohttp is pinned and the cut tests cover it)."""
+
+    def __init__(self, inner: AiohttpResponseStream) -> None:
         self._inner = inner
+        self._content = inner._aiohttp_response.content  # httpx-aiohttp keeps the aiohttp response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._content
         with _httpx_errors(reading=True):
-            async for chunk in self._inner:
+            while True:
+                try:
+                    chunk = await content.readany()
+                except aiohttp.ClientError:
+                    buffered = content._buffer  # private: see the class docstring
+                    rest = b"".join(buffered)
+                    buffered.clear()
+                    if rest:
+                        yield rest
+                    raise
+                if not chunk:
+                    return
                 yield chunk
 
     async def aclose(self) -> None:
@@ -69,7 +91,7 @@ class _Transport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _httpx_errors(reading=False):
             response = await super().handle_async_request(request)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
+        assert isinstance(response.stream, AiohttpResponseStream)
         response.stream = _Stream(response.stream)
         return response
 
