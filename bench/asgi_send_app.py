@@ -2,8 +2,8 @@
 
 - ``POST /raw?n=N&ms=M``: plain ASGI: one ``http.response.body`` message per event, nothing else.
 - ``POST /v1/stream?n=N&ms=M``: the product's API path: ``proxy_project.asgi.application`` (request
-  ids, the middleware-free ``ApiHandler``), a django-ninja async view returning a
-  ``StreamingHttpResponse`` over the same async generator, as ``routing/api/views.py`` does.
+  ids, the middleware-free ``ApiHandler``), a django-ninja async view returning the
+  response class ``routing/api/views.py`` uses for streams, over the same async generator.
 
 Both generators sleep ``M`` ms before each event (an upstream's pacing), so the difference in
 server CPU per event is what Django's response path adds to the raw ASGI send.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,6 +25,11 @@ from ninja import NinjaAPI
 
 from proxy_project.asgi import application as product
 
+try:  # the response class routing/api/views.py uses, where it has its own
+    from routing.api.views import SseResponse as _Response
+except ImportError:
+    _Response = StreamingHttpResponse  # type: ignore[misc,assignment]
+
 EVENT = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"bench-model",'
     b'"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
@@ -32,7 +37,7 @@ EVENT = (
 SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
-async def events(n: int, ms: float) -> AsyncIterator[bytes]:
+async def events(n: int, ms: float) -> AsyncGenerator[bytes, None]:
     for _ in range(n):
         if ms:
             await asyncio.sleep(ms / 1000)
@@ -51,7 +56,7 @@ api = NinjaAPI(urls_namespace="bench_stream", docs_url=None)
 @api.post("/stream")
 async def stream(request: HttpRequest) -> StreamingHttpResponse:
     n, ms = _params(request.META.get("QUERY_STRING", ""))
-    return StreamingHttpResponse(events(n, ms), headers=SSE)
+    return _Response(events(n, ms), headers=SSE)
 
 
 urlpatterns = [path("v1/", api.urls)]
