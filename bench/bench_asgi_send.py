@@ -22,6 +22,7 @@ from bench.run import (
     Monitor,
     Server,
     Workload,
+    _free_port,
     _loadgen,
     _start,
     _wait_ready,
@@ -36,16 +37,17 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--ms", type=float, default=20.0)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--port", type=int, default=9341)
+    ap.add_argument("--port", type=int, default=0, help="default: a free port")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     var = tempfile.mkdtemp(prefix="bench-asgi-send-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_"))}
     env.update(PROXY_VAR_DIR=var, PYTHONPATH=str(ROOT))
     cmd = [str(ROOT / ".venv/bin/granian"), "--interface", "asgi", "--loop", "uvloop", "--host", HOST]
-    cmd += ["--port", str(args.port), "--workers", "1", "bench.asgi_send_app:application"]
+    port = args.port or _free_port()
+    cmd += ["--port", str(port), "--workers", "1", "bench.asgi_send_app:application"]
     log = RESULTS / "asgi-send.log"
-    srv = Server("asgi-send", args.port, _start(cmd, env, log), {}, log)
+    srv = Server("asgi-send", port, _start(cmd, env, log), {}, log)
     results: dict[str, list[float]] = {}
     try:
         _wait_ready_post(srv)
@@ -86,7 +88,7 @@ def _wait_ready_post(srv: Server) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         data = _loadgen(srv, Workload("probe", "probe", "/raw?n=1&ms=0", 1, 5.0, requests=1, chunks=1))
-        if data["ok"] == 1:
+        if data["ok"] == 1 and srv.proc.poll() is None:
             return
         time.sleep(0.3)
     _wait_ready(srv, "/raw", 1)
