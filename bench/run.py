@@ -869,7 +869,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--no-scale", action="store_true", help="skip 1 vs 2 web workers")
     ap.add_argument("--profile", action="store_true", help="also profile W1 c=50 and W3 in-process")
     ap.add_argument("--ref", help="benchmark this git ref (exported to a temp dir), not the work tree")
-    ap.add_argument("--ab", help="A/B: add this git ref as a second proxy target ('proxy-B'), alternated")
+    ap.add_argument("--ab", help="A/B: add this git ref as a second proxy target ('proxy@REF'), alternated")
     return ap.parse_args()
 
 
@@ -884,7 +884,7 @@ def start_targets(args: argparse.Namespace, src: Path, src_b: Path | None, env: 
     env["BENCH_KEY"] = key
     targets = [fake, start_proxy("proxy", PORTS["proxy"], src, env, key, 1, celery=True)]
     if src_b is not None:
-        targets.append(start_proxy("proxy-B", PORTS["ab"], src_b, env, key, 1, celery=False))
+        targets.append(start_proxy(f"proxy@{args.ab}", PORTS["ab"], src_b, env, key, 1, celery=False))
     peers = [p for p in args.peers.split(",") if p]
     if "litellm" in peers and (lite := start_litellm(PORTS["litellm"], fake.port)) is not None:
         targets.append(lite)
