@@ -7,22 +7,24 @@ member without `audit.view_all_usage` sees only the usage of keys they own.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 
 from accounts.models import UpstreamAccount
 from audit.charts import line_chart
-from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
+from audit.models import AdminAction, Granularity, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.selectors import (
     RECORD_CSV_COLUMNS,
     ROLLUP_CSV_COLUMNS,
@@ -75,6 +77,21 @@ def _csv_stream(header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Ite
     yield writer.writerow(header)
     for row in rows:
         yield writer.writerow([v.isoformat() if isinstance(v, datetime) else v for v in row])
+
+
+def _requires(perm: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    """A custom admin view needs `perm` (admin_view already required staff): 403 without it."""
+
+    def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if not request.user.has_perm(perm):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return wrap
 
 
 def _scoped(request: HttpRequest, qs: QuerySet[Any]) -> QuerySet[Any]:
@@ -193,23 +210,32 @@ class UsageRecordAdmin(NoCountAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRecord]:
         return _scoped(request, super().get_queryset(request))
 
+    # The raw truth: read-only for everyone, superusers included.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
+        records = _requires("audit.view_usagerecord")
         return [
-            path("dashboard/", wrap(self.dashboard_view), name="audit_dashboard"),
-            path("export/rollups.csv", wrap(self.export_rollups_view), name="audit_export_rollups"),
-            path("export/records.csv", wrap(self.export_records_view), name="audit_export_records"),
+            path("dashboard/", wrap(records(self.dashboard_view)), name="audit_dashboard"),
+            path(
+                "export/rollups.csv",
+                wrap(_requires("audit.view_usagerollup")(self.export_rollups_view)),
+                name="audit_export_rollups",
+            ),
+            path("export/records.csv", wrap(records(self.export_records_view)), name="audit_export_records"),
             *super().get_urls(),
         ]
 
-    # Views: parse the request, call selectors, render. Any staff member may open them;
-    # what they see is narrowed by usage_scope_for.
+    # Views: parse the request, call selectors, render. They need the usage view permission;
+    # what a holder sees is narrowed by usage_scope_for (own keys unless view_all_usage).
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         form = RangeForm(request.GET or None)
         start, end = form.bounds()
@@ -327,6 +353,25 @@ class AdminActionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     # The log is append-only from the admin's point of view: written by services only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(admin.ModelAdmin):
+    """Records the database refused even after cleaning (audit.services.usage_rows_write).
+    Read-only evidence: what came in and why it was refused; the queue moved on without it."""
+
+    list_display = ["created_at", "request_id", "error"]
+    search_fields = ["request_id"]
+    readonly_fields = ["created_at", "request_id", "error", "payload"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
