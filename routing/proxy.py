@@ -340,7 +340,7 @@ def _prewarm_reply(fin: _Finisher, conversation: Conversation, body: dict[str, A
     fin.draft.stream = True
     fin.mark_first_byte()
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         for frame in frames:
             yield frame
 
