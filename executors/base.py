@@ -44,6 +44,35 @@ class ModelFacts:
     context_window: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """The request continues a response the client already saw (`previous_response_id` on a
+    client WebSocket): the first `items` input items are that response's whole conversation
+    (its input and output), the rest are new. An executor whose upstream still holds that
+    response on a kept connection may send only the new items."""
+
+    response_id: str
+    items: int
+
+
+class UpstreamSession:
+    """Transport state an executor may keep across the requests of one client conversation
+    (a client WebSocket), e.g. an open upstream socket. Executors own their slot (keyed by
+    their provider name); routing only closes the session when the conversation ends."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self) -> None:
+        self.slots: dict[str, Any] = {}
+
+    async def aclose(self) -> None:
+        slots, self.slots = self.slots, {}
+        for value in slots.values():
+            close = getattr(value, "aclose", None)
+            if close is not None:
+                await close()
+
+
 @dataclass(slots=True)
 class UpstreamCall:
     account: AccountInfo
@@ -62,6 +91,9 @@ class UpstreamCall:
     # `body_for` also leaves the hosted tools it dropped for this attempt under DROPPED_TOOLS
     # (every executor calls it once per attempt, so after dispatch it describes the answer).
     memo: dict[str, Any] = field(default_factory=dict)
+    # Set for requests that arrive on a client WebSocket (see UpstreamSession, Continuation).
+    session: UpstreamSession | None = None
+    continuation: Continuation | None = None
 
     @property
     def canonical(self) -> dict[str, Any]:

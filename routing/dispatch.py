@@ -27,7 +27,15 @@ from django.conf import settings
 from accounts.selectors import AccountInfo, account_info_reload
 from accounts.services import account_mark_state
 from audit.services import UsageDraft
-from executors.base import CooldownScope, Executor, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import (
+    Continuation,
+    CooldownScope,
+    Executor,
+    UpstreamCall,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamSession,
+)
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
 from infra.db import db_call
@@ -88,6 +96,10 @@ class Job:
     client_headers: Mapping[str, str] = field(default_factory=dict)
     provider_meta: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
+    # A client WebSocket's conversation (Codex keeps one upstream socket per conversation) and
+    # what this turn continues (routing/conversation.py).
+    session: UpstreamSession | None = None
+    continuation: Continuation | None = None
 
 
 @dataclass(slots=True)
@@ -214,6 +226,8 @@ async def _attempt(
         request_id=draft.request_id,
         facts=target.facts,
         memo=job.memo,
+        session=job.session,
+        continuation=job.continuation,
     )
     started = time.perf_counter()
     attempt: dict[str, Any] = {"account": account.label, "model": target.upstream_model}

@@ -178,6 +178,10 @@ TABLE: tuple[Rule, ...] = (
         scope=CooldownScope.ACCOUNT,
         client_status=502,
     ),
+    # The socket's 60-minute cap (docs/protocols/codex.md#transport-http-and-websocket): the
+    # executor replaces the socket first; reaching here means the new one was refused too,
+    # which another account may not be.
+    Rule(kind("websocket_connection_limit_reached"), code="websocket_connection_limit_reached", client_status=502),
     Rule(
         kind("routing_unsupported"),
         code="routing_unsupported",

@@ -99,7 +99,11 @@ def _report() -> str:
             f"{versions['claude'] or 'not installed'}, Codex CLI {versions['codex'] or 'not installed'}, "
             f"openai-python {openai.__version__}, anthropic-python {anthropic.__version__}.",
             "Every CLI runs offline with the strict flags of clients.md (no retries, no non-streaming",
-            "fallback); `codex-cli+ws` enables WebSockets, which the proxy answers with 426.",
+            "fallback); `codex-cli+ws` enables WebSockets (`supports_websockets = true`): every turn goes",
+            "over the proxy's client WebSocket, and its 429 cell refuses the *second* turn on the socket",
+            "(the tool result, sent as `previous_response_id` + new items), which must move to the other",
+            "account with the whole history; its cut cell cuts the socket's turn and the HTTP retry Codex CLI",
+            "then makes on its own (it switches a session to HTTP after a failed socket turn).",
             "",
             "Scenarios: plain prompt (the SDK cells send no system prompt: only a user message; the cell",
             "checks what the upstream got: no system text, or on the Codex backend the neutral default",
