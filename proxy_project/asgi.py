@@ -19,6 +19,12 @@ from observability.requestid import with_request_id
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxy_project.settings.base")
 django.setup(set_prefix=False)
 
+# Project modules below read models: imported once Django is set up.
+from audit.flusher import usage_flush_forever  # noqa: E402
+from audit.services import usage_flush  # noqa: E402
+from executors.http import http_clients_close  # noqa: E402
+from statestore import get_store  # noqa: E402
+
 
 class ApiHandler(ASGIHandler):
     """The client API (`/v1/`, health probes) without Django's middleware.
@@ -34,6 +40,23 @@ class ApiHandler(ASGIHandler):
         # response): profiling showed that thread churn as ~17% of API CPU. Without it, such
         # calls share the process's single sync thread; the API's own DB work uses db_call.
         await self.handle(scope, receive, send)
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        from routing.api.views import SseResponse
+
+        if not isinstance(response, SseResponse):
+            await super().send_response(response, send)
+            return
+        # Streams: each part is one event's bytes; send it as it comes, with none of Django's
+        # per-part wrapping (measured in docs/performance.md). Closing the generator (also when
+        # the client goes away and this task is cancelled) ends the relay and its upstream.
+        headers = [(k.encode("ascii"), v.encode("latin-1")) for k, v in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        body = getattr(send, "__wrapped__", send)
+        async with contextlib.aclosing(response.parts) as parts:
+            async for part in parts:
+                await body({"type": "http.response.body", "body": part, "more_body": True})
+        await body({"type": "http.response.body"})
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
@@ -62,18 +85,11 @@ _API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
 
 
 async def _startup(state: dict[str, Any]) -> None:
-    from statestore import get_store
-
     if not get_store().shared:
-        from audit.flusher import usage_flush_forever
-
         state["flusher"] = asyncio.create_task(usage_flush_forever())
 
 
 async def _shutdown(state: dict[str, Any]) -> None:
-    from audit.services import usage_flush
-    from executors.http import http_clients_close
-
     task = state.pop("flusher", None)
     if task is not None:
         task.cancel()
