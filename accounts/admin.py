@@ -36,6 +36,7 @@ from accounts.key_usage import KeyUsage, keys_usage
 from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
 from accounts.selectors import EffectiveLimits, key_limits_effective, keys_scope_all
 from accounts.services import (
+    TEAM_FIELDS,
     TeamInUse,
     account_delete,
     account_set_enabled,
@@ -790,27 +791,7 @@ class TeamForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = [
-            "name",
-            "members",
-            "allowed_models",
-            "requests_per_minute",
-            "tokens_per_day",
-            "budget_tokens",
-            "budget_period",
-            "member_key_limit",
-        ]
-
-
-_TEAM_FIELDS = (
-    "name",
-    "allowed_models",
-    "requests_per_minute",
-    "tokens_per_day",
-    "budget_tokens",
-    "budget_period",
-    "member_key_limit",
-)
+        fields = ["members", *TEAM_FIELDS]
 
 
 @admin.register(Team)
@@ -856,7 +837,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in _TEAM_FIELDS if k in data}
+        fields = {k: data[k] for k in TEAM_FIELDS if k in data}
         members = [u.pk for u in data.get("members", [])]
         if change:
             team_update(team=Team.objects.get(pk=obj.pk), member_ids=members, actor=request.user, **fields)

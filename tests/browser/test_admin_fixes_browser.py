@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -28,7 +27,7 @@ from audit.models import AdminAction, UsageRecord
 from audit.rollups import rollups_update
 from state.cooldown import cooldown_start, family_scope
 from statestore.factory import call_sync
-from tests.browser.test_admin_browser import _click_and_wait, _fill
+from tests.browser.test_admin_browser import _fill
 from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp
 
@@ -38,14 +37,22 @@ WIDTHS = [1400, 800]
 PASSWORD = "correct-horse-9"
 
 
-@pytest.fixture
-def codex_server() -> Iterator[FakeServer[CodexFakeApp]]:
-    server = FakeServer(CodexFakeApp())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def _click_and_wait(driver: Any, by: str, selector: str) -> None:
+    """Click something that loads a new page and wait for it. Chromium may answer a check on
+    the old page while it is being replaced with an inspector error rather than "stale":
+    both mean "gone", so both are waited through."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, selector).click()
+
+    def replaced(d: Any) -> bool:
+        try:
+            old.is_enabled()
+        except (StaleElementReferenceException, WebDriverException):
+            return True
+        return False
+
+    WebDriverWait(driver, 15).until(replaced)
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _at(driver: Any, width: int) -> None:
