@@ -51,6 +51,11 @@ class UsageRecord(models.Model):
     upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
     error_message = models.CharField(max_length=500, blank=True, default="")
+    # What the request cost in nano-USD (1e-9 $), set by pricing.selectors.PriceBook when the
+    # record is written (or on the request path for keys under a money budget). None = the
+    # model has no known price; price_source says how it was priced (pricing.PriceSource).
+    cost_nanousd = models.BigIntegerField(null=True, blank=True)
+    price_source = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -117,6 +122,9 @@ class UsageRollup(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
+    cache_creation_tokens = models.BigIntegerField(default=0)
+    cost_nanousd = models.BigIntegerField(default=0)  # nano-USD; records without a price add 0
+    unpriced = models.BigIntegerField(default=0)  # requests with tokens but no known price
     duration_ms_sum = models.BigIntegerField(default=0)
     ttfb_count = models.BigIntegerField(default=0)
     ttfb_ms_sum = models.BigIntegerField(default=0)

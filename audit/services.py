@@ -65,6 +65,10 @@ class UsageDraft:
     upstream_request_id: str = ""
     error_code: str = ""
     error_message: str = ""
+    # Set on the request path only when a money budget needed the real cost; otherwise the
+    # flusher prices the record (pricing.selectors.usage_rows_price).
+    cost_nanousd: int | None = None
+    price_source: str = ""
 
 
 # In-process fallback while the shared store is unreachable. Bounded so an outage that outlasts
@@ -153,7 +157,19 @@ def _to_model(raw: bytes) -> UsageRecord | None:
 
 
 def _insert(rows: list[UsageRecord]) -> None:
+    _price(rows)
     UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _price(rows: list[UsageRecord]) -> None:
+    """Cost in money, set here (off the request path) for records not priced on it."""
+    # Imported on first use: the price data is only loaded where records are written.
+    from pricing.selectors import usage_rows_price
+
+    try:
+        usage_rows_price(rows)
+    except Exception:  # a price problem must never hold up the records: they stay unpriced
+        log.exception("could not price %d usage records; written without a cost", len(rows))
 
 
 async def usage_flush(*, store: StateStore | None = None, batch: int | None = None) -> int:

@@ -162,6 +162,9 @@ class UpstreamResponse:
 
 class Executor(Protocol):
     provider: str
+    # How the upstream charges: "metered" (per token, e.g. an API key) or "subscription" (a
+    # flat fee: ChatGPT plans, GitLab Duo seats). Pricing's default for the provider's usage.
+    billing: str
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the request. Raises UpstreamError before any event was produced.

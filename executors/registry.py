@@ -30,3 +30,9 @@ def executor_for(provider: str) -> Executor | None:
         executor = getattr(import_module(module), attr)
         _loaded[provider] = executor
     return executor
+
+
+def provider_billing(provider: str) -> str:
+    """"metered" or "subscription" (see Executor.billing); unknown providers count as metered."""
+    executor = executor_for(provider)
+    return getattr(executor, "billing", "metered") if executor is not None else "metered"

@@ -76,6 +76,7 @@ def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str,
 
 class CodexExecutor:
     provider = "codex"
+    billing = "subscription"
 
     def __init__(self) -> None:
         self._turns = TurnIds()

@@ -63,6 +63,7 @@ _MAX_HANDSHAKE_EVENTS = 8
 
 class GitLabExecutor:
     provider = "gitlab"
+    billing = "subscription"
 
     # ------------------------------------------------------------------ credentials
 

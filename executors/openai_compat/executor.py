@@ -62,6 +62,7 @@ def _responses_first_error(ev: SseEvent) -> UpstreamError | None:
 
 class OpenAICompatExecutor:
     provider = "openai_compat"
+    billing = "metered"
 
     async def refresh_credential(self, account: AccountInfo) -> bool:
         return False  # a static API key has nothing to refresh

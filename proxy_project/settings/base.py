@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "audit",
+    "pricing",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,78 @@
+"""Price overrides in the admin. Changes go through pricing.services (validated, logged)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from pricing.cost import TokenCounts, usd_format
+from pricing.library import library_version, list_price
+from pricing.models import PriceRule
+from pricing.services import price_rule_delete, price_rule_save, price_rule_validate
+
+
+class PriceRuleForm(forms.ModelForm):
+    class Meta:
+        model = PriceRule
+        fields = [
+            "model",
+            "account",
+            "mode",
+            "input_per_mtok",
+            "output_per_mtok",
+            "cache_read_per_mtok",
+            "cache_write_per_mtok",
+            "note",
+        ]
+        labels = {
+            "input_per_mtok": "Input $ / 1M tokens",
+            "output_per_mtok": "Output $ / 1M tokens",
+            "cache_read_per_mtok": "Cached input $ / 1M tokens",
+            "cache_write_per_mtok": "Cache write $ / 1M tokens",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        probe = PriceRule(pk=self.instance.pk, **{k: v for k, v in data.items() if k in self.Meta.fields})
+        try:
+            price_rule_validate(probe)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
+        data["model"] = probe.model
+        return data
+
+
+@admin.register(PriceRule)
+class PriceRuleAdmin(admin.ModelAdmin):
+    form = PriceRuleForm
+    list_display = ["model", "scope", "mode", "input_per_mtok", "output_per_mtok", "list_price", "note"]
+    list_filter = ["mode"]
+    search_fields = ["model", "note"]
+
+    @admin.display(description="account")
+    def scope(self, obj: PriceRule) -> str:
+        return obj.account.label if obj.account_id and obj.account else "every account"
+
+    @admin.display(description=f"list price ({library_version()}), in / out per 1M")
+    def list_price(self, obj: PriceRule) -> str:
+        found = list_price(obj.model) if not any(c in obj.model for c in "*?[") else None
+        if found is None:
+            return "-"
+        per_in = found.card.cost_nano(TokenCounts(input=1_000_000))
+        per_out = found.card.cost_nano(TokenCounts(output=1_000_000))
+        return f"{usd_format(per_in)} / {usd_format(per_out)}"
+
+    def save_model(self, request: HttpRequest, obj: PriceRule, form: Any, change: bool) -> None:
+        price_rule_save(obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: PriceRule) -> None:
+        price_rule_delete(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PriceRule]) -> None:
+        for rule in queryset:
+            price_rule_delete(rule, actor=request.user)
