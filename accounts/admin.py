@@ -4,6 +4,7 @@ through services (accounts.services, accounts.flows.operations), which write the
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,14 +28,19 @@ from accounts.flows.operations import (
     account_test,
     accounts_live_state,
 )
-from accounts.models import ClientKey, GatewayToken, ProviderKind, UpstreamAccount
+from accounts.models import ClientKey, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.selectors import EffectiveLimits, key_limits_effective
 from accounts.services import (
+    TeamInUse,
     account_set_enabled,
     account_update,
     client_key_create,
     client_key_set_enabled,
     client_key_update,
     credential_set_secret,
+    team_create,
+    team_delete,
+    team_update,
 )
 from audit.models import Granularity, UsageRollup
 
@@ -401,6 +407,7 @@ class ClientKeyForm(forms.ModelForm):
             "name",
             "owner",
             "owner_label",
+            "team",
             "enabled",
             "expires_at",
             "allowed_models",
@@ -409,6 +416,20 @@ class ClientKeyForm(forms.ModelForm):
             "budget_tokens",
             "budget_period",
         ]
+
+
+def _limits_label(rpm: int | None, tpd: int | None, budgets: Iterable[tuple[int, str]]) -> str:
+    parts = []
+    if rpm is not None:
+        parts.append(f"{rpm}/min")
+    if tpd is not None:
+        parts.append(f"{tpd} tok/day")
+    parts.extend(f"{tokens} tok/{period}" for tokens, period in budgets)
+    return ", ".join(parts) or "—"
+
+
+def _effective_label(limits: EffectiveLimits) -> str:
+    return _limits_label(limits.requests_per_minute, limits.tokens_per_day, limits.budgets)
 
 
 @admin.action(description="Revoke (disable) selected keys")
@@ -420,6 +441,7 @@ def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Client
 _KEY_FIELDS = (
     "name",
     "owner_label",
+    "team",
     "enabled",
     "expires_at",
     "allowed_models",
@@ -433,46 +455,55 @@ _KEY_FIELDS = (
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "owner_label", "owner", "enabled", "expires_at", "limits", "created_at"]
-    list_filter = ["enabled"]
+    list_display = ["name", "prefix", "owner_label", "owner", "team", "enabled", "expires_at", "limits", "created_at"]
+    list_filter = ["enabled", "team"]
     search_fields = ["name", "owner_label", "prefix"]
-    readonly_fields = ["prefix", "created_at"]
+    readonly_fields = ["prefix", "created_at", "rotated_at", "effective_limits"]
     actions = [revoke_keys]
     fieldsets = [
-        (None, {"fields": ["name", "owner", "owner_label", "enabled", "expires_at", "allowed_models"]}),
+        (None, {"fields": ["name", "owner", "owner_label", "team", "enabled", "expires_at", "allowed_models"]}),
         (
-            "Limits (empty = unlimited; enforced atomically across every proxy process)",
-            {"fields": ["requests_per_minute", "tokens_per_day", "budget_tokens", "budget_period"]},
+            "Limits (empty = unlimited or the team's; enforced atomically across every proxy process)",
+            {
+                "fields": ["requests_per_minute", "tokens_per_day", "budget_tokens", "budget_period"],
+                "description": "A key in a team gets the team's limits and models; its own values can only "
+                "narrow them (the stricter one applies).",
+            },
         ),
-        ("Record", {"fields": ["prefix", "created_at"]}),
+        ("Record", {"fields": ["prefix", "created_at", "rotated_at", "effective_limits"]}),
     ]
 
-    @admin.display(description="limits")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
+        return super().get_queryset(request).select_related("team", "owner")
+
+    @admin.display(description="limits (with the team's)")
     def limits(self, obj: ClientKey) -> str:
-        parts = []
-        if obj.requests_per_minute is not None:
-            parts.append(f"{obj.requests_per_minute}/min")
-        if obj.tokens_per_day is not None:
-            parts.append(f"{obj.tokens_per_day} tok/day")
-        if obj.budget_tokens is not None:
-            parts.append(f"{obj.budget_tokens} tok/{obj.budget_period}")
-        return ", ".join(parts) or "—"
+        return _effective_label(key_limits_effective(obj))
+
+    @admin.display(description="effective limits and models")
+    def effective_limits(self, obj: ClientKey) -> str:
+        if obj.pk is None:
+            return "—"
+        limits = key_limits_effective(obj)
+        return f"{_effective_label(limits)}; models: {limits.models_label()}"
 
     def save_model(self, request: HttpRequest, obj: ClientKey, form: Any, change: bool) -> None:
         data = form.cleaned_data
         if not change:
             created, raw = client_key_create(
                 owner_id=data["owner"].pk if data.get("owner") else None,
+                team_id=data["team"].pk if data.get("team") else None,
                 actor=request.user,
-                **{k: data[k] for k in _KEY_FIELDS if k != "enabled"},
+                **{k: data[k] for k in _KEY_FIELDS if k not in ("enabled", "team")},
             )
             obj.pk = created.pk
             # Shown once on the next page, never stored (not even in the messages cookie).
             request._new_raw_key = raw  # type: ignore[attr-defined]
             return
         original = ClientKey.objects.get(pk=obj.pk)
-        fields = {k: data[k] for k in _KEY_FIELDS}
+        fields = {k: data[k] for k in _KEY_FIELDS if k != "team"}
         fields["owner_id"] = data["owner"].pk if data.get("owner") else None
+        fields["team_id"] = data["team"].pk if data.get("team") else None
         client_key_update(key=original, actor=request.user, **fields)
 
     def response_add(self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None) -> HttpResponse:
@@ -484,3 +515,99 @@ class ClientKeyAdmin(admin.ModelAdmin):
         response = TemplateResponse(request, "accounts/key_created.html", context)
         response["Cache-Control"] = "no-store"  # the page holds the only copy of the key
         return response
+
+
+# --------------------------------------------------------------------------- teams
+
+
+class TeamForm(forms.ModelForm):
+    allowed_models = ModelNamesField(required=False, help_text="Comma-separated; empty = every model.")
+
+    class Meta:
+        model = Team
+        fields = [
+            "name",
+            "members",
+            "allowed_models",
+            "requests_per_minute",
+            "tokens_per_day",
+            "budget_tokens",
+            "budget_period",
+            "member_key_limit",
+        ]
+
+
+_TEAM_FIELDS = (
+    "name",
+    "allowed_models",
+    "requests_per_minute",
+    "tokens_per_day",
+    "budget_tokens",
+    "budget_period",
+    "member_key_limit",
+)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    form = TeamForm
+    list_display = ["name", "member_count", "key_count", "models", "limits", "member_key_limit"]
+    search_fields = ["name"]
+    filter_horizontal = ["members"]
+    fieldsets = [
+        (None, {"fields": ["name", "members", "allowed_models"]}),
+        (
+            "Limits every key of the team gets (empty = none; a key's own value can only be stricter)",
+            {"fields": ["requests_per_minute", "tokens_per_day", "budget_tokens", "budget_period"]},
+        ),
+        ("Developer self-service", {"fields": ["member_key_limit"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        from django.db.models import Count
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_members=Count("members", distinct=True), n_keys=Count("keys", distinct=True))
+        )
+
+    @admin.display(description="members", ordering="n_members")
+    def member_count(self, obj: Team) -> int:
+        return int(getattr(obj, "n_members", 0))
+
+    @admin.display(description="keys", ordering="n_keys")
+    def key_count(self, obj: Team) -> int:
+        return int(getattr(obj, "n_keys", 0))
+
+    @admin.display(description="models")
+    def models(self, obj: Team) -> str:
+        return ", ".join(obj.allowed_models or ()) or "every model"
+
+    @admin.display(description="limits per key")
+    def limits(self, obj: Team) -> str:
+        budgets = [(obj.budget_tokens, obj.budget_period)] if obj.budget_tokens is not None else []
+        return _limits_label(obj.requests_per_minute, obj.tokens_per_day, budgets)
+
+    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {k: data[k] for k in _TEAM_FIELDS if k in data}
+        members = [u.pk for u in data.get("members", [])]
+        if change:
+            team_update(team=Team.objects.get(pk=obj.pk), member_ids=members, actor=request.user, **fields)
+        else:
+            obj.pk = team_create(member_ids=members, actor=request.user, **fields).pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Members were set by the service (and logged); the stock m2m save would redo it.
+        pass
+
+    def delete_model(self, request: HttpRequest, obj: Team) -> None:
+        try:
+            team_delete(team=obj, actor=request.user)
+        except TeamInUse as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
+        for team in queryset:
+            self.delete_model(request, team)

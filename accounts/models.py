@@ -99,6 +99,37 @@ class BudgetPeriod(models.TextChoices):
     MONTH = "month", "Month"
 
 
+class Team(models.Model):
+    """A group of developers and their keys. Keys of a team inherit its allowed models and
+    per-key limits; a key's own setting can only narrow them (the stricter value applies)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Models every key of this team may use. Empty = every model."
+    )
+    # Limits every key of the team gets (empty = no team limit). A key with its own value
+    # gets the smaller of the two.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Per key.")
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True, help_text="Per key, per UTC day.")
+    budget_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Per key: tokens (input + output) allowed per budget period."
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    # Developer self-service: how many enabled keys a member may hold that they made
+    # themselves (0 = members cannot create keys; an admin hands them out).
+    member_key_limit = models.PositiveSmallIntegerField(
+        default=0, help_text="Enabled keys each member may create for themselves (0 = none)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ClientKey(models.Model):
     """A developer's key. Only a SHA-256 of the key is stored; the key is shown once."""
 
@@ -107,6 +138,14 @@ class ClientKey(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="client_keys"
     )
     owner_label = models.CharField(max_length=150, blank=True, default="", help_text="Who holds this key.")
+    team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="keys",
+        help_text="The key gets the team's allowed models and limits (its own settings can only narrow them).",
+    )
     prefix = models.CharField(max_length=16, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     enabled = models.BooleanField(default=True)
@@ -120,6 +159,8 @@ class ClientKey(models.Model):
     )
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the secret is replaced (client_key_rotate): same record, limits and history.
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from accounts.models import AccountState, ClientKey, UpstreamAccount
+from accounts.models import AccountState, ClientKey, Team, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
 from proxy_project.db import db_call
 from statestore import StoreUnavailable, get_store
@@ -32,14 +32,19 @@ class KeyInfo:
     enabled: bool
     expires_at: float | None  # epoch seconds
     allowed_models: frozenset[str]  # empty = every model
-    # Limits (None = unlimited), enforced by routing.limits.
+    # Effective limits (None = unlimited): the stricter of the key's and its team's, enforced
+    # by routing.limits.
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
-    budget_tokens: int | None = None
-    budget_period: str = "month"
+    budgets: tuple[tuple[int, str], ...] = ()  # (tokens, period), at most one per period
+    team_id: int | None = None
+    team_models: frozenset[str] = frozenset()  # the team's allow-list; empty = every model
 
     def allows(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
+        # Both lists apply: a key can narrow its team's models, never widen them.
+        return (not self.allowed_models or model in self.allowed_models) and (
+            not self.team_models or model in self.team_models
+        )
 
     def usable(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
@@ -109,6 +114,69 @@ def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveLimits:
+    """What a key may do once its team's settings are applied (None = unlimited)."""
+
+    requests_per_minute: int | None
+    tokens_per_day: int | None
+    budgets: tuple[tuple[int, str], ...]  # (tokens, period), sorted by period
+    allowed_models: frozenset[str]  # the key's own list (empty = no own restriction)
+    team_models: frozenset[str]  # the team's list (empty = no team restriction)
+
+    def models_label(self) -> str:
+        if self.allowed_models and self.team_models:
+            both = sorted(self.allowed_models & self.team_models)
+            return ", ".join(both) or "none (the key's and the team's lists do not overlap)"
+        return ", ".join(sorted(self.allowed_models or self.team_models)) or "every model"
+
+
+def _stricter(own: int | None, team: int | None) -> int | None:
+    if own is None:
+        return team
+    return own if team is None else min(own, team)
+
+
+def key_limits_effective(key: ClientKey, team: Team | None = None) -> EffectiveLimits:
+    """A key's limits with its team's applied: the stricter value wins, lists intersect.
+
+    Budgets of different periods both apply (a key with 1 M tokens a month in a team with
+    100 k a day gets both); of the same period, the smaller one.
+    """
+    team = team if team is not None else (key.team if key.team_id else None)
+    budgets: dict[str, int] = {}
+    for tokens, period in (
+        (key.budget_tokens, key.budget_period),
+        (team.budget_tokens, team.budget_period) if team else (None, ""),
+    ):
+        if tokens is not None:
+            budgets[period] = _stricter(budgets.get(period), tokens) or 0
+    return EffectiveLimits(
+        requests_per_minute=_stricter(key.requests_per_minute, team.requests_per_minute if team else None),
+        tokens_per_day=_stricter(key.tokens_per_day, team.tokens_per_day if team else None),
+        budgets=tuple(sorted((t, p) for p, t in budgets.items())),
+        allowed_models=frozenset(key.allowed_models or ()),
+        team_models=frozenset(team.allowed_models or ()) if team else frozenset(),
+    )
+
+
+def _key_info(row: ClientKey) -> KeyInfo:
+    limits = key_limits_effective(row)
+    return KeyInfo(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        enabled=row.enabled,
+        expires_at=_epoch(row.expires_at),
+        allowed_models=limits.allowed_models,
+        requests_per_minute=limits.requests_per_minute,
+        tokens_per_day=limits.tokens_per_day,
+        budgets=limits.budgets,
+        team_id=row.team_id,
+        team_models=limits.team_models,
+    )
+
+
 async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     """The key's info, or None for a key that does not exist (enabled/expiry checked by caller)."""
     now = time.monotonic()
@@ -117,23 +185,8 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     hit = _caches.keys.get(digest)
     if hit is not None and now - hit[1] < settings.PROXY_CACHE_TTL_SECONDS:
         return hit[0]
-    row = await db_call(ClientKey.objects.filter(key_hash=digest).first)
-    info = (
-        None
-        if row is None
-        else KeyInfo(
-            id=row.id,
-            name=row.name,
-            prefix=row.prefix,
-            enabled=row.enabled,
-            expires_at=_epoch(row.expires_at),
-            allowed_models=frozenset(row.allowed_models or ()),
-            requests_per_minute=row.requests_per_minute,
-            tokens_per_day=row.tokens_per_day,
-            budget_tokens=row.budget_tokens,
-            budget_period=row.budget_period,
-        )
-    )
+    row = await db_call(ClientKey.objects.select_related("team").filter(key_hash=digest).first)
+    info = None if row is None else _key_info(row)
     _caches.keys[digest] = (info, now)
     _caches.keys.move_to_end(digest)
     # Bounded: random invalid keys must not grow memory without limit.

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, Team, UpstreamAccount
 from accounts.validators import upstream_url_validate
 from audit.services import admin_action_log, changes_between
 from statestore.factory import call_sync
@@ -114,6 +114,7 @@ _KEY_LOGGED = (
     "name",
     "owner_label",
     "owner_id",
+    "team_id",
     "enabled",
     "expires_at",
     "allowed_models",
@@ -192,6 +193,7 @@ def client_key_create(
     name: str,
     owner_label: str = "",
     owner_id: int | None = None,
+    team_id: int | None = None,
     expires_at: datetime | None = None,
     allowed_models: Iterable[str] = (),
     requests_per_minute: int | None = None,
@@ -201,14 +203,15 @@ def client_key_create(
     actor: Any | None = None,
 ) -> tuple[ClientKey, str]:
     """Create a key; the raw key is returned once and never stored."""
-    raw = CLIENT_KEY_PREFIX + secrets.token_urlsafe(32)
+    raw, prefix, digest = _client_key_new_secret()
     with transaction.atomic():
         key = ClientKey.objects.create(
             name=name,
             owner_label=owner_label,
             owner_id=owner_id,
-            prefix=raw[: len(CLIENT_KEY_PREFIX) + 6],
-            key_hash=client_key_hash(raw),
+            team_id=team_id,
+            prefix=prefix,
+            key_hash=digest,
             expires_at=expires_at,
             allowed_models=sorted({m.strip() for m in allowed_models if m.strip()}),
             requests_per_minute=requests_per_minute,
@@ -226,6 +229,33 @@ def client_key_create(
         )
         transaction.on_commit(cache_version_bump)
     return key, raw
+
+
+def _client_key_new_secret() -> tuple[str, str, str]:
+    """(raw key, display prefix, stored hash) of a fresh 256-bit key."""
+    raw = CLIENT_KEY_PREFIX + secrets.token_urlsafe(32)
+    return raw, raw[: len(CLIENT_KEY_PREFIX) + 6], client_key_hash(raw)
+
+
+def client_key_rotate(*, key: ClientKey, actor: Any | None = None) -> str:
+    """Give the key a new secret; the old one stops working at once (within the caches'
+    version check, ~1 s). Same record: limits, team and usage history stay. Returns the raw
+    key, shown once."""
+    raw, prefix, digest = _client_key_new_secret()
+    with transaction.atomic():
+        old_prefix = key.prefix
+        key.prefix, key.key_hash, key.rotated_at = prefix, digest, timezone.now()
+        key.save(update_fields=["prefix", "key_hash", "rotated_at"])
+        admin_action_log(
+            actor=actor,
+            action="key.rotate",
+            target_type="client_key",
+            target_id=key.pk,
+            target_label=f"{key.name} ({key.prefix}…)",
+            changes={"prefix": [old_prefix, prefix]},
+        )
+        _on_commit_bump()
+    return raw
 
 
 def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any) -> ClientKey:
@@ -316,3 +346,112 @@ def credentials_rotate() -> int:
             changes={"rows": [None, count]},
         )
     return count
+
+
+# --------------------------------------------------------------------------- teams
+
+_TEAM_LOGGED = (
+    "name",
+    "allowed_models",
+    "requests_per_minute",
+    "tokens_per_day",
+    "budget_tokens",
+    "budget_period",
+    "member_key_limit",
+)
+
+
+def _team_label(team: Team) -> str:
+    return team.name
+
+
+def _member_names(user_ids: Iterable[int]) -> list[str]:
+    from django.contrib.auth import get_user_model
+
+    return sorted(get_user_model().objects.filter(pk__in=list(user_ids)).values_list("username", flat=True))
+
+
+def team_create(*, name: str, member_ids: Iterable[int] = (), actor: Any | None = None, **fields: Any) -> Team:
+    """Create a team. `fields` are any of the logged team settings (limits, models...)."""
+    unknown = set(fields) - set(_TEAM_LOGGED)
+    if unknown:
+        raise ValueError(f"cannot set {sorted(unknown)}")
+    if "allowed_models" in fields:
+        fields["allowed_models"] = _model_list(fields["allowed_models"])
+    members = sorted(set(member_ids))
+    with transaction.atomic():
+        team = Team.objects.create(name=name, **fields)
+        team.members.set(members)
+        admin_action_log(
+            actor=actor,
+            action="team.create",
+            target_type="team",
+            target_id=team.pk,
+            target_label=_team_label(team),
+            changes={
+                **{f: [None, getattr(team, f)] for f in _TEAM_LOGGED},
+                "members": [None, _member_names(members)],
+            },
+        )
+        _on_commit_bump()
+    return team
+
+
+def team_update(
+    *, team: Team, member_ids: Iterable[int] | None = None, actor: Any | None = None, **fields: Any
+) -> Team:
+    """Change a team's settings and/or members (None = leave members alone). Its keys pick up
+    the new limits at once (the cache version is bumped)."""
+    unknown = set(fields) - set(_TEAM_LOGGED)
+    if unknown:
+        raise ValueError(f"cannot update {sorted(unknown)}")
+    if "allowed_models" in fields:
+        fields["allowed_models"] = _model_list(fields["allowed_models"])
+    with transaction.atomic():
+        before = {name: getattr(team, name) for name in fields}
+        for name, value in fields.items():
+            setattr(team, name, value)
+        team.save()
+        changes = changes_between(before, fields)
+        if member_ids is not None:
+            old = set(team.members.values_list("pk", flat=True))
+            new = set(member_ids)
+            if old != new:
+                team.members.set(sorted(new))
+                changes["members"] = [_member_names(old), _member_names(new)]
+        if changes:
+            admin_action_log(
+                actor=actor,
+                action="team.update",
+                target_type="team",
+                target_id=team.pk,
+                target_label=_team_label(team),
+                changes=changes,
+            )
+        _on_commit_bump()
+    return team
+
+
+class TeamInUse(Exception):
+    """A team that still has keys cannot be deleted: its keys would silently lose its limits."""
+
+
+def team_delete(*, team: Team, actor: Any | None = None) -> None:
+    with transaction.atomic():
+        count = ClientKey.objects.filter(team=team).count()
+        if count:
+            raise TeamInUse(f"team '{team.name}' still has {count} key(s): move or delete them first")
+        admin_action_log(
+            actor=actor,
+            action="team.delete",
+            target_type="team",
+            target_id=team.pk,
+            target_label=_team_label(team),
+            changes={"name": [team.name, None]},
+        )
+        team.delete()
+        _on_commit_bump()
+
+
+def _model_list(models: Iterable[str]) -> list[str]:
+    return sorted({m.strip() for m in models if m and m.strip()})

@@ -166,11 +166,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         var_dir = Path(tmp)
         if args.services:
             env = proxy_env(var_dir, args.workers)
-            key = setup_db_and_seed(env, fake_port, RESULTS / "soak-setup.log")
+            key = setup_db_and_seed(ROOT, env, fake_port, RESULTS / "soak-setup.log")
         else:
             env = _embedded_env(var_dir, args.workers)
             key = _seed_embedded(env, fake_port)
-        srv = start_uvicorn("soak", proxy_port, env, key, args.workers)
+        srv = start_uvicorn("soak", proxy_port, ROOT, env, key, args.workers)
         try:
             workers = srv.workers()
             with RssSampler(workers, args.sample_seconds) as sampler:

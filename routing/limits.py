@@ -94,16 +94,16 @@ def _counters(key: KeyInfo, estimated_tokens: int, now: datetime) -> list[tuple[
                 left,
             )
         )
-    if key.budget_tokens is not None:
-        end = _period_end(now, key.budget_period)
+    for tokens, period in key.budgets:  # the key's own and its team's (one per period)
+        end = _period_end(now, period)
         left = (end - now).total_seconds()
-        name = f"{tag}:bud:{key.budget_period}:{_period_id(now, key.budget_period)}"
-        out.append(("budget", CounterLimit(name, estimated_tokens, key.budget_tokens, left + 3600), left))
+        name = f"{tag}:bud:{period}:{_period_id(now, period)}"
+        out.append(("budget", CounterLimit(name, estimated_tokens, tokens, left + 3600), left))
     return out
 
 
 def key_has_limits(key: KeyInfo) -> bool:
-    return key.requests_per_minute is not None or key.tokens_per_day is not None or key.budget_tokens is not None
+    return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets)
 
 
 async def limits_reserve(

@@ -37,6 +37,8 @@ async def kv(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
 
 
 def _key(**limits: object) -> KeyInfo:
+    if "budget_tokens" in limits:
+        limits["budgets"] = ((limits.pop("budget_tokens"), limits.pop("budget_period", "month")),)
     return KeyInfo(
         id=7, name="dev", prefix="sk-team-abc", enabled=True, expires_at=None, allowed_models=frozenset(), **limits
     )  # type: ignore[arg-type]
