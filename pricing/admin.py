@@ -1,7 +1,9 @@
-"""Price overrides in the admin. Changes go through pricing.services (validated, logged)."""
+"""Price overrides and money budgets in the admin. Changes go through pricing.services
+(validated, logged, applied by every process within about a second)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django import forms
@@ -12,8 +14,16 @@ from django.http import HttpRequest
 
 from pricing.cost import TokenCounts, usd_format
 from pricing.library import library_version, list_price
-from pricing.models import PriceRule
-from pricing.services import price_rule_delete, price_rule_save, price_rule_validate
+from pricing.models import MoneyBudget, PriceRule
+from pricing.selectors import budget_statuses
+from pricing.services import (
+    money_budget_delete,
+    money_budget_save,
+    money_budget_validate,
+    price_rule_delete,
+    price_rule_save,
+    price_rule_validate,
+)
 
 
 class PriceRuleForm(forms.ModelForm):
@@ -76,3 +86,63 @@ class PriceRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PriceRule]) -> None:
         for rule in queryset:
             price_rule_delete(rule, actor=request.user)
+
+
+# The changelist computes every budget's use once; its rows read it (admin classes are shared
+# by all threads, so not on self).
+_per_request = threading.local()
+
+
+class MoneyBudgetForm(forms.ModelForm):
+    class Meta:
+        model = MoneyBudget
+        fields = ["key", "team", "usd", "period"]
+        help_texts = {"team": "A team budget is shared by all the team's keys together."}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        probe = MoneyBudget(pk=self.instance.pk, **{k: data.get(k) for k in self.Meta.fields})
+        try:
+            money_budget_validate(probe)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
+        return data
+
+
+@admin.register(MoneyBudget)
+class MoneyBudgetAdmin(admin.ModelAdmin):
+    """Money budgets of keys and teams, with this period's spend (from the rollups)."""
+
+    form = MoneyBudgetForm
+    list_display = ["scope", "usd_label", "period", "spent"]
+    list_filter = ["period"]
+
+    @admin.display(description="key or team")
+    def scope(self, obj: MoneyBudget) -> str:
+        return f"team {obj.team}" if obj.team_id else f"key {obj.key}"
+
+    @admin.display(description="budget")
+    def usd_label(self, obj: MoneyBudget) -> str:
+        return f"${obj.usd:,.2f}"
+
+    @admin.display(description="spent this period")
+    def spent(self, obj: MoneyBudget) -> str:
+        statuses = getattr(_per_request, "statuses", {})
+        found = statuses.get(f"{'team' if obj.team_id else 'key'}:{obj.team_id or obj.key_id}:money:{obj.period}")
+        if found is None:
+            return "-"
+        return f"{usd_format(found.used)} ({found.percent:.0f} %)"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        _per_request.statuses = {s.ident: s for s in budget_statuses() if s.kind == "money"}
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: MoneyBudget, form: Any, change: bool) -> None:
+        money_budget_save(obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: MoneyBudget) -> None:
+        money_budget_delete(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MoneyBudget]) -> None:
+        for budget in queryset:
+            money_budget_delete(budget, actor=request.user)

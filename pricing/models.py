@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from accounts.models import BudgetPeriod
+
 
 class PriceMode(models.TextChoices):
     LIST = "list", "List price (genai-prices)"
@@ -48,3 +50,38 @@ class PriceRule(models.Model):
     def __str__(self) -> str:
         scope = self.account.label if self.account_id and self.account else "every account"
         return f"{self.model} on {scope}: {self.get_mode_display()}"
+
+
+class MoneyBudget(models.Model):
+    """Spend allowed per UTC period, for one key or for a whole team (all its keys together).
+
+    Enforced on the request path like the token budgets (routing.limits: reserve the most a
+    request can cost, settle its real cost). Several budgets of different periods may apply
+    to one request (its key's and its team's, a day's and a month's): all must have room.
+    """
+
+    key = models.ForeignKey(
+        "accounts.ClientKey", null=True, blank=True, on_delete=models.CASCADE, related_name="money_budgets"
+    )
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="money_budgets"
+    )
+    usd = models.DecimalField("USD", max_digits=12, decimal_places=2, help_text="Spend allowed per period.")
+    period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team_id", "key_id", "period"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(key__isnull=False, team__isnull=True)
+                | models.Q(key__isnull=True, team__isnull=False),
+                name="money_budget_one_scope",
+            ),
+            models.UniqueConstraint(fields=["key", "period"], name="one_money_budget_per_key_period"),
+            models.UniqueConstraint(fields=["team", "period"], name="one_money_budget_per_team_period"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"team {self.team}" if self.team_id else f"key {self.key}"
+        return f"${self.usd} per {self.period} for {scope}"

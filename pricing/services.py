@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.services import cache_version_bump
 from audit.models import UsageRecord
 from audit.services import admin_action_log, changes_between
-from pricing.models import PriceMode, PriceRule
+from pricing.models import MoneyBudget, PriceMode, PriceRule
 from pricing.selectors import price_book_clear, price_book_sync, usage_rows_price
 
 _RATE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
@@ -103,3 +103,56 @@ def usage_reprice(*, start: datetime, end: datetime, batch: int = 5_000) -> int:
         dirty = [r for r, old in zip(rows, before, strict=True) if (r.cost_nanousd, r.price_source) != old]
         UsageRecord.objects.bulk_update(dirty, ["cost_nanousd", "price_source"])
         changed += len(dirty)
+
+
+# --------------------------------------------------------------------------- money budgets
+
+_BUDGET_FIELDS = ("key_id", "team_id", "usd", "period")
+
+
+def money_budget_validate(budget: MoneyBudget) -> None:
+    if bool(budget.key_id) == bool(budget.team_id):
+        raise ValidationError("A money budget belongs to one key or one team.")
+    if budget.usd is None or budget.usd < 0:
+        raise ValidationError({"usd": "A budget cannot be negative."})
+    scope = {"team_id": budget.team_id} if budget.team_id else {"key_id": budget.key_id}
+    clash = MoneyBudget.objects.filter(period=budget.period, **scope)
+    if clash.exclude(pk=budget.pk).exists():
+        raise ValidationError({"period": "This key or team already has a money budget for this period."})
+
+
+def _budget_snapshot(budget: MoneyBudget) -> dict[str, Any]:
+    return {f: (str(v) if isinstance(v := getattr(budget, f), Decimal) else v) for f in _BUDGET_FIELDS}
+
+
+def money_budget_save(budget: MoneyBudget, *, actor: Any | None = None) -> MoneyBudget:
+    """Create or change a money budget; every process applies it within about a second."""
+    money_budget_validate(budget)
+    before = _budget_snapshot(MoneyBudget.objects.get(pk=budget.pk)) if budget.pk else {}
+    with transaction.atomic():
+        created = budget.pk is None
+        budget.save()
+        admin_action_log(
+            actor=actor,
+            action="money_budget_create" if created else "money_budget_update",
+            target_type="money_budget",
+            target_id=budget.pk,
+            target_label=str(budget),
+            changes=changes_between(before, _budget_snapshot(budget)),
+        )
+        transaction.on_commit(_changed)
+    return budget
+
+
+def money_budget_delete(budget: MoneyBudget, *, actor: Any | None = None) -> None:
+    with transaction.atomic():
+        admin_action_log(
+            actor=actor,
+            action="money_budget_delete",
+            target_type="money_budget",
+            target_id=budget.pk,
+            target_label=str(budget),
+            changes=changes_between(_budget_snapshot(budget), dict.fromkeys(_BUDGET_FIELDS)),
+        )
+        budget.delete()
+        transaction.on_commit(_changed)

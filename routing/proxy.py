@@ -35,12 +35,23 @@ from formats import (
 from formats.tokens import count_tokens
 from observability.metrics import metrics_record
 from observability.requestid import request_id_current
+from pricing.cost import TokenCounts
+from pricing.selectors import money_limits, request_cost_max, usage_draft_price
 from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
-from routing.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
+from routing.limits import (
+    LimitExceeded,
+    MoneyLimit,
+    Reservation,
+    estimate_tokens,
+    key_has_limits,
+    limits_reserve,
+    limits_settle,
+    max_output_tokens,
+)
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
 from statestore import get_store
@@ -93,7 +104,10 @@ class _Finisher:
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
         if self.reservation is not None:
             d = self.draft
-            await limits_settle(get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens)
+            cost = await _real_cost(d) if self.reservation.money else 0
+            await limits_settle(
+                get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens, actual_cost_nano=cost
+            )
         try:
             await usage_record(self.draft)
         except Exception:  # the client's answer must not fail because accounting did
@@ -167,20 +181,44 @@ async def _admit(
     model: str = body["model"]
     if not key.allows(model):
         raise ProxyError(403, ErrorCode.FORBIDDEN, f"this API key may not use model '{model}'", param="model")
-    if not count_only and key_has_limits(key):
-        try:
-            fin.reservation = await limits_reserve(
-                get_store(), key=key, estimated_tokens=estimate_tokens(len(raw_body), body)
-            )
-        except LimitExceeded as exc:
-            raise ProxyError(
-                429,
-                ErrorCode.CLIENT_RATE_LIMITED,
-                f"this API key reached its {exc.which.replace('_', ' ')} limit; "
-                f"retry in {int(exc.retry_after + 0.999)} s",
-                retry_after=exc.retry_after,
-            ) from None
+    if not count_only:
+        money = await money_limits(key.id, key.team_id)
+        if key_has_limits(key, money):
+            fin.reservation = await _reserve(key, model, body, len(raw_body), money)
     return key, body
+
+
+async def _reserve(
+    key: KeyInfo, model: str, body: dict[str, Any], body_len: int, money: tuple[MoneyLimit, ...]
+) -> Reservation:
+    """Take what the request can use at most from the key's limits (routing.limits)."""
+    tokens = estimate_tokens(body_len, body)
+    cost = 0
+    if money:
+        output = max_output_tokens(body)
+        cost = await request_cost_max(model, TokenCounts(input=tokens - output, output=output))
+    try:
+        return await limits_reserve(
+            get_store(), key=key, estimated_tokens=tokens, estimated_cost_nano=cost, money=money
+        )
+    except LimitExceeded as exc:
+        which = exc.which.replace("_", " ")
+        wait = int(exc.retry_after + 0.999)
+        message = (
+            f"this API key's {which} is taken by requests still in flight; retry in {wait} s"
+            if exc.busy
+            else f"this API key reached its {which} limit; retry in {wait} s"
+        )
+        raise ProxyError(429, ErrorCode.CLIENT_RATE_LIMITED, message, retry_after=exc.retry_after) from None
+
+
+async def _real_cost(draft: UsageDraft) -> int | None:
+    """The request's cost for its money budget (None: unknown, the charge stays)."""
+    try:
+        return await usage_draft_price(draft)
+    except Exception:  # settle conservatively rather than fail the accounting
+        log.exception("could not price request %s for its money budget", draft.request_id)
+        return None
 
 
 async def proxy_handle(
