@@ -18,7 +18,7 @@ from django.conf import settings
 
 from accounts.models import AccountState, ClientKey, Team, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import StoreUnavailable, get_store
 
 _NEGATIVE_CACHE_MAX = 10_000
@@ -33,7 +33,7 @@ class KeyInfo:
     expires_at: float | None  # epoch seconds
     allowed_models: frozenset[str]  # empty = every model
     # Effective limits (None = unlimited): the stricter of the key's and its team's, enforced
-    # by routing.limits.
+    # by state.limits.
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     budgets: tuple[tuple[int, str], ...] = ()  # (tokens, period), at most one per period

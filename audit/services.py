@@ -27,7 +27,7 @@ import orjson
 from django.conf import settings
 
 from audit.models import AdminAction, Outcome, UsageRecord
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import LockNotAcquired, StateStore, StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ class PriceRule(models.Model):
 class MoneyBudget(models.Model):
     """Spend allowed per UTC period, for one key or for a whole team (all its keys together).
 
-    Enforced on the request path like the token budgets (routing.limits: reserve the most a
+    Enforced on the request path like the token budgets (state.limits: reserve the most a
     request can cost, settle its real cost). Several budgets of different periods may apply
     to one request (its key's and its team's, a day's and a month's): all must have room.
     """

@@ -2,7 +2,7 @@
 
 `PriceBook.price()` is the one place that decides a record's cost. It is called off the
 request path by the usage flusher for every record (audit.services), and on the request path
-only for keys under a money budget (routing.limits settles their real cost). The book is a
+only for keys under a money budget (state.limits settles their real cost). The book is a
 small in-memory copy of the override rules and of each account's billing, reloaded when the
 shared cache version moves (admin changes) or after PRICE_BOOK_TTL seconds.
 """
@@ -21,11 +21,11 @@ from django.db.models import F, Sum
 
 from accounts.models import UpstreamAccount
 from accounts.selectors import cache_generation
+from infra.db import db_call
 from pricing.cost import FREE, PriceCard, Rate, TokenCounts, usd_to_nano
 from pricing.library import list_price
 from pricing.models import MoneyBudget, PriceMode, PriceRule
-from proxy_project.db import db_call
-from routing.limits import MoneyLimit
+from state.limits import MoneyLimit
 
 PRICE_BOOK_TTL = 10.0
 
@@ -327,7 +327,7 @@ def budget_statuses(now: datetime | None = None) -> list[BudgetStatus]:
     enabled key's token budgets (its own and those its team gives every key)."""
     from accounts.models import ClientKey
     from accounts.selectors import key_limits_effective
-    from routing.limits import period_start
+    from state.limits import period_start
 
     now = now or datetime.now(UTC)
     used = {p: _used_per_key(period_start(now, p)) for p in ("day", "week", "month")}

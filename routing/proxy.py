@@ -42,7 +42,9 @@ from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError
-from routing.limits import (
+from routing.relay import Relay
+from routing.snapshots import snapshot_expand, snapshot_save
+from state.limits import (
     LimitExceeded,
     MoneyLimit,
     Reservation,
@@ -52,8 +54,6 @@ from routing.limits import (
     limits_settle,
     max_output_tokens,
 )
-from routing.relay import Relay
-from routing.snapshots import snapshot_expand, snapshot_save
 from statestore import get_store
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ async def _admit(
 async def _reserve(
     key: KeyInfo, model: str, body: dict[str, Any], body_len: int, money: tuple[MoneyLimit, ...]
 ) -> Reservation:
-    """Take what the request can use at most from the key's limits (routing.limits)."""
+    """Take what the request can use at most from the key's limits (state.limits)."""
     tokens = estimate_tokens(body_len, body)
     cost = 0
     if money:

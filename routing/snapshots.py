@@ -14,7 +14,7 @@ import orjson
 from django.conf import settings
 from django.utils import timezone
 
-from proxy_project.db import db_call
+from infra.db import db_call
 from routing.errors import ErrorCode, ProxyError
 from routing.models import ResponseSnapshot
 

@@ -55,6 +55,10 @@ INSTALLED_APPS = [
     "routing",
     "audit",
     "pricing",
+    # Providers: everything one upstream kind is lives in its executors/<name>/ app.
+    "executors.openai_compat",
+    "executors.gitlab",
+    "executors.codex",
 ]
 
 MIDDLEWARE = [

@@ -60,7 +60,7 @@ def test_key_create_prints_once_and_stores_hash() -> None:
 def test_cooldown_clear_command(transactional_db: None) -> None:
     from accounts.models import AccountState
     from accounts.services import account_add_openai_compat, account_mark_state
-    from routing.cooldown import cooldown_start, cooldowns_list, family_scope
+    from state.cooldown import cooldown_start, cooldowns_list, family_scope
     from statestore.factory import call_sync
 
     account = account_add_openai_compat(label="c", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])

@@ -24,7 +24,7 @@ PAT = "glpat-browser-duo-user-0000000000"
 
 @pytest.fixture
 def gitlab_fakes() -> Iterator[GitLabFakes]:
-    from accounts.gitlab.grants import gitlab_grant_cache_clear
+    from executors.gitlab.grants import gitlab_grant_cache_clear
 
     fakes = serve()
     fakes.world.add_app(CLIENT_ID)

@@ -11,7 +11,7 @@ from django.db.models import Sum
 
 from audit.models import Granularity, UsageRollup
 from audit.rollups import rollups_update
-from proxy_project.db import db_call
+from infra.db import db_call
 from tests.support.proxy import ProxySetup, seed, usage_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

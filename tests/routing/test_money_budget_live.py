@@ -88,6 +88,6 @@ async def _update_key(**fields: Any) -> None:
 
 
 async def _sync(fn: Any, *args: Any) -> Any:
-    from proxy_project.db import db_call
+    from infra.db import db_call
 
     return await db_call(fn, *args)

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.flows.openai_compat import ConnectForm
 from accounts.services import account_add_openai_compat
 from accounts.validators import upstream_url_validate
+from executors.openai_compat.flows import ConnectForm
 from tests.fakes.base import Fault
 from tests.support.proxy import seed, usage_rows
 
@@ -91,9 +91,9 @@ def test_services_and_admin_form_refuse_private_urls(settings: Any) -> None:
     settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
     with pytest.raises(ValidationError):
         account_add_openai_compat(label="x", base_url="http://127.0.0.1/v1", api_key="k", model_names=["m"])
-    from accounts.codex.services import codex_account_save
-    from accounts.gitlab.errors import GitLabError
-    from accounts.gitlab.services import gitlab_pat_add
+    from executors.codex.services import codex_account_save
+    from executors.gitlab.exceptions import GitLabError
+    from executors.gitlab.services import gitlab_pat_add
 
     with pytest.raises(ValidationError):
         codex_account_save(label="c", secret={}, base_url="http://10.0.0.1/backend-api/codex")

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import AccountState, UpstreamAccount
 from accounts.services import account_mark_state
-from routing.cooldown import cooldowns_clear, cooldowns_list
+from state.cooldown import cooldowns_clear, cooldowns_list
 from statestore.factory import call_sync
 
 
