@@ -159,6 +159,43 @@ def _counters(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    """How much of one limit the current window has used (settled use; what requests still
+    in flight hold is in `held`)."""
+
+    which: LimitName
+    period: str  # "minute", "day", "week", "month"
+    used: int
+    limit: int
+    resets_in: float  # seconds until the window ends
+    held: int = 0  # charged to requests still in flight (their most), settled when they end
+
+
+async def limits_usage(
+    store: StateStore, *, key: KeyInfo, money: Sequence[MoneyLimit] = (), now: datetime | None = None
+) -> list[LimitUsage]:
+    """The key's counters as enforcement sees them, one read (for the admin and the developer page)."""
+    now = now or datetime.now(UTC)
+    counters = _counters(key, 0, 0, money, now)
+    if not counters:
+        return []
+    # _counters lists requests/minute, tokens/day, the token budgets, then the money budgets.
+    periods = ["minute"] * (key.requests_per_minute is not None) + ["day"] * (key.tokens_per_day is not None)
+    periods += [period for _, period in key.budgets] + [m.period for m in money]
+    names = [c.key for _, _, c, _ in counters]
+    values = await store.get_many(names + [held_key(n) for n in names])
+    out = []
+    for i, ((which, _, counter, window_left), period) in enumerate(zip(counters, periods, strict=True)):
+        raw, held_raw = values[i], values[len(names) + i]
+        held = int(held_raw) if held_raw else 0
+        used = (int(raw) if raw else 0) - held
+        if which == "requests_per_minute":
+            window_left = (await store.ttl(counter.key) or 0.0) if raw else _MINUTE
+        out.append(LimitUsage(which, period, max(0, used), counter.limit, window_left, max(0, held)))
+    return out
+
+
 def key_has_limits(key: KeyInfo, money: Sequence[MoneyLimit] = ()) -> bool:
     return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets) or bool(money)
 

@@ -79,7 +79,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Site-wide admin look (admin/base_site.html), ahead of django.contrib.admin's own.
+        "DIRS": [BASE_DIR / "proxy_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

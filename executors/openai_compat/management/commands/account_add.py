@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import account_add_openai_compat
+from audit.services import cli_actor
 
 
 class Command(BaseCommand):
@@ -30,6 +31,7 @@ class Command(BaseCommand):
                 model_names=str(opts["models"]).split(","),
                 priority=int(opts["priority"]),  # type: ignore[call-overload]
                 weight=int(opts["weight"]),  # type: ignore[call-overload]
+                actor=cli_actor("account_add"),
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
