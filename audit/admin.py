@@ -182,6 +182,12 @@ class _KeysFilter(admin.SimpleListFilter):
         return queryset.filter(client_key_id__in=list(self.keys_for(value).values_list("id", flat=True)))
 
 
+def _visible_keys(request: HttpRequest) -> dict[int, Any]:
+    """Keys whose names this user may see in filter choices (their own unless view_all_usage)."""
+    scope = usage_scope_for(request.user)
+    return key_people(None if scope.all_keys else scope.key_ids)
+
+
 class TeamFilter(_KeysFilter):
     title = "team"
     parameter_name = "team"
@@ -200,10 +206,7 @@ class DeveloperFilter(_KeysFilter):
     parameter_name = "developer"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        names = {p.developer for p in key_people().values()}
-        if self.value():
-            names.add(str(self.value()))
-        return [(n, n) for n in sorted(names)]
+        return [(n, n) for n in sorted({p.developer for p in _visible_keys(request).values()})]
 
     def keys_for(self, value: str) -> QuerySet[ClientKey]:
         from audit.selectors import _developer_q
@@ -216,9 +219,8 @@ class KeyFilter(_KeysFilter):
     parameter_name = "key"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            (str(k), f"{p.name} ({p.developer})") for k, p in sorted(key_people().items(), key=lambda kv: kv[1].name)
-        ]
+        people = sorted(_visible_keys(request).items(), key=lambda kv: kv[1].name)
+        return [(str(k), f"{p.name} ({p.developer})") for k, p in people]
 
     def keys_for(self, value: str) -> QuerySet[ClientKey]:
         return ClientKey.objects.filter(id=int(value)) if value.isdigit() else ClientKey.objects.none()

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "routing",
     "audit",
     "pricing",
+    "alerts",
     # Providers: everything one upstream kind is lives in its executors/<name>/ app.
     "executors.openai_compat",
     "executors.gitlab",
@@ -192,3 +193,16 @@ LOGGING = {
 
 from proxy_project.settings.celery import *  # noqa: E402,F403
 from proxy_project.settings.security import *  # noqa: E402,F403
+
+# Alerts (alerts/): where they go besides the channels set in the admin. A Slack-compatible
+# webhook URL and/or comma-separated email addresses (sent through Django's mail backend:
+# EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD / EMAIL_USE_TLS,
+# DEFAULT_FROM_EMAIL, read from the environment below).
+PROXY_ALERT_WEBHOOK_URL = os.environ.get("PROXY_ALERT_WEBHOOK_URL", "")
+PROXY_ALERT_EMAILS = os.environ.get("PROXY_ALERT_EMAILS", "")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "llm-proxy@localhost")

@@ -42,4 +42,6 @@ CELERY_BEAT_SCHEDULE = {
     "usage-rollups": {"task": "audit.tasks.rollups_update_task", "schedule": 60.0},
     "codex-refresh-ahead": {"task": "executors.codex.tasks.codex_refresh_due_task", "schedule": 900.0},
     "snapshot-cleanup": {"task": "routing.tasks.snapshot_cleanup_task", "schedule": 3600.0},
+    # Account health, budgets, quota windows: one alert per change of state.
+    "alerts-check": {"task": "alerts.tasks.alerts_check_task", "schedule": 60.0},
 }
