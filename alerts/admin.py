@@ -4,30 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from alerts.models import AlertChannel, AlertEvent
 from alerts.services import alert_channel_save, alert_channel_test, alert_channel_validate
+from audit.admin import ReadOnlyAdmin
+from pricing.admin import ServiceValidatedForm
 
 
-class AlertChannelForm(forms.ModelForm):
+class AlertChannelForm(ServiceValidatedForm):
+    validate = staticmethod(alert_channel_validate)
+
     class Meta:
         model = AlertChannel
         fields = ["kind", "target", "enabled", "note"]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        probe = AlertChannel(pk=self.instance.pk, **{k: data.get(k) for k in ("kind", "target")})
-        try:
-            alert_channel_validate(probe)
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
-        data["target"] = probe.target
-        return data
 
 
 @admin.register(AlertChannel)
@@ -51,17 +43,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(admin.ModelAdmin):
+class AlertEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "message", "old_state", "new_state", "delivered", "tries", "last_error"]
     list_filter = ["kind", "delivered"]
-    search_fields = ["message", "subject"]
-
-    # Written by alerts.services only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    search_fields = ["message", "subject"]  # written by alerts.services only

@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.validators import upstream_url_validate
 from alerts.models import AlertChannel, AlertEvent, AlertState, ChannelKind
 from alerts.selectors import Condition, conditions_current
-from audit.services import admin_action_log, changes_between
+from audit.services import model_save_logged
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +136,7 @@ def alert_channel_validate(channel: AlertChannel) -> None:
 def alert_channel_save(channel: AlertChannel, *, actor: Any | None = None) -> AlertChannel:
     alert_channel_validate(channel)
     fields = ("kind", "target", "enabled", "note")
-    before = {f: getattr(AlertChannel.objects.get(pk=channel.pk), f) for f in fields} if channel.pk else {}
-    with transaction.atomic():
-        created = channel.pk is None
-        channel.save()
-        admin_action_log(
-            actor=actor,
-            action="alert_channel_create" if created else "alert_channel_update",
-            target_type="alert_channel",
-            target_id=channel.pk,
-            target_label=str(channel),
-            changes=changes_between(before, {f: getattr(channel, f) for f in fields}),
-        )
-    return channel
+    return model_save_logged(channel, fields=fields, target_type="alert_channel", actor=actor)
 
 
 def alert_channel_test(channel: AlertChannel) -> None:

@@ -504,14 +504,9 @@ class UsageRollupAdmin(NoCountAdmin):
         return False
 
 
-@admin.register(AdminAction)
-class AdminActionAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "changes"]
-    list_filter = ["action", "target_type"]
-    search_fields = ["actor_label", "target_label", "action"]
-    date_hierarchy = "created_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only (logs, alerts): the admin lists and shows them."""
 
-    # The log is append-only from the admin's point of view: written by services only.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -520,3 +515,13 @@ class AdminActionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(AdminAction)
+class AdminActionAdmin(ReadOnlyAdmin):
+    """The log is append-only from the admin's point of view: written by services only."""
+
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "changes"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["actor_label", "target_label", "action"]
+    date_hierarchy = "created_at"

@@ -266,3 +266,51 @@ def cli_actor(command: str) -> str:
 def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """{field: [old, new]} for the fields whose value changed."""
     return {k: [_json_safe(before.get(k)), _json_safe(v)] for k, v in after.items() if before.get(k) != v}
+
+
+def _fields_of(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: _json_safe(getattr(obj, f)) for f in fields}
+
+
+def model_save_logged(
+    obj: Any, *, fields: tuple[str, ...], target_type: str, actor: Any | None = None, on_commit: Any = None
+) -> Any:
+    """Save a small settings row (a price override, a budget, an alert channel) and log
+    `<target_type>_create` / `_update` with the changed `fields`, in one transaction."""
+    from django.db import transaction
+
+    before = _fields_of(type(obj).objects.get(pk=obj.pk), fields) if obj.pk else {}
+    with transaction.atomic():
+        created = obj.pk is None
+        obj.save()
+        admin_action_log(
+            actor=actor,
+            action=f"{target_type}_create" if created else f"{target_type}_update",
+            target_type=target_type,
+            target_id=obj.pk,
+            target_label=str(obj),
+            changes=changes_between(before, _fields_of(obj, fields)),
+        )
+        if on_commit is not None:
+            transaction.on_commit(on_commit)
+    return obj
+
+
+def model_delete_logged(
+    obj: Any, *, fields: tuple[str, ...], target_type: str, actor: Any | None = None, on_commit: Any = None
+) -> None:
+    """Delete such a row and log `<target_type>_delete` with what it held."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        admin_action_log(
+            actor=actor,
+            action=f"{target_type}_delete",
+            target_type=target_type,
+            target_id=obj.pk,
+            target_label=str(obj),
+            changes=changes_between(_fields_of(obj, fields), dict.fromkeys(fields)),
+        )
+        obj.delete()
+        if on_commit is not None:
+            transaction.on_commit(on_commit)

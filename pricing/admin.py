@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -26,7 +27,27 @@ from pricing.services import (
 )
 
 
-class PriceRuleForm(forms.ModelForm):
+class ServiceValidatedForm(forms.ModelForm):
+    """A model form that runs its service's validator (`validate`) on an unsaved copy, so the
+    admin shows the same errors the service would raise, on the right fields."""
+
+    validate: Callable[[Any], None]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        names = [f for f in self._meta.fields or () if f in data]
+        probe = self._meta.model(pk=self.instance.pk, **{k: data[k] for k in names})
+        try:
+            type(self).validate(probe)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
+        data.update({k: getattr(probe, k) for k in names})  # the validator may normalise values
+        return data
+
+
+class PriceRuleForm(ServiceValidatedForm):
+    validate = staticmethod(price_rule_validate)
+
     class Meta:
         model = PriceRule
         fields = [
@@ -45,16 +66,6 @@ class PriceRuleForm(forms.ModelForm):
             "cache_read_per_mtok": "Cached input $ / 1M tokens",
             "cache_write_per_mtok": "Cache write $ / 1M tokens",
         }
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        probe = PriceRule(pk=self.instance.pk, **{k: v for k, v in data.items() if k in self.Meta.fields})
-        try:
-            price_rule_validate(probe)
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
-        data["model"] = probe.model
-        return data
 
 
 @admin.register(PriceRule)
@@ -93,20 +104,13 @@ class PriceRuleAdmin(admin.ModelAdmin):
 _per_request = threading.local()
 
 
-class MoneyBudgetForm(forms.ModelForm):
+class MoneyBudgetForm(ServiceValidatedForm):
+    validate = staticmethod(money_budget_validate)
+
     class Meta:
         model = MoneyBudget
         fields = ["key", "team", "usd", "period"]
         help_texts = {"team": "A team budget is shared by all the team's keys together."}
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        probe = MoneyBudget(pk=self.instance.pk, **{k: data.get(k) for k in self.Meta.fields})
-        try:
-            money_budget_validate(probe)
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
-        return data
 
 
 @admin.register(MoneyBudget)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from accounts.services import cache_version_bump
 from audit.models import UsageRecord
-from audit.services import admin_action_log, changes_between
+from audit.services import model_delete_logged, model_save_logged
 from pricing.models import MoneyBudget, PriceMode, PriceRule
 from pricing.selectors import price_book_clear, price_book_sync, usage_rows_price
 
@@ -34,41 +32,14 @@ def price_rule_validate(rule: PriceRule) -> None:
         raise ValidationError({"model": "There is already an override for this model and account."})
 
 
-def _snapshot(rule: PriceRule) -> dict[str, Any]:
-    return {f: (str(v) if isinstance(v := getattr(rule, f), Decimal) else v) for f in _FIELDS}
-
-
 def price_rule_save(rule: PriceRule, *, actor: Any | None = None) -> PriceRule:
     """Create or change an override (validated); applies to records written from now on."""
     price_rule_validate(rule)
-    before = _snapshot(PriceRule.objects.get(pk=rule.pk)) if rule.pk else {}
-    with transaction.atomic():
-        created = rule.pk is None
-        rule.save()
-        admin_action_log(
-            actor=actor,
-            action="price_rule_create" if created else "price_rule_update",
-            target_type="price_rule",
-            target_id=rule.pk,
-            target_label=str(rule),
-            changes=changes_between(before, _snapshot(rule)),
-        )
-        transaction.on_commit(_changed)
-    return rule
+    return model_save_logged(rule, fields=_FIELDS, target_type="price_rule", actor=actor, on_commit=_changed)
 
 
 def price_rule_delete(rule: PriceRule, *, actor: Any | None = None) -> None:
-    with transaction.atomic():
-        admin_action_log(
-            actor=actor,
-            action="price_rule_delete",
-            target_type="price_rule",
-            target_id=rule.pk,
-            target_label=str(rule),
-            changes=changes_between(_snapshot(rule), dict.fromkeys(_FIELDS)),
-        )
-        rule.delete()
-        transaction.on_commit(_changed)
+    model_delete_logged(rule, fields=_FIELDS, target_type="price_rule", actor=actor, on_commit=_changed)
 
 
 def _changed() -> None:
@@ -121,38 +92,11 @@ def money_budget_validate(budget: MoneyBudget) -> None:
         raise ValidationError({"period": "This key or team already has a money budget for this period."})
 
 
-def _budget_snapshot(budget: MoneyBudget) -> dict[str, Any]:
-    return {f: (str(v) if isinstance(v := getattr(budget, f), Decimal) else v) for f in _BUDGET_FIELDS}
-
-
 def money_budget_save(budget: MoneyBudget, *, actor: Any | None = None) -> MoneyBudget:
     """Create or change a money budget; every process applies it within about a second."""
     money_budget_validate(budget)
-    before = _budget_snapshot(MoneyBudget.objects.get(pk=budget.pk)) if budget.pk else {}
-    with transaction.atomic():
-        created = budget.pk is None
-        budget.save()
-        admin_action_log(
-            actor=actor,
-            action="money_budget_create" if created else "money_budget_update",
-            target_type="money_budget",
-            target_id=budget.pk,
-            target_label=str(budget),
-            changes=changes_between(before, _budget_snapshot(budget)),
-        )
-        transaction.on_commit(_changed)
-    return budget
+    return model_save_logged(budget, fields=_BUDGET_FIELDS, target_type="money_budget", actor=actor, on_commit=_changed)
 
 
 def money_budget_delete(budget: MoneyBudget, *, actor: Any | None = None) -> None:
-    with transaction.atomic():
-        admin_action_log(
-            actor=actor,
-            action="money_budget_delete",
-            target_type="money_budget",
-            target_id=budget.pk,
-            target_label=str(budget),
-            changes=changes_between(_budget_snapshot(budget), dict.fromkeys(_BUDGET_FIELDS)),
-        )
-        budget.delete()
-        transaction.on_commit(_changed)
+    model_delete_logged(budget, fields=_BUDGET_FIELDS, target_type="money_budget", actor=actor, on_commit=_changed)
