@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "audit",
     "pricing",
     "alerts",
+    "portal",
     # Providers: everything one upstream kind is lives in its executors/<name>/ app.
     "executors.openai_compat",
     "executors.gitlab",
