@@ -24,7 +24,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from accounts.models import ClientKey, Team, UpstreamAccount
+from accounts.models import ClientKey, UpstreamAccount
 from audit.dashboard import DashboardForm, RangeForm, dashboard_context
 from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
 from audit.selectors import (
@@ -193,7 +193,11 @@ class TeamFilter(_KeysFilter):
     parameter_name = "team"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(str(pk), name) for pk, name in Team.objects.order_by("name").values_list("id", "name")]
+        # Only the teams of keys this user may see (a staff member scoped to their own keys
+        # must not learn other teams' names here).
+        visible = _visible_keys(request).values()
+        teams = {(p.team_id, p.team) for p in visible if p.team_id}
+        return [(str(pk), name) for pk, name in sorted(teams, key=lambda t: t[1])]
 
     def keys_for(self, value: str) -> QuerySet[ClientKey]:
         return ClientKey.objects.filter(team_id=int(value)) if value.isdigit() else ClientKey.objects.none()
@@ -236,7 +240,7 @@ class ModelFilter(admin.SimpleListFilter):
         names: set[str] = set()
         for models in UpstreamAccount.objects.values_list("model_names", flat=True):
             names.update(m for m in models or () if isinstance(m, str))
-        if self.value():
+        if self.value():  # a name no account lists (an alias, a removed model) still filters
             names.add(str(self.value()))
         return [(n, n) for n in sorted(names)]
 

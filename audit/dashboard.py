@@ -69,7 +69,7 @@ class DashboardForm(RangeForm):
         developers = sorted({k.owner_label or (k.owner.username if k.owner else "") or k.name for k in key_rows})
         every: list[tuple[Any, str]] = [("", "all")]
         choices: dict[str, list[tuple[Any, str]]] = {
-            "team": every + [(t.pk, t.name) for t in Team.objects.order_by("name")],
+            "team": every + [(t.pk, t.name) for t in _teams_of(scope, key_rows)],
             "developer": every + [(d, d) for d in developers],
             "key": every + [(k.pk, k.name) for k in key_rows],
             "account": every + list(UpstreamAccount.objects.order_by("label").values_list("id", "label")),
@@ -88,6 +88,12 @@ class DashboardForm(RangeForm):
             account=data.get("account"),
             model=(data.get("model") or "").strip(),
         )
+
+
+def _teams_of(scope: UsageScope, keys: list[ClientKey]) -> list[Team]:
+    """Teams a user may pick: all of them, or (seeing only their own keys) their keys' teams."""
+    teams = Team.objects.order_by("name")
+    return list(teams if scope.all_keys else teams.filter(id__in={k.team_id for k in keys if k.team_id}))
 
 
 def records_url(params: dict[str, str], start: datetime, end: datetime) -> str:
