@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import ClientKey, UpstreamAccount
 from audit.dashboard import DashboardForm, RangeForm, dashboard_context
-from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
+from audit.models import AdminAction, Granularity, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.selectors import (
     RECORD_CSV_COLUMNS,
     ROLLUP_CSV_COLUMNS,
@@ -529,3 +529,13 @@ class AdminActionAdmin(ReadOnlyAdmin):
     list_filter = ["action", "target_type"]
     search_fields = ["actor_label", "target_label", "action"]
     date_hierarchy = "created_at"
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(ReadOnlyAdmin):
+    """Records the database refused even after cleaning (audit.services.usage_rows_write).
+    Read-only evidence: what came in and why it was refused; the queue moved on without it."""
+
+    list_display = ["created_at", "request_id", "error"]
+    search_fields = ["request_id"]
+    readonly_fields = ["created_at", "request_id", "error", "payload"]

@@ -9,6 +9,8 @@ class Outcome(models.TextChoices):
     UPSTREAM_ERROR = "upstream_error", "Upstream error"
     CLIENT_DISCONNECT = "client_disconnect", "Client disconnected"
     REJECTED = "rejected", "Rejected"
+    # The proxy itself failed: its database unreachable (503) or a bug (500).
+    PROXY_ERROR = "proxy_error", "Proxy error"
 
 
 class UsageRecord(models.Model):
@@ -66,6 +68,25 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.surface} {self.requested_model} {self.outcome}"
+
+
+class UsageDeadLetter(models.Model):
+    """A buffered usage record the database refused even after cleaning, set aside so the
+    records behind it keep flowing (audit.services.usage_flush). Read-only in the admin; each
+    one is also counted (llmproxy_usage_dead_letters) and logged with the reason."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    error = models.CharField(max_length=500)
+    # The buffer entry as JSON text (NUL bytes escaped), at most 64 KiB.
+    payload = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "usage dead letter"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.request_id or '?'}: {self.error[:60]}"
 
 
 # Time-to-first-byte histogram bounds (ms, upper-inclusive). Percentiles are read from these

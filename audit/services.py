@@ -25,9 +25,13 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DataError, IntegrityError, transaction
 
-from audit.models import AdminAction, Outcome, UsageRecord
+from audit.cleaning import text_clean, usage_draft_clean, usage_row_clean
+from audit.models import AdminAction, Outcome, UsageDeadLetter, UsageRecord
 from infra.db import db_call
+from observability.metrics import usage_dead_letters_count
 from statestore import LockNotAcquired, StateStore, StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)
@@ -97,7 +101,10 @@ def _local_keep(entries: list[bytes]) -> None:
 
 async def usage_record(draft: UsageDraft, *, store: StateStore | None = None) -> None:
     """Hand one finished record to the buffer (one RPUSH; no database on the request path)."""
-    # orjson serialises the dataclass natively (no asdict copy).
+    # Cleaned here, where the record is complete: nothing the client or upstream put into it
+    # can make the database refuse it later (audit/cleaning.py). Then orjson serialises the
+    # dataclass natively (no asdict copy).
+    usage_draft_clean(draft)
     raw = orjson.dumps(draft)
     try:
         await (store or get_store()).list_push(USAGE_BUFFER_KEY, raw)
@@ -135,9 +142,7 @@ async def usage_local_drain(*, store: StateStore | None = None, batch: int = 100
             try:
                 await (store or get_store()).list_push(USAGE_BUFFER_KEY, *chunk)
             except StoreUnavailable:
-                rows = [r for r in map(_to_model, chunk) if r is not None]
-                if rows:
-                    await db_call(_insert, rows)  # idempotent by request_id, like the flusher
+                await db_call(usage_rows_write, chunk)  # idempotent by request_id, like the flusher
         except BaseException:
             _local.extendleft(reversed(chunk))  # back in front, order kept; nothing lost
             raise
@@ -145,15 +150,25 @@ async def usage_local_drain(*, store: StateStore | None = None, batch: int = 100
     return moved
 
 
-def _to_model(raw: bytes) -> UsageRecord | None:
+# Errors that belong to one row (bad value, constraint): set that row aside. Anything else
+# (database down, connection lost) keeps the whole batch in the buffer for the next flush.
+_ROW_ERRORS = (DataError, IntegrityError, ValidationError, ValueError, TypeError, OverflowError)
+_FIELDS = frozenset(f.attname for f in UsageRecord._meta.concrete_fields) - {"id"}
+DEAD_PAYLOAD_MAX = 65_536
+
+
+def _to_model(raw: bytes) -> UsageRecord:
+    """Decode and clean one buffer entry; raises one of _ROW_ERRORS if it is unusable."""
     try:
         data = orjson.loads(raw)
-        data["created_at"] = datetime.fromtimestamp(data["created_at"], tz=UTC)
-        data["error_message"] = (data.get("error_message") or "")[:500]
-        return UsageRecord(**data)
-    except Exception:  # a corrupt entry must not block the buffer forever
-        log.exception("dropping unreadable usage buffer entry")
-        return None
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"unreadable buffer entry: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("buffer entry is not an object")
+    data = {k: v for k, v in data.items() if k in _FIELDS}
+    data["request_id"] = uuid.UUID(str(data.get("request_id")))
+    data["created_at"] = datetime.fromtimestamp(float(data["created_at"]), tz=UTC)
+    return UsageRecord(**usage_row_clean(data))
 
 
 def _insert(rows: list[UsageRecord]) -> None:
@@ -172,6 +187,49 @@ def _price(rows: list[UsageRecord]) -> None:
         log.exception("could not price %d usage records; written without a cost", len(rows))
 
 
+def _dead_letter(raw: bytes, exc: BaseException) -> UsageDeadLetter:
+    text = raw[:DEAD_PAYLOAD_MAX].decode("utf-8", "replace").replace("\x00", "\\u0000")
+    try:
+        request_id = str(orjson.loads(raw).get("request_id", ""))[:64]
+    except Exception:
+        request_id = ""
+    reason = text_clean(f"{type(exc).__name__}: {exc}", 500)
+    log.error("usage record %s set aside (dead letter): %s", request_id or "?", reason)
+    return UsageDeadLetter(request_id=text_clean(request_id, 64), error=reason, payload=text_clean(text))
+
+
+def usage_rows_write(entries: list[bytes]) -> int:
+    """Write buffer entries (sync; run through db_call). Returns how many became records.
+
+    One statement for the batch; if the database refuses it, row by row, and each row it
+    still refuses goes to UsageDeadLetter, so one bad record never blocks the others.
+    Database unavailable: raises, and the caller keeps the entries buffered.
+    """
+    rows: list[tuple[bytes, UsageRecord]] = []
+    dead: list[UsageDeadLetter] = []
+    for raw in entries:
+        try:
+            rows.append((raw, _to_model(raw)))
+        except (*_ROW_ERRORS, KeyError) as exc:
+            dead.append(_dead_letter(raw, exc))
+    try:
+        _insert([row for _, row in rows])
+        written = len(rows)
+    except _ROW_ERRORS:
+        written = 0
+        for raw, row in rows:
+            try:
+                with transaction.atomic():
+                    _insert([row])
+                written += 1
+            except _ROW_ERRORS as exc:
+                dead.append(_dead_letter(raw, exc))
+    if dead:
+        UsageDeadLetter.objects.bulk_create(dead)
+        usage_dead_letters_count(len(dead))
+    return written
+
+
 async def usage_flush(*, store: StateStore | None = None, batch: int | None = None) -> int:
     """Write buffered records to the database; returns how many were written."""
     store = store or get_store()
@@ -186,11 +244,8 @@ async def usage_flush(*, store: StateStore | None = None, batch: int | None = No
                 raw = await store.list_range(USAGE_BUFFER_KEY, size)
                 if not raw:
                     break
-                rows = [r for r in map(_to_model, raw) if r is not None]
-                if rows:
-                    await db_call(_insert, rows)
+                written += await db_call(usage_rows_write, raw)
                 await store.list_drop(USAGE_BUFFER_KEY, len(raw))
-                written += len(rows)
     except LockNotAcquired:
         return 0  # another flusher is on it
     except StoreUnavailable:

@@ -2,14 +2,14 @@
 
 from celery import shared_task
 
+from audit.flusher import usage_flush_logged
 from audit.rollups import rollups_update
-from audit.services import usage_flush
 from statestore.factory import call_sync
 
 
 @shared_task(ignore_result=True)
 def usage_flush_task() -> int:
-    return call_sync(lambda store: usage_flush(store=store))
+    return call_sync(lambda store: usage_flush_logged(store=store))
 
 
 @shared_task(ignore_result=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)

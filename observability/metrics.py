@@ -244,3 +244,18 @@ def _is_cancel(exc: BaseException) -> bool:
     import asyncio
 
     return isinstance(exc, asyncio.CancelledError)
+
+
+# ------------------------------------------------------------------------- usage recording
+
+USAGE_DEAD_LETTERS = Counter(
+    "llmproxy_usage_dead_letters",
+    "Usage records the database refused even after cleaning, set aside in UsageDeadLetter.",
+)
+
+
+def usage_dead_letters_count(n: int) -> None:
+    try:
+        USAGE_DEAD_LETTERS.inc(n)
+    except Exception:
+        log.exception("could not count usage dead letters")

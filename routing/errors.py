@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 
 import orjson
+from django.db import InterfaceError, OperationalError
 
 from formats import Dialect, error_body
+
+log = logging.getLogger(__name__)
 
 
 class ErrorCode(StrEnum):
@@ -22,6 +26,26 @@ class ErrorCode(StrEnum):
     NO_ACCOUNT = "no_account_available"
     UPSTREAM_ERROR = "upstream_error"
     NOT_IMPLEMENTED = "not_implemented"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+def internal_error(exc: BaseException) -> ProxyError:
+    """What the client sees when the proxy itself failed (never the exception's text).
+
+    The database unreachable (a request that needs a row its caches no longer hold) is a
+    503 the client may retry; anything else is a bug: 500, logged with its traceback.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return ProxyError(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "the proxy's database is unavailable; retry shortly",
+            retry_after=5,
+            outcome="proxy_error",
+        )
+    log.error("internal error", exc_info=exc)
+    return ProxyError(500, ErrorCode.INTERNAL_ERROR, "internal proxy error", outcome="proxy_error")
 
 
 class ProxyError(Exception):

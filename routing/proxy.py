@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from accounts.selectors import KeyInfo
+from audit.cleaning import usage_draft_clean
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
 from executors.base import UpstreamStreamError
@@ -41,7 +42,7 @@ from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
-from routing.errors import ErrorCode, ProxyError
+from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
 from state.limits import (
@@ -102,6 +103,8 @@ class _Finisher:
             return
         self.done = True
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
+        # Before settling: a hostile upstream's negative count must not refund a key's budget.
+        usage_draft_clean(self.draft)
         if self.reservation is not None:
             d = self.draft
             cost = await _real_cost(d) if self.reservation.money else 0
@@ -258,12 +261,11 @@ async def proxy_handle(
         )
         if not req.stream:
             return await _whole_reply(fin, req, opened)
-        streaming_handed_off = True
-        return _stream_reply(fin, req, opened)
+        reply = _stream_reply(fin, req, opened)
+        streaming_handed_off = True  # from here the stream's own finally records it
+        return reply
     except ProxyError as exc:
-        fin.fail(exc.outcome, exc.status, exc.code, exc.message)
-        status, hdrs, payload = exc.render(dialect)
-        return Reply(status=status, headers=hdrs, body=payload)
+        return _failed(fin, exc, dialect)
     except UpstreamFormatError as exc:
         fin.fail(Outcome.UPSTREAM_ERROR, 502, "upstream_bad_response", exc.message)
         status, hdrs, payload = ProxyError(502, ErrorCode.UPSTREAM_ERROR, f"upstream answer: {exc.message}").render(
@@ -282,6 +284,8 @@ async def proxy_handle(
     except asyncio.CancelledError:
         fin.fail(Outcome.CLIENT_DISCONNECT, 499, "client_disconnect", "client went away before the answer")
         raise
+    except Exception as exc:  # recorded as what it is, never as the default ok/200
+        return _failed(fin, internal_error(exc), dialect)
     finally:
         if not streaming_handed_off:
             await fin.finish()
@@ -307,11 +311,17 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
     except ProxyError as exc:
-        fin.fail(exc.outcome, exc.status, exc.code, exc.message)
-        status, hdrs, payload = exc.render(Dialect.MESSAGES)
-        return Reply(status=status, headers=hdrs, body=payload)
+        return _failed(fin, exc, Dialect.MESSAGES)
+    except Exception as exc:
+        return _failed(fin, internal_error(exc), Dialect.MESSAGES)
     finally:
         await fin.finish()
+
+
+def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
+    fin.fail(exc.outcome, exc.status, exc.code, exc.message)
+    status, hdrs, payload = exc.render(dialect)
+    return Reply(status=status, headers=hdrs, body=payload)
 
 
 def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) -> None:
@@ -397,7 +407,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
         except Exception:
             # A bug must still end the stream visibly (never a silently truncated success).
             log.exception("stream relay failed")
-            fin.fail(Outcome.UPSTREAM_ERROR, 200, "internal_error", "the proxy failed while relaying the stream")
+            fin.fail(Outcome.PROXY_ERROR, 200, "internal_error", "the proxy failed while relaying the stream")
             for out in relay.error(message="internal proxy error while relaying the stream", code="internal_error"):
                 yield out
         finally:

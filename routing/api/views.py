@@ -13,7 +13,7 @@ from ninja import NinjaAPI
 from formats import Dialect
 from routing.auth import client_authenticate
 from routing.catalog import catalog_models
-from routing.errors import ErrorCode, ProxyError
+from routing.errors import ProxyError, internal_error
 from routing.proxy import Reply, count_tokens_handle, proxy_handle
 
 api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url="/docs")
@@ -119,10 +119,6 @@ def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Last resort: a bug must still answer in the client's dialect, without internals.
-    import logging
-
-    logging.getLogger(__name__).exception("unhandled error on %s", request.path)
-    status, headers, body = ProxyError(500, ErrorCode.UPSTREAM_ERROR, "internal proxy error").render(
-        _models_dialect(request)
-    )
+    # (internal_error logs the traceback; a database outage is a 503, not a 500.)
+    status, headers, body = internal_error(exc).render(_models_dialect(request))
     return HttpResponse(body, status=status, headers=headers)

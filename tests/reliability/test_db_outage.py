@@ -55,3 +55,36 @@ async def test_database_outage_serves_from_cache_and_flushes_later(
     assert len(rows) == 21 and len({r.request_id for r in rows}) == 21
     assert await usage_buffer_depth() == 0
     assert await db_call(UsageRecord.objects.count) == 21
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/messages"])
+async def test_database_down_past_the_cache_lifetime_is_a_503_recorded_as_such(
+    proxy: ProxySetup, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Issue 17 (minor, F7): a 500 'internal proxy error' with code upstream_error, recorded as
+    outcome=ok / 200, became an honest 503 in the client's dialect, recorded as proxy_error."""
+    from accounts.selectors import caches_clear
+
+    body = {**_chat(False), "max_tokens": 5}
+    async with httpx.AsyncClient(timeout=15) as client:
+        # given the database down and the caches expired (the key can no longer be looked up)
+        def down(self: Any) -> None:
+            raise OperationalError("simulated outage: connection refused")
+
+        monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", down)
+        caches_clear()
+        r = await client.post(proxy.v1 + path, json=body, headers=proxy.headers(**{"anthropic-version": "2023-06-01"}))
+        monkeypatch.undo()
+    # then the client gets a retryable 503 in its own dialect
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "5"
+    error = r.json()["error"]
+    if path == "/messages":
+        assert r.json()["type"] == "error" and error["type"] == "overloaded_error"
+    else:
+        assert error["code"] == "service_unavailable" and error["type"] == "server_error"
+    # and the record says what happened
+    rows = await usage_rows(1)
+    assert [(row.outcome, row.status_code, row.error_code) for row in rows] == [
+        ("proxy_error", 503, "service_unavailable")
+    ]

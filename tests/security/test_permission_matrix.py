@@ -35,7 +35,7 @@ from accounts.models import ClientKey, Team, UpstreamAccount
 from accounts.services import account_add_openai_compat, client_key_create, team_create
 from alerts.models import AlertChannel, AlertEvent, ChannelKind
 from alerts.services import alert_channel_save
-from audit.models import AdminAction, UsageRecord, UsageRollup
+from audit.models import AdminAction, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
 from pricing.models import MoneyBudget, PriceMode, PriceRule
 from pricing.services import money_budget_save, price_rule_save
@@ -48,7 +48,8 @@ PASSWORD = "pw-matrix-123456"
 BOB_MARKERS = ("bob-private-key", "bob-private-model", "bob-team")
 
 # Product models in the admin and what is special about them.
-READ_ONLY = {"usagerecord", "usagerollup", "adminaction", "alertevent"}  # nobody adds, changes or deletes
+# nobody adds, changes or deletes
+READ_ONLY = {"usagerecord", "usagerollup", "adminaction", "usagedeadletter", "alertevent"}
 PRODUCT_APPS = ("accounts", "audit", "routing", "pricing", "alerts")
 ADD_REDIRECTS = {"upstreamaccount"}  # "add" goes to the guided flows
 OWNED = {"clientkey", "usagerecord", "usagerollup"}  # staff_dev sees only their own rows
@@ -141,6 +142,7 @@ def world() -> World:
             "usagerecord": bob_record,
             "usagerollup": rollup,
             "adminaction": AdminAction.objects.filter(target_type="client_key", target_id=bob_key.pk).first(),
+            "usagedeadletter": UsageDeadLetter.objects.create(request_id="r-1", error="DataError: x", payload="{}"),
             "user": bob,
             "group": None,
             "pricerule": price_rule,

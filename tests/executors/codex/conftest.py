@@ -27,7 +27,8 @@ def codex_fake(_codex_server: FakeServer[CodexFakeApp]) -> Iterator[FakeServer[C
 
 
 def import_account(fake: FakeServer[CodexFakeApp], *, label: str = "codex-a", **auth: Any) -> Any:
-    """A Codex account whose tokens the fake issued, pointing at the fake."""
+    """A Codex account whose tokens the fake issued, pointing at the fake. Tests add several
+    accounts signed in to the fake's one ChatGPT account: the duplicate is confirmed."""
     from executors.codex.services import codex_import_auth_json
 
     return codex_import_auth_json(
@@ -36,6 +37,7 @@ def import_account(fake: FakeServer[CodexFakeApp], *, label: str = "codex-a", **
         base_url=fake.url + "/backend-api/codex",
         model_names=["gpt-5.5", "gpt-5.4"],
         provider_config={"auth_url": fake.url},
+        allow_duplicate=True,
     )
 
 

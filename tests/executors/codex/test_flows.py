@@ -241,10 +241,10 @@ def test_pkce_flow_expired_link(admin_client: Client, codex_fake: Any) -> None:
 # ---------------------------------------------------------------------------- device code
 
 
-def _device_start(client: Client, fake: Any) -> tuple[str, str]:
+def _device_start(client: Client, fake: Any, **extra: Any) -> tuple[str, str]:
     url = BASE + "codex.device/"
     client.get(url)
-    page = _text(client.post(url, _settings(fake)))
+    page = _text(client.post(url, _settings(fake, **extra)))
     match = re.search(r'id="codex-user-code"[^>]*>([0-9A-F-]+)<', page)
     assert match, page[:3000]
     assert f'href="{fake.url}/codex/device"' in page and "I approved it — continue" in page
@@ -347,3 +347,26 @@ def test_relogin_keeps_the_installation_id(admin_client: Client, codex_fake: Any
     assert admin_client.post(url, {"callback": _sign_in(authorize)}).status_code == 302
     again = UpstreamAccount.objects.get(label="codex")
     assert again.pk == first.pk and again.installation_id == first.installation_id
+
+
+def test_the_same_chatgpt_account_twice_is_refused_unless_confirmed(admin_client: Client, codex_fake: Any) -> None:
+    # the first, through the device flow: in the action log with the admin who added it
+    codex_fake.app.device_pending_polls = 0
+    url, _code = _device_start(admin_client, codex_fake)
+    assert admin_client.post(url, {}).status_code == 302
+    created = AdminAction.objects.get(action="account.create", target_label="codex")
+    assert created.actor_label == "boss"
+    # the same ChatGPT account under another label: refused, saying which account has it
+    page = _text(_import(admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()), label="codex-2"))
+    assert "ChatGPT account acc-fake-0001 is already added as account 'codex'" in page
+    assert not UpstreamAccount.objects.filter(label="codex-2").exists()
+    # ticked: added, and logged too
+    done = _import(
+        admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()), label="codex-2", allow_duplicate="on"
+    )
+    assert done.status_code == 302
+    assert AdminAction.objects.get(action="account.create", target_label="codex-2").actor_label == "boss"
+    # and a device sign-in to it, refused after the exchange, says how to add it anyway
+    url, _code = _device_start(admin_client, codex_fake, label="codex-3")
+    page = _text(admin_client.post(url, {}))
+    assert "already added as account" in page and "tick “Add even if already added”" in page
