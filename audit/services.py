@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, transaction
 
 from audit.cleaning import text_clean, usage_draft_clean, usage_row_clean
 from audit.models import AdminAction, Outcome, UsageDeadLetter, UsageRecord
@@ -183,6 +183,8 @@ def _price(rows: list[UsageRecord]) -> None:
 
     try:
         usage_rows_price(rows)
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: the insert would fail too; the batch stays buffered
     except Exception:  # a price problem must never hold up the records: they stay unpriced
         log.exception("could not price %d usage records; written without a cost", len(rows))
 
