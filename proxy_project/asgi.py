@@ -35,6 +35,23 @@ class ApiHandler(ASGIHandler):
         # calls share the process's single sync thread; the API's own DB work uses db_call.
         await self.handle(scope, receive, send)
 
+    async def send_response(self, response: Any, send: Any) -> None:
+        from routing.api.views import SseResponse
+
+        if not isinstance(response, SseResponse):
+            await super().send_response(response, send)
+            return
+        # Streams: each part is one event's bytes; send it as it comes, with none of Django's
+        # per-part wrapping (measured in docs/performance.md). Closing the generator (also when
+        # the client goes away and this task is cancelled) ends the relay and its upstream.
+        headers = [(k.encode("ascii"), v.encode("latin-1")) for k, v in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        body = getattr(send, "__wrapped__", send)
+        async with contextlib.aclosing(response.parts) as parts:
+            async for part in parts:
+                await body({"type": "http.response.body", "body": part, "more_body": True})
+        await body({"type": "http.response.body"})
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
@@ -86,14 +103,15 @@ async def _shutdown(state: dict[str, Any]) -> None:
 
 
 _WS_BODY = (
-    b'{"error":{"message":"WebSocket transport is not implemented by this proxy; use HTTP POST /v1/responses",'
+    b'{"error":{"message":"WebSocket transport is only served on /v1/responses; use HTTP here",'
     b'"type":"invalid_request_error","param":null,"code":"websocket_not_supported"}}'
 )
 
 
 async def _refuse_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answer a WebSocket upgrade with 426: Codex CLI then falls back to HTTP at once
-    (a 404/405 would cost it seven retries first)."""
+    """Answer a WebSocket upgrade the proxy cannot serve with 426: Codex CLI then falls back
+    to HTTP at once (a 404/405 would cost it seven retries first). /v1/responses is served
+    (routing/api/websocket.py)."""
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
@@ -123,7 +141,12 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] == "websocket":
-        await _refuse_websocket(scope, receive, send)
+        if scope["path"] == "/v1/responses":
+            from routing.api.websocket import responses_websocket
+
+            await responses_websocket(scope, receive, send)
+        else:
+            await _refuse_websocket(scope, receive, send)
         return
     if scope["type"] == "http" and scope["path"].startswith(_API_PREFIXES):
         # Binds the request id (logs, usage record) and adds x-request-id to every answer.

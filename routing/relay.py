@@ -76,8 +76,11 @@ class Relay:
         include_usage: bool,
         custom_tools: Collection[str] = (),
         input_tokens: int = 0,
+        frames: bool = False,
     ) -> None:
         self.source, self.target = source, target
+        # frames: one event's JSON per output item (a WebSocket message) instead of SSE bytes.
+        self._encode = _frame if frames else encode_sse
         self.done = False
         self.final_response: dict[str, Any] | None = None  # Responses clients: for the snapshot
         self._chat = ChatPassthrough(include_usage=include_usage) if source is target is Dialect.CHAT else None
@@ -114,7 +117,7 @@ class Relay:
         return [self._emit(e) for e in self._translator.finish()]
 
     def error(self, *, message: str, code: str) -> list[bytes]:
-        return [encode_sse(e) for e in self._translator.error_events(message=message, type="server_error", code=code)]
+        return [self._encode(e) for e in self._translator.error_events(message=message, type="server_error", code=code)]
 
     def _emit(self, ev: SseEvent) -> bytes:
         if self.target is Dialect.RESPONSES and self.final_response is None and _is_completed(ev):
@@ -125,7 +128,11 @@ class Relay:
                     self.final_response = response
             except orjson.JSONDecodeError:
                 pass
-        return encode_sse(ev)
+        return self._encode(ev)
+
+
+def _frame(ev: SseEvent) -> bytes:
+    return ev.data
 
 
 def _is_completed(ev: SseEvent) -> bool:

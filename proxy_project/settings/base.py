@@ -143,9 +143,8 @@ UPSTREAM_TIMEOUTS = {
     "write": env_float("UPSTREAM_WRITE_TIMEOUT", 60.0),
     "pool": env_float("UPSTREAM_POOL_TIMEOUT", 10.0),
 }
+# Per upstream kind and web worker (one aiohttp pool each, executors/http.py).
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
-# Small pools used in turn (see executors/http.py for why not one big pool).
-UPSTREAM_POOL_SHARDS = env_int("UPSTREAM_POOL_SHARDS", 8)
 # Failover bounds for one client request.
 DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.
@@ -157,6 +156,12 @@ COOLDOWN_BACKOFF_CAP_SECONDS = env_float("COOLDOWN_BACKOFF_CAP_SECONDS", 1800.0)
 DISPATCH_DEADLINE_SECONDS = env_float("DISPATCH_DEADLINE_SECONDS", 120.0)
 # How long a conversation stays bound to the account that served it.
 AFFINITY_TTL_SECONDS = env_float("AFFINITY_TTL_SECONDS", 3600.0)
+
+# Client WebSockets on /v1/responses (docs/protocols/responses-websocket.md): the lifetime cap
+# the real service documents (60 min, then `websocket_connection_limit_reached`), and how
+# long a socket past it may sit idle before it is closed.
+WS_MAX_AGE_SECONDS = env_float("WS_MAX_AGE_SECONDS", 3600.0)
+WS_IDLE_GRACE_SECONDS = env_float("WS_IDLE_GRACE_SECONDS", 300.0)
 
 # How long `previous_response_id` can refer to a stored Responses answer.
 SNAPSHOT_RETENTION_HOURS = env_int("SNAPSHOT_RETENTION_HOURS", 24 * 7)

@@ -349,6 +349,24 @@ def test_relogin_keeps_the_installation_id(admin_client: Client, codex_fake: Any
     assert again.pk == first.pk and again.installation_id == first.installation_id
 
 
+def test_board_test_uses_the_accounts_provider_config(admin_client: Client, codex_fake: Any) -> None:
+    """ "Test now" sends what a real request would: the account's own settings, not defaults
+    (it used to build the account view by hand and drop provider_config)."""
+    _import(admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()))
+    account = UpstreamAccount.objects.get(label="codex")
+    account.provider_config = {
+        **account.provider_config,
+        "client_version": "0.170.2",
+        "default_instructions": "Probe from the board.",
+    }
+    account.save(update_fields=["provider_config"])
+
+    assert "Codex: gpt-5.4 answered" in _board_action(admin_client, "test_accounts", account)
+    sent = [r for r in codex_fake.requests if r["path"] == "/backend-api/codex/responses"][-1]
+    assert sent["headers"]["user-agent"].startswith("codex_cli_rs/0.170.2 ")
+    assert sent["json"]["instructions"] == "Probe from the board."
+
+
 def test_the_same_chatgpt_account_twice_is_refused_unless_confirmed(admin_client: Client, codex_fake: Any) -> None:
     # the first, through the device flow: in the action log with the admin who added it
     codex_fake.app.device_pending_polls = 0
