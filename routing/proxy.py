@@ -40,7 +40,7 @@ from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import Resolution, catalog_resolve
 from routing.conversation import Conversation
-from routing.dispatch import Affinity, Opened, dispatch_open
+from routing.dispatch import Affinity, Job, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
@@ -252,19 +252,18 @@ async def _handle(
         req, affinity, continuation = await _route_request(dialect, headers, key, body, conversation)
         fin.draft.stream = req.stream
         resolution = await _resolve(req.model)
-        opened = await dispatch_open(
-            resolution=resolution,
-            dialect=dialect,
-            body=req.body,
-            stream=req.stream,
-            draft=fin.draft,
-            affinity=affinity,
-            client_headers=headers,
-            provider_meta=req.provider_meta,
-            memo=req.memo,
+        job = Job(
+            resolution,
+            dialect,
+            req.body,
+            req.stream,
+            headers,
+            req.provider_meta,
+            req.memo,
             session=conversation.session if conversation is not None else None,
             continuation=continuation,
         )
+        opened = await dispatch_open(job, draft=fin.draft, affinity=affinity)
         headers_extra = _dropped_tools(fin, req)
         if not req.stream:
             return await _whole_reply(fin, req, opened, headers_extra)

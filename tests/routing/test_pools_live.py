@@ -16,7 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from accounts.services import account_add_openai_compat, client_key_create
+from accounts.services import client_key_create
+from executors.openai_compat.services import account_add_openai_compat
 from infra.db import db_call
 from tests.fakes.base import FakeServer, Fault
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
