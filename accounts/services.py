@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, Team, UpstreamAccount
-from accounts.validators import upstream_url_validate
+from accounts.validators import provider_config_validate, upstream_url_validate
 from audit.services import admin_action_log, changes_between
 from statestore.factory import call_sync
 
@@ -58,6 +58,7 @@ def account_create(
     if credential_kind not in CredentialKind.values:
         raise ValueError(f"unknown credential kind {credential_kind!r}")
     base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
+    provider_config_validate(provider_config or {})  # and every URL in provider_config
     with transaction.atomic():
         account = UpstreamAccount.objects.create(
             label=label,
@@ -142,6 +143,8 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "base_url" in fields:
         fields["base_url"] = upstream_url_validate(fields["base_url"])
+    if "provider_config" in fields:
+        provider_config_validate(fields["provider_config"] or {})
     with transaction.atomic():
         before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():

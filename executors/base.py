@@ -31,6 +31,11 @@ def encode_options_for(account: AccountInfo) -> EncodeOptions:
 _DEFAULT_OPTIONS = EncodeOptions()
 
 
+def translation_memo_key(target: Dialect, options: EncodeOptions) -> str:
+    """Where a prepared translation of the request to `target` is kept in the request memo."""
+    return f"translation:{target.value}:{options!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelFacts:
     """Catalog facts about the upstream model that change how an executor calls it."""
@@ -77,7 +82,10 @@ class UpstreamCall:
         if target is self.dialect:
             body = dict(self.body)
         else:
-            body = encode_request(self.canonical, target, options=encode_options_for(self.account))
+            options = encode_options_for(self.account)
+            # A large body's translations were prepared off the event loop (routing.intake).
+            warm = self.memo.get(translation_memo_key(target, options))
+            body = dict(warm) if warm is not None else encode_request(self.canonical, target, options=options)
         body["model"] = self.upstream_model
         return body
 

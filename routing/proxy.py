@@ -19,7 +19,7 @@ from accounts.selectors import KeyInfo
 from audit.cleaning import usage_draft_clean
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.base import UpstreamStreamError
+from executors.base import UpstreamStreamError, encode_options_for
 from formats import (
     Dialect,
     InvalidRequest,
@@ -31,7 +31,6 @@ from formats import (
     decode_response,
     encode_response,
     usage_from,
-    validate_request,
 )
 from formats.tokens import count_tokens
 from observability.metrics import metrics_record
@@ -41,6 +40,7 @@ from routing.auth import client_authenticate
 from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
+from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
 from routing.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
@@ -130,25 +130,6 @@ class _Request:
         return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, "request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, "request body must be a JSON object")
-    return body
-
-
-def _validate(dialect: Dialect, body: dict[str, Any], *, count_only: bool = False) -> None:
-    try:
-        validate_request(dialect, body, count_tokens=count_only)
-    except UnsupportedFeature as exc:
-        raise ProxyError(400, ErrorCode.UNSUPPORTED_FIELD, f"{exc.field}: {exc.reason}", param=exc.field) from None
-    except InvalidRequest as exc:
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, exc.message, param=exc.field) from None
-
-
 async def _admit(
     fin: _Finisher,
     dialect: Dialect,
@@ -157,16 +138,22 @@ async def _admit(
     body_too_large: bool,
     *,
     count_only: bool = False,
-) -> tuple[KeyInfo, dict[str, Any]]:
+) -> tuple[KeyInfo, Intake]:
     """Authenticate and validate; nothing reaches an upstream before this passes."""
     key = await client_authenticate(headers)
     fin.draft.client_key_id, fin.draft.key_prefix = key.id, key.prefix
     if body_too_large:
         raise ProxyError(413, ErrorCode.REQUEST_TOO_LARGE, "request body is larger than this proxy accepts")
-    body = _parse_body(raw_body)
-    if isinstance(body.get("model"), str):
+    if body_is_large(raw_body):  # off the event loop: see routing/intake.py
+        intake = await asyncio.to_thread(body_read, dialect, raw_body, headers, count_only=count_only, large=True)
+    else:
+        intake = body_read(dialect, raw_body, headers, count_only=count_only)
+    body = intake.body
+    if body is not None and isinstance(body.get("model"), str):
         fin.draft.requested_model = body["model"][:200]
-    _validate(dialect, body, count_only=count_only)
+    if intake.error is not None:
+        raise intake.error
+    assert body is not None
     model: str = body["model"]
     if not key.allows(model):
         raise ProxyError(403, ErrorCode.FORBIDDEN, f"this API key may not use model '{model}'", param="model")
@@ -183,7 +170,7 @@ async def _admit(
                 f"retry in {int(exc.retry_after + 0.999)} s",
                 retry_after=exc.retry_after,
             ) from None
-    return key, body
+    return key, intake
 
 
 async def proxy_handle(
@@ -193,11 +180,16 @@ async def proxy_handle(
     fin = _Finisher(UsageDraft(surface=dialect.value, request_id=request_id_current()))
     streaming_handed_off = False
     try:
-        key, body = await _admit(fin, dialect, headers, raw_body, body_too_large)
+        key, intake = await _admit(fin, dialect, headers, raw_body, body_too_large)
+        body = intake.body
+        assert body is not None
         provider_meta: dict[str, Any] = {}
-        affinity = Affinity(key_id=key.id, session=session_of(dialect, headers, body))
+        session = intake.session if intake.large else session_of(dialect, headers, body)
+        affinity = Affinity(key_id=key.id, session=session)
         if dialect is Dialect.RESPONSES and body.get("previous_response_id"):
             body, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
+            # The whole conversation is now the body: bounded and decoded off the loop.
+            intake = await asyncio.to_thread(expanded_read, dialect, body)
         req = _Request(
             dialect=dialect,
             key=key,
@@ -205,11 +197,15 @@ async def proxy_handle(
             model=body["model"],
             stream=body.get("stream") is True,
             provider_meta=provider_meta,
+            memo=intake.memo,
         )
         fin.draft.stream = req.stream
         resolution = await catalog_resolve(req.model)
         if not resolution.targets:
             raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
+        if intake.large:
+            options = [encode_options_for(t.account) for t in resolution.targets]
+            await asyncio.to_thread(translations_warm, req.memo, dialect, options)
         opened = await dispatch_open(
             resolution=resolution,
             dialect=dialect,
@@ -257,7 +253,9 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
     """Anthropic `count_tokens`: counted locally, never sent upstream."""
     fin = _Finisher(UsageDraft(surface="messages.count_tokens", request_id=request_id_current()))
     try:
-        _, body = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
+        _, intake = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
+        body = intake.body
+        assert body is not None
         if not (await catalog_resolve(body["model"])).targets:
             raise ProxyError(
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
@@ -286,13 +284,19 @@ def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
     return Reply(status=status, headers=hdrs, body=payload)
 
 
+def _approx_prompt_tokens(req: _Request) -> int:
+    # Prepared off the loop for a large body (routing.intake.translations_warm).
+    approx = req.memo.get("approx_tokens")
+    return approx if isinstance(approx, int) else count_tokens(req.canonical, exact=False)
+
+
 def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) -> None:
     if usage is not None:
         fin.apply_usage(usage)
         return
     # The upstream reported nothing: count the prompt locally and say it is an estimate.
     try:
-        fin.draft.input_tokens = count_tokens(req.canonical, exact=False)
+        fin.draft.input_tokens = _approx_prompt_tokens(req)
     except (UnsupportedFeature, InvalidRequest):
         return
     fin.draft.usage_estimated = True
@@ -334,7 +338,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
         model=req.model,
         include_usage=req.include_usage,
         custom_tools=custom_tool_names(req.canonical) if translating else (),
-        input_tokens=count_tokens(req.canonical, exact=False) if translating and req.dialect is Dialect.MESSAGES else 0,
+        input_tokens=_approx_prompt_tokens(req) if translating and req.dialect is Dialect.MESSAGES else 0,
     )
     assert response.events is not None
     events = response.events
@@ -374,6 +378,10 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
                 yield out
         finally:
             _estimate_missing_usage(fin, req, relay.usage)
+            if relay.usage is None and not fin.draft.output_tokens:
+                # Cut before the upstream said how much it sent: count what the client got.
+                fin.draft.output_tokens = relay.output_estimate()
+                fin.draft.usage_estimated = True
             fin.draft.served_model = relay.served_model or opened.target.upstream_model
             await response.aclose()
             await fin.finish()

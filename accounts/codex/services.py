@@ -31,7 +31,7 @@ from accounts.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig,
 from accounts.codex.jwt import ChatGPTClaims, claims_or_none
 from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
 from accounts.services import cache_version_bump
-from accounts.validators import upstream_url_validate
+from accounts.validators import provider_config_validate, upstream_url_validate
 from observability.metrics import counts_refresh
 from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore
@@ -149,8 +149,7 @@ def codex_account_save(
     re-login keeps it, so the account keeps looking like the same install.
     """
     base_url = upstream_url_validate(base_url)  # SSRF guard (accounts/validators.py)
-    if provider_config and provider_config.get("auth_url"):
-        upstream_url_validate(str(provider_config["auth_url"]))
+    provider_config_validate(dict(provider_config or {}))  # auth_url and any other URL in it
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None and account.provider != ProviderKind.CODEX:
