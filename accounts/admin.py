@@ -3,23 +3,25 @@ through services (accounts.services, accounts.flows.operations), which write the
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Min, OuterRef, QuerySet, Subquery, Sum
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, Min, OuterRef, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from accounts.crypto import decrypt_json, encrypt_json
+from accounts.display import ago_label, count_short, duration_human, limit_meters, until_label
 from accounts.flows import FlowError, flow_get, flows_by_provider
 from accounts.flows.operations import (
     LiveState,
@@ -28,13 +30,18 @@ from accounts.flows.operations import (
     account_test,
     accounts_live_state,
 )
-from accounts.models import ClientKey, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.health import AccountHealth, HealthStatus, accounts_health
+from accounts.key_usage import KeyUsage, keys_usage
+from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
 from accounts.selectors import EffectiveLimits, key_limits_effective
 from accounts.services import (
     TeamInUse,
+    account_delete,
     account_set_enabled,
     account_update,
     client_key_create,
+    client_key_delete,
+    client_key_rotate,
     client_key_set_enabled,
     client_key_update,
     credential_set_secret,
@@ -85,7 +92,7 @@ class AccountForm(forms.ModelForm):
 # --------------------------------------------------------------------------- board actions
 
 
-@admin.action(description="Test now (1-token request)")
+@admin.action(description="Test now (1-token request)", permissions=["change"])
 def test_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset.select_related("credential"):
         result = account_test(account=account, actor=request.user)
@@ -94,7 +101,7 @@ def test_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Upst
         modeladmin.message_user(request, f"{account.label}: {result.message}{detail}", level)
 
 
-@admin.action(description="Refresh credential now")
+@admin.action(description="Refresh credential now", permissions=["change"])
 def refresh_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset.select_related("credential"):
         result = account_refresh(account=account, actor=request.user)
@@ -103,7 +110,7 @@ def refresh_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[U
         )
 
 
-@admin.action(description="Clear cooldowns")
+@admin.action(description="Clear cooldowns", permissions=["change"])
 def clear_cooldowns(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         cleared = account_cooldowns_clear(account=account, actor=request.user)
@@ -111,59 +118,121 @@ def clear_cooldowns(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Up
         modeladmin.message_user(request, f"{account.label}: {text}")
 
 
-@admin.action(description="Disable selected accounts")
+@admin.action(description="Disable selected accounts", permissions=["change"])
 def disable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         account_set_enabled(account=account, enabled=False, actor=request.user)
 
 
-@admin.action(description="Enable selected accounts")
+@admin.action(description="Enable selected accounts", permissions=["change"])
 def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
     for account in queryset:
         account_set_enabled(account=account, enabled=True, actor=request.user)
 
 
-# Live state for the accounts on the page, read once per changelist request (not per cell).
-_live: contextvars.ContextVar[dict[int, LiveState] | None] = contextvars.ContextVar("board_live", default=None)
+BOARD_REFRESH_SECONDS = 15  # the board re-reads itself (accounts/static/accounts/board.js)
 _FLOW_SESSION = "account_flow:"
+_BOARD_ATTR = "_accounts_board"  # per request: {id: (AccountHealth, LiveState)}
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+def _board_state(request: HttpRequest) -> dict[int, tuple[AccountHealth, LiveState]]:
+    """Health and live state of every account, computed once per board request."""
+    cached = getattr(request, _BOARD_ATTR, None)
+    if cached is None:
+        ids = list(UpstreamAccount.objects.values_list("id", flat=True)[:1000])
+        live = accounts_live_state(ids)
+        health = accounts_health(ids, live_states=live)
+        cached = {pk: (health[pk], live.get(pk) or LiveState()) for pk in health}
+        setattr(request, _BOARD_ATTR, cached)
+    return cached
 
 
-def _until(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    delta = (value - timezone.now()).total_seconds()
-    when = value.strftime("%Y-%m-%d %H:%M")
-    return f"{when} (expired)" if delta <= 0 else f"{when} (in {_duration(delta)})"
+class HealthFilter(admin.SimpleListFilter):
+    """Filters on what happened (accounts.health), not on the state column."""
+
+    title = "health"
+    parameter_name = "health"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("failing", "Failing"),
+            ("cooling", "Cooling"),
+            ("needs_human", "Needs a human"),
+            ("degraded", "Degraded"),
+            ("healthy", "Healthy"),
+            ("idle", "No recent traffic"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        board = _board_state(request)
+        if value == "cooling":  # any live cooldown, whatever else is wrong
+            ids = [pk for pk, (h, _) in board.items() if h.cooling]
+        else:
+            ids = [pk for pk, (h, _) in board.items() if h.status == value]
+        return queryset.filter(pk__in=ids)
+
+
+_STATUS_COLORS = {
+    HealthStatus.NEEDS_HUMAN: "#b91c1c",
+    HealthStatus.FAILING: "#dc2626",
+    HealthStatus.COOLING: "#b45309",
+    HealthStatus.DEGRADED: "#a16207",
+    HealthStatus.IDLE: "#64748b",
+    HealthStatus.HEALTHY: "#15803d",
+    HealthStatus.DISABLED: "#64748b",
+}
+
+
+def _badge(status: HealthStatus) -> str:
+    return format_html(
+        '<span class="health-badge" data-status="{}" style="background:{}">{}</span>',
+        status.value,
+        _STATUS_COLORS[status],
+        status.label,
+    )
+
+
+def _cooling_lines(health: AccountHealth) -> str:
+    return format_html_join(
+        "",
+        '<div class="sub cooling" title="{}">cooling until {} ({})</div>',
+        ((c.reason, c.until.strftime("%H:%M:%S"), c.scope) for c in health.cooling),
+    )
+
+
+def _at(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _tokens_today(obj: UpstreamAccount) -> int:
+    return int(getattr(obj, "in_today", 0) or 0) + int(getattr(obj, "out_today", 0) or 0)
 
 
 @admin.register(UpstreamAccount)
 class UpstreamAccountAdmin(admin.ModelAdmin):
     form = AccountForm
     change_list_template = "accounts/account_board.html"
-    list_display = [
-        "label",
+    # Fits 1400 px with the sidebar and filters open; expiries, priority, the credential and
+    # the recent failed attempts are on each account's page.
+    list_display = ["account", "health", "success", "last_success", "last_error_cell", "today", "quota"]
+    list_display_links = ["account"]
+    list_filter = [HealthFilter, "provider", "enabled", "state"]
+    search_fields = ["label", "base_url"]
+    readonly_fields = [
         "provider",
-        "credential_kind",
-        "state_badge",
-        "enabled",
-        "cooldowns",
+        "health_detail",
+        "cooling_detail",
         "quota",
+        "recent_failures",
+        "usage_today",
+        "credential_summary",
         "credential_expiry",
         "gateway_expiry",
-        "requests_today",
-        "tokens_today",
-        "last_error_short",
+        "created_at",
     ]
-    list_filter = ["provider", "enabled", "state"]
-    search_fields = ["label", "base_url"]
-    readonly_fields = ["provider", "state", "last_error", "last_error_at", "credential_summary", "created_at"]
     actions = [test_accounts, refresh_accounts, clear_cooldowns, disable_accounts, enable_accounts]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UpstreamAccount]:
@@ -191,89 +260,181 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
             )
         )
 
+    def get_ordering(self, request: HttpRequest) -> Any:
+        if not getattr(request, "_board_sort", False):
+            return ["label"]
+        # Worst first: the severity comes from accounts.health (computed in Python).
+        ranks = [When(pk=pk, then=Value(h.status.severity)) for pk, (h, _) in _board_state(request).items()]
+        return [Case(*ranks, default=Value(99), output_field=IntegerField()).asc(), "-priority", "label"]
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        ids = list(UpstreamAccount.objects.values_list("id", flat=True)[:500])
-        token = _live.set(accounts_live_state(ids))
-        try:
-            response = super().changelist_view(request, extra_context)
-            if hasattr(response, "render"):
-                response.render()  # render while the live state is set
-            return response
-        finally:
-            _live.reset(token)
+        request._board_sort = True  # type: ignore[attr-defined]
+        extra = {**(extra_context or {}), "refresh_seconds": BOARD_REFRESH_SECONDS}
+        return super().changelist_view(request, extra)
 
-    def _state(self, obj: UpstreamAccount) -> LiveState:
-        return (_live.get() or {}).get(obj.pk) or LiveState()
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        board = _board_state(request)
+        for obj in changelist.result_list:
+            if obj.pk in board:
+                obj._board = board[obj.pk]
+        return changelist
 
-    @admin.display(description="credential")
-    def credential_kind(self, obj: UpstreamAccount) -> str:
+    def _board(self, obj: UpstreamAccount) -> tuple[AccountHealth, LiveState]:
+        # Cells get no request: the board's state rides on each object (computed once per page).
+        cached = getattr(obj, "_board", None)
+        if cached is None:
+            live = accounts_live_state([obj.pk])
+            cached = (accounts_health([obj.pk], live_states=live)[obj.pk], live.get(obj.pk) or LiveState())
+            obj._board = cached  # type: ignore[attr-defined]
+        return cached  # type: ignore[no-any-return]
+
+    # ----------------------------------------------------------------- board cells
+
+    @admin.display(description="account", ordering="label")
+    def account(self, obj: UpstreamAccount) -> str:
         cred = getattr(obj, "credential", None)
-        return cred.get_kind_display() if cred else "none"
+        kind = cred.get_kind_display() if cred else "no credential"
+        return format_html('{}<div class="sub">{} · {}</div>', obj.label, obj.get_provider_display(), kind)
 
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, obj: UpstreamAccount) -> str:
-        color = "#16a34a" if obj.state == "active" else "#dc2626"
-        return format_html('<span style="color:{};font-weight:600">{}</span>', color, obj.get_state_display())
+    @admin.display(description="health")
+    def health(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        parts = [_badge(h.status)]
+        if h.needs_human:
+            parts.append(format_html('<div class="sub">{}</div>', h.needs_human))
+        parts.append(_cooling_lines(h))
+        if h.live_state_error:
+            parts.append(format_html('<div class="sub" title="{}">cooldowns: n/a</div>', h.live_state_error))
+        return format_html_join("", "{}", ((p,) for p in parts))
 
-    @admin.display(description="cooldowns")
-    def cooldowns(self, obj: UpstreamAccount) -> str:
-        state = self._state(obj)
-        if state.error:
-            return format_html('<span title="{}">n/a</span>', state.error)
-        if state.cooldowns is None:
-            return "n/a"
-        if not state.cooldowns:
-            return "none"
-        return format_html_join(
-            "",
-            '<div title="{}">{}: {}</div>',
-            ((c.reason, c.scope, _duration(c.remaining)) for c in state.cooldowns),
+    @admin.display(description="success (1 h)")
+    def success(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        if not h.attempts:
+            return mark_safe('<span class="sub">no attempts</span>')
+        streak = (
+            format_html('<div class="sub bad">{} failed in a row</div>', h.consecutive_failures)
+            if h.consecutive_failures
+            else ""
         )
+        return format_html("{} % of {}{}", f"{100 * (h.success_rate or 0):.0f}", h.attempts, streak)
+
+    @admin.display(description="last success")
+    def last_success(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        title = h.last_success_at.strftime("%Y-%m-%d %H:%M:%S UTC") if h.last_success_at else ""
+        return format_html('<span title="{}">{}</span>', title, ago_label(h.last_success_at))
+
+    @admin.display(description="last error")
+    def last_error_cell(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        if not h.last_error:
+            return "—"
+        # The full upstream text on hover; the cell stays short.
+        return format_html(
+            '<div class="last-error" title="{}"><span class="sub">{}</span> {}</div>',
+            h.last_error,
+            ago_label(h.last_error_at),
+            h.last_error[:90],
+        )
+
+    @admin.display(description="today", ordering="req_today")
+    def today(self, obj: UpstreamAccount) -> str:
+        requests = count_short(getattr(obj, "req_today", 0) or 0)
+        return format_html('{} req<div class="sub">{} tok</div>', requests, count_short(_tokens_today(obj)))
 
     @admin.display(description="quota")
     def quota(self, obj: UpstreamAccount) -> str:
-        state = self._state(obj)
-        if state.quota is None or state.error:
+        _, live = self._board(obj)
+        if live.quota is None or live.error:
             return "n/a"
-        if not state.quota:
+        if not live.quota:
             return "—"
         return format_html_join(
             "",
-            "<div>{}: {}% (resets {})</div>",
+            '<div title="resets {}">{}: {} %</div>',
             (
                 (
+                    datetime.fromtimestamp(q.resets_at, UTC).strftime("%m-%d %H:%M") if q.resets_at else "?",
                     q.family,
                     f"{q.used_percent:.0f}",
-                    datetime.fromtimestamp(q.resets_at, UTC).strftime("%m-%d %H:%M") if q.resets_at else "?",
                 )
-                for q in state.quota
+                for q in live.quota
             ),
         )
+
+    # ----------------------------------------------------------------- detail page
+
+    @admin.display(description="health")
+    def health_detail(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        rate = f"{100 * h.success_rate:.0f} % of {h.attempts} attempts" if h.success_rate is not None else "no attempts"
+        error = format_html("{} — {}", ago_label(h.last_error_at), h.last_error) if h.last_error else "none"
+        rows = [
+            ("status", _badge(h.status)),
+            ("success in the last hour", rate),
+            ("failed in a row", str(h.consecutive_failures)),
+            ("last success", ago_label(h.last_success_at)),
+            ("last error", error),
+        ]
+        if h.needs_human:
+            rows.insert(1, ("needs a human", h.needs_human))
+        return format_html(
+            '<table class="health-table">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
+
+    @admin.display(description="cooldowns")
+    def cooling_detail(self, obj: UpstreamAccount) -> str:
+        h, live = self._board(obj)
+        if live.error:
+            return format_html('<span title="{}">n/a (state store unavailable)</span>', live.error)
+        if not h.cooling:
+            return "none"
+        now = timezone.now()
+        return format_html_join(
+            "",
+            "<div>cooling until {} ({}, {} left): {}</div>",
+            (
+                (
+                    c.until.strftime("%Y-%m-%d %H:%M:%S"),
+                    c.scope,
+                    duration_human((c.until - now).total_seconds()),
+                    c.reason,
+                )
+                for c in h.cooling
+            ),
+        )
+
+    @admin.display(description="recent failed attempts")
+    def recent_failures(self, obj: UpstreamAccount) -> str:
+        h, _ = self._board(obj)
+        if not h.recent_failures:
+            return "none in the last hour"
+        head = mark_safe("<tr><th>when</th><th>model</th><th>status</th><th>error</th><th>upstream said</th></tr>")
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f.at.strftime("%Y-%m-%d %H:%M:%S"), f.model, f.status or "—", f.code or "—", f.message or "—")
+                for f in h.recent_failures
+            ),
+        )
+        return format_html('<table class="failures">{}{}</table>', head, body)
+
+    @admin.display(description="today")
+    def usage_today(self, obj: UpstreamAccount) -> str:
+        requests = int(getattr(obj, "req_today", 0) or 0)
+        return f"{requests} requests, {_tokens_today(obj)} tokens (from the rollups: up to a minute behind)"
 
     @admin.display(description="token expires")
     def credential_expiry(self, obj: UpstreamAccount) -> str:
         cred = getattr(obj, "credential", None)
-        return _until(cred.expires_at) if cred else "—"
+        return until_label(cred.expires_at) if cred else "—"
 
-    @admin.display(description="gateway token")
+    @admin.display(description="gateway token expires")
     def gateway_expiry(self, obj: UpstreamAccount) -> str:
-        return _until(getattr(obj, "gateway_expires", None))
-
-    @admin.display(description="requests today", ordering="req_today")
-    def requests_today(self, obj: UpstreamAccount) -> int:
-        return int(getattr(obj, "req_today", 0) or 0)
-
-    @admin.display(description="tokens today")
-    def tokens_today(self, obj: UpstreamAccount) -> int:
-        return int(getattr(obj, "in_today", 0) or 0) + int(getattr(obj, "out_today", 0) or 0)
-
-    @admin.display(description="last error")
-    def last_error_short(self, obj: UpstreamAccount) -> str:
-        if not obj.last_error:
-            return "—"
-        when = obj.last_error_at.strftime("%m-%d %H:%M ") if obj.last_error_at else ""
-        # Full upstream text on hover; the cell stays one line.
-        return format_html('<span title="{}">{}{}</span>', obj.last_error, when, obj.last_error[:80])
+        return until_label(getattr(obj, "gateway_expires", None))
 
     @admin.display(description="credential")
     def credential_summary(self, obj: UpstreamAccount) -> str:
@@ -281,14 +442,30 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         # Masked: the kind only, never any part of the secret.
         return f"{cred.get_kind_display()} (stored encrypted)" if cred else "none"
 
+    def get_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        cred = getattr(obj, "credential", None) if obj is not None else None
+        if cred is None or cred.kind != CredentialKind.API_KEY:
+            # Sign-in credentials (OAuth, ChatGPT, PAT) are replaced by signing in again through
+            # the guided flow; an "API key" typed here would overwrite them with the wrong kind.
+            fields = [f for f in fields if f != "api_key"]
+        return fields
+
     def save_model(self, request: HttpRequest, obj: UpstreamAccount, form: Any, change: bool) -> None:
         data = form.cleaned_data
         keys = ("label", "base_url", "model_names", "priority", "weight", "enabled", "provider_config")
         fields = {k: data[k] for k in keys if k in data}
-        original = UpstreamAccount.objects.get(pk=obj.pk)
+        original = UpstreamAccount.objects.select_related("credential").get(pk=obj.pk)
         account_update(account=original, actor=request.user, **fields)
         if data.get("api_key"):
             credential_set_secret(account=original, secret={"api_key": data["api_key"]}, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: UpstreamAccount) -> None:
+        account_delete(account=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UpstreamAccount]) -> None:
+        for account in queryset:
+            account_delete(account=account, actor=request.user)
 
     # ----------------------------------------------------------------- guided add flows
 
@@ -434,7 +611,7 @@ def _effective_label(limits: EffectiveLimits) -> str:
     return _limits_label(limits.requests_per_minute, limits.tokens_per_day, limits.budgets)
 
 
-@admin.action(description="Revoke (disable) selected keys")
+@admin.action(description="Revoke (disable) selected keys", permissions=["change"])
 def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:
     for key in queryset:
         client_key_set_enabled(key=key, enabled=False, actor=request.user)
@@ -457,10 +634,12 @@ _KEY_FIELDS = (
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "owner_label", "owner", "team", "enabled", "expires_at", "limits", "created_at"]
+    change_form_template = "accounts/key_change_form.html"
+    list_display = ["key", "holder", "status", "usage", "last_used", "today"]
+    list_display_links = ["key"]
     list_filter = ["enabled", "team"]
-    search_fields = ["name", "owner_label", "prefix"]
-    readonly_fields = ["prefix", "created_at", "rotated_at", "effective_limits"]
+    search_fields = ["name", "owner_label", "prefix", "owner__username"]
+    readonly_fields = ["prefix", "created_at", "rotated_at", "effective_limits", "usage", "last_used", "today"]
     actions = [revoke_keys]
     fieldsets = [
         (None, {"fields": ["name", "owner", "owner_label", "team", "enabled", "expires_at", "allowed_models"]}),
@@ -473,14 +652,65 @@ class ClientKeyAdmin(admin.ModelAdmin):
             },
         ),
         ("Record", {"fields": ["prefix", "created_at", "rotated_at", "effective_limits"]}),
+        ("Usage", {"fields": ["usage", "last_used", "today"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
         return super().get_queryset(request).select_related("team", "owner")
 
-    @admin.display(description="limits (with the team's)")
-    def limits(self, obj: ClientKey) -> str:
-        return _effective_label(key_limits_effective(obj))
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        usage = keys_usage(list(changelist.result_list))  # one read for the whole page
+        for obj in changelist.result_list:
+            obj._usage = usage.get(obj.pk)
+        return changelist
+
+    def _usage(self, obj: ClientKey) -> KeyUsage:
+        cached = getattr(obj, "_usage", None)
+        if cached is None:
+            cached = keys_usage([obj])[obj.pk]
+            obj._usage = cached  # type: ignore[attr-defined]
+        return cached  # type: ignore[no-any-return]
+
+    @admin.display(description="key", ordering="name")
+    def key(self, obj: ClientKey) -> str:
+        return format_html('{}<div class="sub"><code>{}…</code></div>', obj.name, obj.prefix)
+
+    @admin.display(description="holder / team", ordering="owner_label")
+    def holder(self, obj: ClientKey) -> str:
+        who = obj.owner_label or (obj.owner.get_username() if obj.owner else "—")
+        return format_html('{}<div class="sub">{}</div>', who, obj.team.name if obj.team else "no team")
+
+    @admin.display(description="status", ordering="enabled")
+    def status(self, obj: ClientKey) -> str:
+        if not obj.enabled:
+            return mark_safe('<span class="sub bad">revoked</span>')
+        if obj.expires_at is not None and obj.expires_at <= timezone.now():
+            return format_html('<span class="sub bad">expired {}</span>', obj.expires_at.strftime("%Y-%m-%d"))
+        expiry = until_label(obj.expires_at) if obj.expires_at else "never expires"
+        return format_html('active<div class="sub">{}</div>', expiry)
+
+    @admin.display(description="usage of limits (with the team's)")
+    def usage(self, obj: ClientKey) -> str:
+        if obj.pk is None:
+            return "—"
+        return limit_meters(self._usage(obj).limits)
+
+    @admin.display(description="last used")
+    def last_used(self, obj: ClientKey) -> str:
+        if obj.pk is None:
+            return "—"
+        at = self._usage(obj).last_used_at
+        return format_html('<span title="{}">{}</span>', at.isoformat() if at else "", ago_label(at))
+
+    @admin.display(description="today")
+    def today(self, obj: ClientKey) -> str:
+        if obj.pk is None:
+            return "—"
+        u = self._usage(obj)
+        return format_html(
+            '{} tok<div class="sub">{} req</div>', count_short(u.tokens_today), count_short(u.requests_today)
+        )
 
     @admin.display(description="effective limits and models")
     def effective_limits(self, obj: ClientKey) -> str:
@@ -508,15 +738,41 @@ class ClientKeyAdmin(admin.ModelAdmin):
         fields["team_id"] = data["team"].pk if data.get("team") else None
         client_key_update(key=original, actor=request.user, **fields)
 
+    def delete_model(self, request: HttpRequest, obj: ClientKey) -> None:
+        client_key_delete(key=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:
+        for key in queryset:
+            client_key_delete(key=key, actor=request.user)
+
     def response_add(self, request: HttpRequest, obj: ClientKey, post_url_continue: str | None = None) -> HttpResponse:
         raw = getattr(request, "_new_raw_key", None)
         if raw is None:
             return super().response_add(request, obj, post_url_continue)
-        key = get_object_or_404(ClientKey, pk=obj.pk)
-        context = {**self.admin_site.each_context(request), "title": "Key created", "key": key, "raw_key": raw}
+        return self._show_once(request, get_object_or_404(ClientKey, pk=obj.pk), raw, "Key created")
+
+    def _show_once(self, request: HttpRequest, key: ClientKey, raw: str, title: str) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "title": title, "key": key, "raw_key": raw}
         response = TemplateResponse(request, "accounts/key_created.html", context)
         response["Cache-Control"] = "no-store"  # the page holds the only copy of the key
         return response
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:key_id>/rotate/", wrap(self.rotate_view), name="accounts_clientkey_rotate"),
+            *super().get_urls(),
+        ]
+
+    def rotate_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        """POST: a new secret for the same key record (limits, team and history stay)."""
+        key = get_object_or_404(ClientKey, pk=key_id)
+        if not self.has_change_permission(request, key):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        raw = client_key_rotate(key=key, actor=request.user)
+        return self._show_once(request, key, raw, "Key rotated")
 
 
 # --------------------------------------------------------------------------- teams

@@ -151,7 +151,7 @@ class ClientKey(models.Model):
     enabled = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     allowed_models = models.JSONField(default=list, blank=True, help_text="Empty = every model.")
-    # Limits, enforced atomically in the state store by routing.limits (empty = no limit).
+    # Limits, enforced atomically in the state store by state.limits (empty = no limit).
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True, help_text="Per UTC calendar day.")
     budget_tokens = models.PositiveBigIntegerField(

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from accounts.models import AccountState, ClientKey, Team, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import StoreUnavailable, get_store
 
 _NEGATIVE_CACHE_MAX = 10_000
@@ -33,7 +33,7 @@ class KeyInfo:
     expires_at: float | None  # epoch seconds
     allowed_models: frozenset[str]  # empty = every model
     # Effective limits (None = unlimited): the stricter of the key's and its team's, enforced
-    # by routing.limits.
+    # by state.limits.
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     budgets: tuple[tuple[int, str], ...] = ()  # (tokens, period), at most one per period
@@ -160,7 +160,8 @@ def key_limits_effective(key: ClientKey, team: Team | None = None) -> EffectiveL
     )
 
 
-def _key_info(row: ClientKey) -> KeyInfo:
+def key_info_from_row(row: ClientKey) -> KeyInfo:
+    """The hot-path view of a key row (its team loaded or loadable), with effective limits."""
     limits = key_limits_effective(row)
     return KeyInfo(
         id=row.id,
@@ -186,7 +187,7 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     if hit is not None and now - hit[1] < settings.PROXY_CACHE_TTL_SECONDS:
         return hit[0]
     row = await db_call(ClientKey.objects.select_related("team").filter(key_hash=digest).first)
-    info = None if row is None else _key_info(row)
+    info = None if row is None else key_info_from_row(row)
     _caches.keys[digest] = (info, now)
     _caches.keys.move_to_end(digest)
     # Bounded: random invalid keys must not grow memory without limit.

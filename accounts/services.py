@@ -175,10 +175,14 @@ def credential_set_secret(
     *, account: UpstreamAccount, secret: dict[str, Any], expires_at: datetime | None = None, actor: Any | None = None
 ) -> None:
     with transaction.atomic():
-        Credential.objects.filter(account=account).update(
-            secret=Credential._meta.get_field("secret").get_prep_value(secret),  # type: ignore[attr-defined]
+        # The field encrypts on the way in (update() runs get_prep_value): pass the dict.
+        updated = Credential.objects.filter(account=account).update(
+            secret=secret,  # type: ignore[misc]  # the secret field stores dicts
             expires_at=expires_at,
+            updated_at=timezone.now(),
         )
+        if not updated:
+            raise ValueError(f"account '{account.label}' has no credential to replace")
         # Only the fact of the change and the new expiry: never any part of the secret.
         admin_action_log(
             actor=actor,
@@ -188,6 +192,21 @@ def credential_set_secret(
             target_label=account.label,
             changes={"expires_at": [None, expires_at]},
         )
+        _on_commit_bump()
+
+
+def account_delete(*, account: UpstreamAccount, actor: Any | None = None) -> None:
+    """Delete an account with its credential and gateway tokens. Usage records keep its label."""
+    with transaction.atomic():
+        admin_action_log(
+            actor=actor,
+            action="account.delete",
+            target_type="account",
+            target_id=account.pk,
+            target_label=account.label,
+            changes={f: [getattr(account, f), None] for f in ("label", "provider", "base_url")},
+        )
+        account.delete()
         _on_commit_bump()
 
 
@@ -285,6 +304,21 @@ def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any
     return key
 
 
+def client_key_delete(*, key: ClientKey, actor: Any | None = None) -> None:
+    """Delete a key (it stops working at once). Its usage records stay, keyed by its old id."""
+    with transaction.atomic():
+        admin_action_log(
+            actor=actor,
+            action="key.delete",
+            target_type="client_key",
+            target_id=key.pk,
+            target_label=f"{key.name} ({key.prefix}…)",
+            changes={"name": [key.name, None], "owner_id": [key.owner_id, None]},
+        )
+        key.delete()
+        _on_commit_bump()
+
+
 def client_key_set_enabled(*, key: ClientKey, enabled: bool, actor: Any | None = None) -> ClientKey:
     return client_key_update(key=key, enabled=enabled, actor=actor)
 
@@ -310,7 +344,7 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
 # --------------------------------------------------------------------------- key rotation
 
 
-def credentials_rotate() -> int:
+def credentials_rotate(*, actor: Any | None = None) -> int:
     """Re-encrypt every Credential and GatewayToken under the first PROXY_CREDENTIAL_KEYS key.
 
     Rotation: put the new key first (old ones after it, so existing ciphertexts stay readable),
@@ -342,7 +376,7 @@ def credentials_rotate() -> int:
                     cursor.execute(f"UPDATE {table} SET secret = %s WHERE id = %s", [new, row_id])
                     count += 1
         admin_action_log(
-            actor=None,
+            actor=actor,
             action="credentials.rotate",
             target_type="credential",
             target_id=None,

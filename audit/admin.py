@@ -7,15 +7,17 @@ member without `audit.view_all_usage` sees only the usage of keys they own.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
@@ -90,6 +92,21 @@ def _csv_stream(header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Ite
     yield writer.writerow(header)
     for row in rows:
         yield writer.writerow([csv_cell(v) for v in row])
+
+
+def _requires(perm: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    """A custom admin view needs `perm` (admin_view already required staff): 403 without it."""
+
+    def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if not request.user.has_perm(perm):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return wrap
 
 
 def _scoped(request: HttpRequest, qs: QuerySet[Any]) -> QuerySet[Any]:
@@ -208,23 +225,32 @@ class UsageRecordAdmin(NoCountAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRecord]:
         return _scoped(request, super().get_queryset(request))
 
+    # The raw truth: read-only for everyone, superusers included.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
+        records = _requires("audit.view_usagerecord")
         return [
-            path("dashboard/", wrap(self.dashboard_view), name="audit_dashboard"),
-            path("export/rollups.csv", wrap(self.export_rollups_view), name="audit_export_rollups"),
-            path("export/records.csv", wrap(self.export_records_view), name="audit_export_records"),
+            path("dashboard/", wrap(records(self.dashboard_view)), name="audit_dashboard"),
+            path(
+                "export/rollups.csv",
+                wrap(_requires("audit.view_usagerollup")(self.export_rollups_view)),
+                name="audit_export_rollups",
+            ),
+            path("export/records.csv", wrap(records(self.export_records_view)), name="audit_export_records"),
             *super().get_urls(),
         ]
 
-    # Views: parse the request, call selectors, render. Any staff member may open them;
-    # what they see is narrowed by usage_scope_for.
+    # Views: parse the request, call selectors, render. They need the usage view permission;
+    # what a holder sees is narrowed by usage_scope_for (own keys unless view_all_usage).
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         form = RangeForm(request.GET or None)
         start, end = form.bounds()

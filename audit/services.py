@@ -30,8 +30,8 @@ from django.db import DataError, IntegrityError, transaction
 
 from audit.cleaning import text_clean, usage_draft_clean, usage_row_clean
 from audit.models import AdminAction, Outcome, UsageDeadLetter, UsageRecord
+from infra.db import db_call
 from observability.metrics import usage_dead_letters_count
-from proxy_project.db import db_call
 from statestore import LockNotAcquired, StateStore, StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def _json_safe(value: Any) -> Any:
 
 def admin_action_log(
     *,
-    actor: Any | None,
+    actor: Any | str | None,
     action: str,
     target_type: str,
     target_id: int | None,
@@ -277,16 +277,29 @@ def admin_action_log(
         if name.lower() in _SECRET_FIELDS:
             raise ValueError(f"refusing to write field {name!r} to the audit log")
         clean[name] = _json_safe(value)
-    user = actor if getattr(actor, "pk", None) is not None else None
+    user: Any = actor if getattr(actor, "pk", None) is not None else None
+    # A string names a non-user actor (a management command and its OS user: cli_actor()).
+    label = actor if isinstance(actor, str) else (getattr(user, "get_username", lambda: "")() if user else "")
     return AdminAction.objects.create(
         actor=user,
-        actor_label=(getattr(user, "get_username", lambda: "")() if user else "") or "system",
+        actor_label=(label or "system")[:150],
         action=action,
         target_type=target_type,
         target_id=target_id,
         target_label=target_label[:200],
         changes=clean,
     )
+
+
+def cli_actor(command: str) -> str:
+    """The action log's actor for a management command: the command and who ran it."""
+    import getpass
+
+    try:
+        who = getpass.getuser()
+    except Exception:  # no login name (some containers)
+        who = "unknown user"
+    return f"manage.py {command} ({who})"
 
 
 def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:

@@ -35,9 +35,9 @@ from accounts.models import UpstreamAccount  # noqa: E402
 from accounts.services import account_add_openai_compat  # noqa: E402
 from routing.affinity import affinity_key, affinity_parse  # noqa: E402
 from routing.catalog import catalog_resolve  # noqa: E402
-from routing.cooldown import cooldown_check, cooldown_start, family_scope  # noqa: E402
 from routing.dispatch import Affinity, _reward  # noqa: E402
 from routing.selection import selection_order  # noqa: E402
+from state.cooldown import cooldown_check, cooldown_start, family_scope  # noqa: E402
 from statestore import get_store  # noqa: E402
 
 

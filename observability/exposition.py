@@ -45,8 +45,8 @@ class _Fixed:
 async def _account_state(families: dict[str, GaugeMetricFamily]) -> None:
     from accounts.selectors import accounts_enabled
     from audit.services import usage_buffer_depth
-    from routing.cooldown import cooldowns_list
-    from routing.quota import quota_snapshots
+    from state.cooldown import cooldowns_list
+    from state.quota import quota_snapshots
     from statestore import get_store
 
     store = get_store()

@@ -46,7 +46,7 @@ class ApiHandler(ASGIHandler):
 
 
 # Django recycles DB connections around every request through these signals; each sync
-# receiver is another thread hop. The API's database work runs in proxy_project.db.db_call,
+# receiver is another thread hop. The API's database work runs in infra.db.db_call,
 # which recycles connections itself, so the receivers stay on for the admin handler only.
 signals.request_started.disconnect(reset_queries)
 signals.request_started.disconnect(close_old_connections)

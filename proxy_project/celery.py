@@ -6,6 +6,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxy_project.settings.base")
 
 app = Celery("proxy_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# tasks.py of every installed app, providers' (executors/<name>/tasks.py) included.
 app.autodiscover_tasks()
-# Provider login/refresh tasks live beside their services (accounts/<provider>/tasks.py).
-app.autodiscover_tasks(["accounts.gitlab", "accounts.codex"])

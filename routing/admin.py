@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from routing.models import CatalogEntry
@@ -53,8 +54,13 @@ class CatalogEntryAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: CatalogEntry, form: Any, change: bool) -> None:
         data = {k: form.cleaned_data[k] for k in form.Meta.fields}
-        saved = catalog_entry_save(entry=obj if change else None, **data)
+        entry = CatalogEntry.objects.get(pk=obj.pk) if change else None  # `obj` already holds the new values
+        saved = catalog_entry_save(entry=entry, actor=request.user, **data)
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: CatalogEntry) -> None:
-        catalog_entry_delete(entry=obj)
+        catalog_entry_delete(entry=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CatalogEntry]) -> None:
+        for entry in queryset:
+            catalog_entry_delete(entry=entry, actor=request.user)

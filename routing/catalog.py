@@ -21,7 +21,7 @@ from django.conf import settings
 
 from accounts.selectors import AccountInfo, account_usable, accounts_enabled, cache_generation
 from executors.base import ModelFacts
-from proxy_project.db import db_call
+from infra.db import db_call
 from routing.models import CatalogEntry, Strategy
 
 # Built-in facts by family; the admin can override any of them with a CatalogEntry.

@@ -24,10 +24,12 @@ from audit.services import UsageDraft
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
-from proxy_project.db import db_call
+from infra.db import db_call
 from routing.affinity import affinity_bind, affinity_key, affinity_parse
 from routing.catalog import Resolution, Target
-from routing.cooldown import (
+from routing.errors import ErrorCode, ProxyError
+from routing.selection import selection_order, selection_used
+from state.cooldown import (
     ACCOUNT_SCOPE,
     CandidateState,
     cooldown_check,
@@ -36,9 +38,7 @@ from routing.cooldown import (
     family_scope,
     model_scope,
 )
-from routing.errors import ErrorCode, ProxyError
-from routing.quota import headroom_key, headroom_parse
-from routing.selection import selection_order, selection_used
+from state.quota import headroom_key, headroom_parse
 from statestore import StoreUnavailable, get_store
 
 log = logging.getLogger(__name__)

@@ -41,9 +41,9 @@ from routing.catalog import catalog_resolve
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
-from routing.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
+from state.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
 from statestore import get_store
 
 log = logging.getLogger(__name__)

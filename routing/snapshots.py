@@ -16,7 +16,7 @@ from django.db import DataError
 from django.utils import timezone
 
 from audit.cleaning import json_clean, text_clean
-from proxy_project.db import db_call
+from infra.db import db_call
 from routing.errors import ErrorCode, ProxyError
 from routing.models import ResponseSnapshot
 

@@ -41,6 +41,12 @@ def get_store() -> StateStore:
     return store
 
 
+def store_is_shared() -> bool:
+    """True when every process sees the same state (Redis); False for the embedded in-process
+    store, whose contents only the process holding it (the web server) can see."""
+    return bool(settings.REDIS_URL)
+
+
 def call_sync(fn: Callable[[StateStore], Awaitable[T]]) -> T:
     """Run one store operation from synchronous code (admin, commands, Celery tasks).
 

@@ -1,8 +1,8 @@
 """Services behind the accounts board's buttons: test now, refresh now, clear cooldowns,
 and the live state (cooldowns, quota) the board shows.
 
-Cooldowns and quota belong to routing; they are read only through routing.cooldown and
-routing.quota. The imports are guarded so the board still renders ("n/a") if a deployment
+Cooldowns and quota belong to routing; they are read only through state.cooldown and
+state.quota. The imports are guarded so the board still renders ("n/a") if a deployment
 lacks them.
 """
 
@@ -23,12 +23,12 @@ from statestore.factory import call_sync
 log = logging.getLogger(__name__)
 
 try:
-    from routing.cooldown import cooldowns_clear, cooldowns_list
+    from state.cooldown import cooldowns_clear, cooldowns_list
 except ImportError:  # pragma: no cover - owned by another module
     cooldowns_list = None  # type: ignore[assignment]
     cooldowns_clear = None  # type: ignore[assignment]
 try:
-    from routing.quota import quota_snapshots
+    from state.quota import quota_snapshots
 except ImportError:  # pragma: no cover
     quota_snapshots = None  # type: ignore[assignment]
 
@@ -193,8 +193,8 @@ def _gitlab_oauth_pair_refresh(account: UpstreamAccount) -> ProbeResult | None:
     cred = getattr(account, "credential", None)
     if account.provider != ProviderKind.GITLAB or cred is None or cred.kind != CredentialKind.OAUTH:
         return None
-    from accounts.gitlab.errors import GitLabError
-    from accounts.gitlab.services import gitlab_credential_refresh
+    from executors.gitlab.exceptions import GitLabError
+    from executors.gitlab.services import gitlab_credential_refresh
 
     try:
         gitlab_credential_refresh(account_id=account.pk)
@@ -210,7 +210,7 @@ def _codex_refresh(account: UpstreamAccount) -> ProbeResult | None:
     race them. None = not a Codex account."""
     if account.provider != ProviderKind.CODEX:
         return None
-    from accounts.codex.services import CodexRefreshError, codex_token_refresh_sync
+    from executors.codex.services import CodexRefreshError, codex_token_refresh_sync
 
     try:
         outcome = codex_token_refresh_sync(account_id=account.pk, force=True)

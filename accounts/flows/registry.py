@@ -1,4 +1,4 @@
-"""Which flows exist: built-ins here plus `accounts/<provider>/flows.py` modules found by name."""
+"""Which flows exist: `executors/<provider>/flows.py` modules found by name."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ from accounts.models import ProviderKind
 
 log = logging.getLogger(__name__)
 
-# Flows that live in this package (the OpenAI-compatible one has no provider package here).
-_BUILTIN_MODULES = ("accounts.flows.openai_compat",)
-
-
 def _candidate_modules() -> list[str]:
-    return [*_BUILTIN_MODULES, *(f"accounts.{provider}.flows" for provider in ProviderKind.values)]
+    return [f"executors.{provider}.flows" for provider in ProviderKind.values]
 
 
 @cache

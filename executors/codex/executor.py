@@ -26,14 +26,14 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from accounts.codex.config import CodexConfig, codex_config
-from accounts.codex.services import CodexRefreshError, codex_token_refresh
 from accounts.models import AccountState
 from accounts.selectors import AccountInfo
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
 from executors.codex import errors, ratelimits
+from executors.codex.config import CodexConfig, codex_config
 from executors.codex.identity import Identity, TurnIds, resolve_identity
 from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
+from executors.codex.services import CodexRefreshError, codex_token_refresh
 from executors.codex.stream import HANDSHAKE, CodexEventFilter
 from executors.codex.websocket import (
     WsHandshakeFailed,
@@ -47,7 +47,7 @@ from executors.errors import classify_transport_error
 from executors.http import http_client
 from executors.streaming import read_bounded, relay_events
 from formats import Dialect, SseEvent
-from routing.quota import quota_family_for_model, quota_snapshot_set
+from state.quota import quota_family_for_model, quota_snapshot_set
 from statestore import get_store
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from routing.quota import quota_family_remember, quota_snapshot_set
+from state.quota import quota_family_remember, quota_snapshot_set
 from statestore import StateStore
 
 _HEADER_RE = re.compile(

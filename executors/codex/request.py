@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from accounts.codex.config import CodexConfig
+from executors.codex.config import CodexConfig
 from executors.codex.identity import Identity
 from formats import UnsupportedFeature
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import orjson
 
-from accounts.gitlab.errors import GitLabError
 from accounts.models import AccountState
 from executors.base import CooldownScope, UpstreamError
 from executors.errors import retry_after_seconds
+from executors.gitlab.exceptions import GitLabError
 
 # How long an account-wide entitlement problem keeps the account out of rotation before a
 # request may try it again (the Celery task re-probes meanwhile).

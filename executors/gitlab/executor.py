@@ -1,7 +1,7 @@
 """GitLab Duo upstream: a GitLab account (OAuth or PAT) → gateway token → AI gateway proxy.
 
 Per request: resolve the model (aliases), pick a transport (transport.py), get a gateway grant
-(memory → store → DB → single-flight mint; accounts/gitlab/grants.py), send with the pooled
+(memory → store → DB → single-flight mint; executors/gitlab/grants.py), send with the pooled
 client, and hand back the upstream's own dialect. Streams are relayed event by event; the
 handshake events are read before returning so an error at the start can still fail over.
 
@@ -17,15 +17,12 @@ from typing import Any
 import httpx
 import orjson
 
-from accounts.gitlab import client as gl
-from accounts.gitlab.config import instance_url as config_instance_url
-from accounts.gitlab.errors import GitLabError
-from accounts.gitlab.grants import GatewayGrant, gitlab_gateway_grant, gitlab_gateway_grant_reject
-from accounts.gitlab.oauth import gitlab_access_token
-from accounts.gitlab.selectors import gitlab_account_config
 from accounts.selectors import AccountInfo
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
 from executors.errors import classify_transport_error
+from executors.gitlab import client as gl
+from executors.gitlab.catalog import gitlab_model_provider, gitlab_upstream_model
+from executors.gitlab.config import instance_url as config_instance_url
 from executors.gitlab.errors import (
     BACKOFF_MAX,
     BACKOFF_START,
@@ -34,7 +31,10 @@ from executors.gitlab.errors import (
     classify_gateway_error,
     from_gitlab_error,
 )
-from executors.gitlab.models import gitlab_model_provider, gitlab_upstream_model
+from executors.gitlab.exceptions import GitLabError
+from executors.gitlab.grants import GatewayGrant, gitlab_gateway_grant, gitlab_gateway_grant_reject
+from executors.gitlab.oauth import gitlab_access_token
+from executors.gitlab.selectors import gitlab_account_config
 from executors.gitlab.transport import (
     GATEWAY_RESPONSES,
     CodeSuggestionsToChat,

@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 
 import orjson
 
-from accounts.gitlab.grants import GatewayGrant
 from executors.base import CooldownScope, UpstreamCall, UpstreamError
-from executors.gitlab.models import (
+from executors.gitlab.catalog import (
     ANTHROPIC,
     gitlab_fallback_models,
     gitlab_model_provider,
 )
+from executors.gitlab.grants import GatewayGrant
 from formats import Dialect, SseEvent, UnsupportedFeature
 
 USER_AGENT = "team-llm-proxy"

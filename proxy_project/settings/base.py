@@ -54,6 +54,10 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "audit",
+    # Providers: everything one upstream kind is lives in its executors/<name>/ app.
+    "executors.openai_compat",
+    "executors.gitlab",
+    "executors.codex",
 ]
 
 MIDDLEWARE = [
@@ -74,7 +78,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Site-wide admin look (admin/base_site.html), ahead of django.contrib.admin's own.
+        "DIRS": [BASE_DIR / "proxy_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

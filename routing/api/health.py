@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import get_store
 
 

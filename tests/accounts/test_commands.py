@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -58,11 +59,20 @@ def test_key_create_prints_once_and_stores_hash() -> None:
 
 
 def test_cooldown_clear_command(transactional_db: None) -> None:
+    import os
+
+    from django.conf import settings
+
     from accounts.models import AccountState
     from accounts.services import account_add_openai_compat, account_mark_state
-    from routing.cooldown import cooldown_start, cooldowns_list, family_scope
+    from audit.models import AdminAction
+    from state.cooldown import cooldown_start, cooldowns_list, family_scope
     from statestore.factory import call_sync
 
+    if not settings.REDIS_URL:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true: the shared-store path must be tested (set REDIS_URL)")
+        pytest.skip("no REDIS_URL: the shared-store path of cooldown_clear runs in CI")
     account = account_add_openai_compat(label="c", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
     call_sync(lambda s: cooldown_start(s, account_id=account.id, scope=family_scope("m"), seconds=60, reason="429"))
     account_mark_state(account_id=account.id, state=AccountState.AUTH_FAILED, error="401")
@@ -70,5 +80,29 @@ def test_cooldown_clear_command(transactional_db: None) -> None:
     out = _run("cooldown_clear", "c", "--reactivate")
     assert "cleared 1 cooldown" in out
     assert call_sync(lambda s: cooldowns_list(s, account_id=account.id)) == []
+    account.refresh_from_db()
+    assert account.state == AccountState.ACTIVE
+    logged = AdminAction.objects.filter(target_id=account.id).exclude(action="account.create")
+    assert {a.action for a in logged} == {"account.update", "account.cooldowns_clear"}
+    assert all(a.actor_label.startswith("manage.py cooldown_clear (") for a in logged)
+
+
+def test_cooldown_clear_says_plainly_it_cannot_see_the_embedded_store(transactional_db: None, settings: Any) -> None:
+    from accounts.models import AccountState
+    from accounts.services import account_add_openai_compat, account_mark_state
+
+    settings.REDIS_URL = ""  # the embedded mode: the server's cooldowns are in its own memory
+    account = account_add_openai_compat(label="c", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
+    for args in (("--list",), ()):
+        with pytest.raises(CommandError) as info:
+            _run("cooldown_clear", "c", *args)
+        assert "can neither see nor clear them" in str(info.value)
+        assert "/admin/accounts/upstreamaccount/" in str(info.value)
+    # --reactivate still works (the state is in the database), then the command explains the rest.
+    account_mark_state(account_id=account.id, state=AccountState.AUTH_FAILED, error="401")
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("cooldown_clear", "c", "--reactivate", stdout=out)
+    assert "active again" in out.getvalue()
     account.refresh_from_db()
     assert account.state == AccountState.ACTIVE

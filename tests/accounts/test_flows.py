@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.flows import FlowError, flow_get, flows_by_provider
-from accounts.flows.openai_compat import discover_models
 from accounts.models import UpstreamAccount
 from audit.models import AdminAction
+from executors.openai_compat.flows import discover_models
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 

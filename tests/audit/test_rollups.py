@@ -87,6 +87,11 @@ def test_staff_without_permission_sees_only_own_keys() -> None:
     assert usage_scope_for(alice) == UsageScope(all_keys=False, key_ids=frozenset({mine.pk}))
     client = Client()
     client.force_login(alice)
+    # Staff alone is not enough: the dashboard needs the usage view permission.
+    assert client.get("/admin/audit/usagerecord/dashboard/").status_code == 403
+    from django.contrib.auth.models import Permission
+
+    alice.user_permissions.add(Permission.objects.get(codename="view_usagerecord"))
     page = client.get("/admin/audit/usagerecord/dashboard/")
     assert page.status_code == 200
     assert b"Showing only the keys you own" in page.content

@@ -8,7 +8,7 @@ import pytest
 
 from audit.models import UsageRecord
 from audit.services import USAGE_BUFFER_KEY, UsageDraft, usage_flush, usage_record
-from proxy_project.db import db_call
+from infra.db import db_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

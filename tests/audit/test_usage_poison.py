@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from audit.cleaning import usage_row_clean
 from audit.models import UsageDeadLetter, UsageRecord
 from audit.services import USAGE_BUFFER_KEY, UsageDraft, usage_flush, usage_record
-from proxy_project.db import db_call
+from infra.db import db_call
 from tests.fakes.base import Fault
 from tests.support.proxy import ProxySetup, seed, usage_rows
 

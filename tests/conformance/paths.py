@@ -85,8 +85,8 @@ def _strip_hosted_tools(account: Any) -> None:
 def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
     """Create `accounts` accounts for path `name` (priority: the first one is tried first)."""
     if name in (GITLAB_ANTHROPIC, GITLAB_OPENAI):
-        from accounts.gitlab.grants import gitlab_grant_cache_clear
-        from accounts.gitlab.services import gitlab_pat_add
+        from executors.gitlab.grants import gitlab_grant_cache_clear
+        from executors.gitlab.services import gitlab_pat_add
 
         gitlab_grant_cache_clear()
         world = fakes.gitlab.world
@@ -106,7 +106,7 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
             return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: p.endswith("/anthropic/v1/messages"))
         return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: "/proxy/openai/" in p)
     if name == CODEX:
-        from accounts.codex.services import codex_import_auth_json
+        from executors.codex.services import codex_import_auth_json
 
         for i in range(accounts):
             codex_import_auth_json(

@@ -106,7 +106,7 @@ async def test_cooldown_gauge_and_upstream_error_after_429(proxy: ProxySetup) ->
 async def test_quota_gauges_and_buffer_depth_read_at_scrape_time(proxy: ProxySetup, store: Any) -> None:
     import time
 
-    from routing.quota import quota_snapshot_set
+    from state.quota import quota_snapshot_set
 
     account_id = proxy.accounts[0].id
     await quota_snapshot_set(

@@ -58,8 +58,8 @@ async def test_counts_refresh_counts_reason_ok_and_failed() -> None:
 
 
 def test_refresh_services_are_counted() -> None:
-    from accounts.codex.services import codex_token_refresh
-    from accounts.gitlab import grants, oauth
+    from executors.codex.services import codex_token_refresh
+    from executors.gitlab import grants, oauth
 
     # the decorator (functools.wraps) is what counts; these are the services that refresh
     for fn in (codex_token_refresh, oauth._refresh, grants._mint):

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 
-from tests.accounts.codex.conftest import _codex_server, codex_fake  # noqa: F401  (shared fixtures)
+from tests.executors.codex.conftest import _codex_server, codex_fake  # noqa: F401  (shared fixtures)
 from tests.reliability.tcp_proxy import CuttableProxy
 from tests.support.proxy import ProxySetup, seed
 

@@ -12,7 +12,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from audit.models import UsageRecord
 from audit.services import usage_buffer_depth, usage_flush
-from proxy_project.db import db_call
+from infra.db import db_call
 from tests.support.proxy import ProxySetup, usage_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -1,5 +1,5 @@
 """A worker killed or cancelled during a Codex token refresh: no double refresh, no lost
-rotated token (store lock + persist-before-use in accounts/codex/services.py)."""
+rotated token (store lock + persist-before-use in executors/codex/services.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-import accounts.codex.services as codex_services
-from accounts.codex.services import CodexRefreshError, codex_token_refresh
+import executors.codex.services as codex_services
 from accounts.models import AccountState, Credential, UpstreamAccount
-from proxy_project.db import db_call
+from executors.codex.services import CodexRefreshError, codex_token_refresh
+from infra.db import db_call
 from statestore import get_store
-from tests.accounts.codex.conftest import import_account
+from tests.executors.codex.conftest import import_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

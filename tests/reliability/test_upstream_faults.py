@@ -13,7 +13,7 @@ import pytest
 
 import executors.http
 from accounts.services import account_add_openai_compat
-from proxy_project.db import db_call
+from infra.db import db_call
 from tests.fakes.base import Fault
 from tests.reliability.conftest import closed_port
 from tests.support.proxy import ProxySetup, seed, usage_rows

@@ -211,7 +211,7 @@ async def test_responses_stream_events_are_well_ordered(proxy: ProxySetup) -> No
 
 async def test_hosted_tools_are_stripped_only_where_the_account_says_so(proxy: ProxySetup) -> None:
     from accounts.models import UpstreamAccount
-    from proxy_project.db import db_call
+    from infra.db import db_call
 
     await db_call(
         lambda: UpstreamAccount.objects.filter(label="acct-A").update(provider_config={"strip_hosted_tools": True})

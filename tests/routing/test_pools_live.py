@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.services import account_add_openai_compat, client_key_create
-from proxy_project.db import db_call
+from infra.db import db_call
 from tests.fakes.base import FakeServer, Fault
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
 from tests.support.proxy import usage_rows
@@ -119,7 +119,7 @@ async def test_limit_on_one_family_leaves_other_families_usable(pool: Pool) -> N
 
 
 async def test_escalating_backoff_without_retry_after(pool: Pool) -> None:
-    from routing.cooldown import cooldowns_list
+    from state.cooldown import cooldowns_list
     from statestore import get_store
 
     pool.a.faults.push(Fault.http(429))  # no hint at all

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from accounts.codex.services import codex_import_auth_json
 from accounts.services import client_key_create
-from routing.quota import quota_snapshot_set
+from executors.codex.services import codex_import_auth_json
+from state.quota import quota_snapshot_set
 from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp, FakeChatGPTAccount
 
@@ -84,7 +84,7 @@ async def test_new_sessions_go_to_the_account_with_headroom(pool: dict[str, Any]
 
 
 async def test_usage_limit_reached_fails_over_invisibly(pool: dict[str, Any]) -> None:
-    from routing.cooldown import cooldowns_list
+    from state.cooldown import cooldowns_list
     from statestore import get_store
 
     pool["fake"].app.exhaust("premium", account_id=BUSY.account_id)

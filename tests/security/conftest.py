@@ -1,1 +1,1 @@
-from tests.accounts.codex.conftest import _codex_server, codex_fake  # noqa: F401  (shared fixtures)
+from tests.executors.codex.conftest import _codex_server, codex_fake  # noqa: F401  (shared fixtures)

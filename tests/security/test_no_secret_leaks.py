@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from accounts.models import Credential
-from tests.accounts.codex.conftest import import_account
+from tests.executors.codex.conftest import import_account
 from tests.fakes.base import Fault
 from tests.support.proxy import seed, usage_rows
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.flows.openai_compat import ConnectForm
 from accounts.services import account_add_openai_compat
 from accounts.validators import upstream_url_validate
+from executors.openai_compat.flows import ConnectForm
 from tests.fakes.base import Fault
 from tests.support.proxy import seed, usage_rows
 
@@ -91,9 +91,9 @@ def test_services_and_admin_form_refuse_private_urls(settings: Any) -> None:
     settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
     with pytest.raises(ValidationError):
         account_add_openai_compat(label="x", base_url="http://127.0.0.1/v1", api_key="k", model_names=["m"])
-    from accounts.codex.services import codex_account_save
-    from accounts.gitlab.errors import GitLabError
-    from accounts.gitlab.services import gitlab_pat_add
+    from executors.codex.services import codex_account_save
+    from executors.gitlab.exceptions import GitLabError
+    from executors.gitlab.services import gitlab_pat_add
 
     with pytest.raises(ValidationError):
         codex_account_save(label="c", secret={}, base_url="http://10.0.0.1/backend-api/codex")
@@ -194,7 +194,7 @@ def test_provider_config_urls_are_refused_on_save(settings: Any, admin_client: A
 
 @pytest.mark.django_db
 def test_codex_and_gitlab_services_check_provider_config_urls(settings: Any) -> None:
-    from accounts.codex.services import codex_account_save
+    from executors.codex.services import codex_account_save
 
     settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
     with pytest.raises(ValidationError, match="auth_url"):
@@ -208,8 +208,8 @@ def test_codex_and_gitlab_services_check_provider_config_urls(settings: Any) -> 
 
 def test_provider_config_urls_are_checked_again_where_used(settings: Any) -> None:
     """A row written before the check existed (or behind the services' back) is refused at use."""
-    from accounts.codex.config import codex_config
-    from accounts.gitlab.config import gateway_url, instance_url
+    from executors.codex.config import codex_config
+    from executors.gitlab.config import gateway_url, instance_url
 
     settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
     with pytest.raises(ValidationError):

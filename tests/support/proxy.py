@@ -11,7 +11,7 @@ from accounts.models import UpstreamAccount
 from accounts.services import account_add_openai_compat, client_key_create
 from audit.models import UsageRecord
 from audit.services import usage_flush
-from proxy_project.db import db_call
+from infra.db import db_call
 
 
 @dataclass

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import UpstreamAccount
 from accounts.services import account_set_enabled
+from audit.services import cli_actor
 
 
 class Command(BaseCommand):
@@ -17,5 +18,5 @@ class Command(BaseCommand):
         account = qs.first()
         if account is None:
             raise CommandError(f"no account {ref!r}")
-        account_set_enabled(account=account, enabled=bool(opts["enable"]))
+        account_set_enabled(account=account, enabled=bool(opts["enable"]), actor=cli_actor("account_disable"))
         self.stdout.write(f"account '{account.label}' {'enabled' if opts['enable'] else 'disabled'}")

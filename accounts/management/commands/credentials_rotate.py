@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import credentials_rotate
+from audit.services import cli_actor
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            count = credentials_rotate()
+            count = credentials_rotate(actor=cli_actor("credentials_rotate"))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"re-encrypted {count} credential(s) under the first configured key")

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from accounts.models import Team
 from accounts.services import client_key_create
+from audit.services import cli_actor
 
 
 class Command(BaseCommand):
@@ -31,6 +32,7 @@ class Command(BaseCommand):
             owner_label=str(opts["owner"]),
             allowed_models=[m for m in str(opts["models"]).split(",") if m],
             expires_at=timezone.now() + timedelta(days=int(days)) if days else None,  # type: ignore[call-overload]
+            actor=cli_actor("key_create"),
         )
         if opts["quiet"]:
             self.stdout.write(raw)

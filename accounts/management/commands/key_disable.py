@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import ClientKey
 from accounts.services import client_key_set_enabled
+from audit.services import cli_actor
 
 
 class Command(BaseCommand):
@@ -17,5 +18,5 @@ class Command(BaseCommand):
         key = qs.first()
         if key is None:
             raise CommandError(f"no key {ref!r}")
-        client_key_set_enabled(key=key, enabled=bool(opts["enable"]))
+        client_key_set_enabled(key=key, enabled=bool(opts["enable"]), actor=cli_actor("key_disable"))
         self.stdout.write(f"key '{key.name}' {'enabled' if opts['enable'] else 'disabled'}")

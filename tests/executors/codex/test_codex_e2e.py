@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from accounts.services import client_key_create
-from tests.accounts.codex.conftest import import_account
+from tests.executors.codex.conftest import import_account
 from tests.fakes.base import parse_sse
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -13,10 +13,10 @@ from executors.base import CooldownScope, UpstreamCall, UpstreamError
 from executors.codex.executor import EXECUTOR
 from executors.registry import executor_for
 from formats import Dialect
-from proxy_project.db import db_call
-from routing.quota import quota_headroom, quota_snapshots
+from infra.db import db_call
+from state.quota import quota_headroom, quota_snapshots
 from statestore import get_store
-from tests.accounts.codex.conftest import account_info, import_account
+from tests.executors.codex.conftest import account_info, import_account
 from tests.fakes.base import Fault
 from tests.fakes.codex import html_403_fault, overloaded_fault, token_invalidated_fault
 

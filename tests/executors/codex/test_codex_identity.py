@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from accounts.codex.config import codex_config
+from executors.codex.config import codex_config
 from executors.codex.identity import (
     SEPARATOR,
     SnapshotMeta,

@@ -14,8 +14,8 @@ from executors.base import ModelFacts, UpstreamCall, UpstreamError
 from executors.codex.executor import EXECUTOR
 from executors.codex.websocket import WS_BETA
 from formats import Dialect
-from proxy_project.db import db_call
-from tests.accounts.codex.conftest import account_info, import_account
+from infra.db import db_call
+from tests.executors.codex.conftest import account_info, import_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,18 +10,18 @@ from typing import Any
 import orjson
 import pytest
 
-from accounts.gitlab.grants import gitlab_grant_cache_clear
-from accounts.gitlab.services import gitlab_pat_add
 from accounts.models import GatewayToken, UpstreamAccount
 from accounts.selectors import AccountInfo, accounts_enabled
 from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.gitlab.catalog import gitlab_upstream_model
 from executors.gitlab.executor import EXECUTOR
-from executors.gitlab.models import gitlab_upstream_model
+from executors.gitlab.grants import gitlab_grant_cache_clear
+from executors.gitlab.services import gitlab_pat_add
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
-from proxy_project.db import db_call
+from infra.db import db_call
 from statestore import get_store
-from tests.accounts.gitlab.conftest import PAT
+from tests.executors.gitlab.conftest import PAT
 from tests.fakes.base import Fault
 from tests.fakes.gitlab import GitLabFakes
 
@@ -35,7 +35,7 @@ RESPONSES_PATH = "/ai/v1/proxy/openai/v1/responses"
 def _add(gitlab: GitLabFakes, **config: Any) -> UpstreamAccount:
     account = gitlab_pat_add(label="duo", token=PAT, instance_url=gitlab.instance_url, gateway_url=gitlab.gateway_url)
     if config:
-        from executors.gitlab.models import gitlab_model_names
+        from executors.gitlab.catalog import gitlab_model_names
 
         account.provider_config = {**account.provider_config, **config}
         account.model_names = gitlab_model_names(account.provider_config)

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from accounts.gitlab.services import gitlab_pat_add
 from accounts.services import client_key_create
-from tests.accounts.gitlab.conftest import PAT
+from executors.gitlab.services import gitlab_pat_add
+from tests.executors.gitlab.conftest import PAT
 from tests.fakes.gitlab import GitLabFakes
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -1,0 +1,1 @@
+"""Small infrastructure helpers every layer may use (database access from async code)."""
