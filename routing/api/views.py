@@ -16,7 +16,10 @@ from routing.catalog import catalog_models
 from routing.errors import ProxyError, internal_error
 from routing.proxy import Reply, count_tokens_handle, proxy_handle
 
-api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url="/docs")
+# No /v1/docs or /v1/openapi.json (issue 17): the request and response bodies are the OpenAI and
+# Anthropic formats, documented by them; ninja's page documented nothing more, loaded Swagger from
+# a CDN (third-party script on the proxy's origin; broken offline) and needed no key.
+api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url=None, openapi_url=None)
 
 
 def _to_response(reply: Reply) -> HttpResponse | StreamingHttpResponse:
