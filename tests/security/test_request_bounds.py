@@ -10,6 +10,7 @@ the OpenAI format on the Anthropic surface.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +27,6 @@ from tests.support.proxy import ProxySetup, seed, usage_rows
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
-# A healthy worker answers /healthz in milliseconds; the stall this guards against was 10 s.
-# Generous for a busy 2-core CI machine, far below any stall.
-HEALTHZ_MAX_SECONDS = 0.75
 
 
 @pytest.fixture
@@ -39,29 +37,44 @@ def proxy(live_proxy: Any, fake_openai: Any) -> ProxySetup:
 
 @contextmanager
 def healthz_poller(url: str) -> Iterator[list[float]]:
-    """Poll /healthz every 20 ms while the block runs; yields the latencies (seconds)."""
-    latencies: list[float] = []
+    """Poll /healthz every 20 ms while the block runs; yields the times answers arrived."""
+    answered: list[float] = []
     stop = threading.Event()
+    ready = threading.Event()
 
     def run() -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=60) as client:
             client.get(url + "/healthz")  # connection set up before measuring
             ready.set()
             while not stop.is_set():
-                started = time.perf_counter()
                 assert client.get(url + "/healthz").status_code == 200
-                latencies.append(time.perf_counter() - started)
+                answered.append(time.perf_counter())
                 stop.wait(0.02)
 
-    ready = threading.Event()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     ready.wait(10)
     try:
-        yield latencies
+        yield answered
     finally:
         stop.set()
         thread.join(timeout=60)
+
+
+def assert_not_stalled(answered: list[float], started: float, ended: float) -> None:
+    """The worker kept answering /healthz while the large request was in flight.
+
+    Before the fix the loop was blocked for the whole of the large request's processing (12 s
+    for 950,000 messages): no answer in between, the longest gap about the request's length.
+    Now the longest gap must stay under 0.75 s or, on a machine so loaded that everything is
+    slow, under half the large request's duration (the measured idle-machine numbers are in
+    docs/security.md).
+    """
+    inside = [t for t in answered if started <= t <= ended]
+    points = [started, *inside, ended]
+    longest = max(b - a for a, b in itertools.pairwise(points))
+    assert len(inside) >= 2, f"no /healthz answer during a {ended - started:.2f} s request"
+    assert longest < max(0.75, 0.5 * (ended - started)), (longest, ended - started, len(inside))
 
 
 def _messages_body(n: int, *, model: str = "gpt-4o-mini", stream: bool = False) -> bytes:
@@ -92,12 +105,13 @@ def worker(proxy: ProxySetup) -> Iterator[ProxySetup]:
 def test_950k_messages_is_a_413_and_does_not_stall_the_worker(worker: ProxySetup) -> None:
     raw = _messages_body(950_000)
     assert len(raw) > 27 * 1024 * 1024
-    with healthz_poller(worker.url) as latencies, httpx.Client(timeout=120) as client:
+    with healthz_poller(worker.url) as answered, httpx.Client(timeout=120) as client:
+        started = time.perf_counter()
         r = client.post(worker.v1 + "/messages", content=raw, headers=worker.headers(**ANTHROPIC))
+        ended = time.perf_counter()
     message = _anthropic_error(r, 413, "request_too_large")
     assert f"at most {MAX_VALUES:,}" in message
-    assert len(latencies) >= 3
-    assert max(latencies) < HEALTHZ_MAX_SECONDS, sorted(latencies)[-5:]
+    assert_not_stalled(answered, started, ended)
     assert worker.fake.requests == []  # never an upstream call for a request that cannot be valid
 
 
@@ -105,13 +119,14 @@ def test_large_legal_body_is_translated_off_the_loop(worker: ProxySetup) -> None
     # 60,000 messages (2 MiB) from an Anthropic client to a Chat upstream: parsed, decoded and
     # translated in a worker thread; /healthz keeps answering meanwhile.
     raw = _messages_body(60_000)
-    with healthz_poller(worker.url) as latencies, httpx.Client(timeout=120) as client:
+    with healthz_poller(worker.url) as answered, httpx.Client(timeout=120) as client:
+        started = time.perf_counter()
         r = client.post(worker.v1 + "/messages", content=raw, headers=worker.headers(**ANTHROPIC))
+        ended = time.perf_counter()
     assert r.status_code == 200, r.text[:300]
     assert r.json()["type"] == "message"
     assert len(worker.fake.requests[-1]["json"]["messages"]) == 60_000
-    assert len(latencies) >= 3
-    assert max(latencies) < HEALTHZ_MAX_SECONDS, sorted(latencies)[-5:]
+    assert_not_stalled(answered, started, ended)
 
 
 @pytest.mark.parametrize("surface", ["/chat/completions", "/messages", "/responses", "/messages/count_tokens"])
