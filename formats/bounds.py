@@ -36,7 +36,8 @@ class RequestTooLarge(InvalidRequest):
 
 
 def values_upper_bound(raw: bytes) -> int:
-    """At least the number of JSON values in `raw` (exact when no string holds , [ or {)."""
+    """At least the number of JSON values in `raw` (exact when no string holds , [ or { and no
+    container is empty)."""
     return 1 + raw.count(b",") + raw.count(b"[") + raw.count(b"{")
 
 

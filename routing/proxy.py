@@ -261,12 +261,11 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
             )
         try:
-            # count_tokens bodies carry no max_tokens; the decoder requires one.
-            canonical = decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body})
+            # CPU-bound, proportional to the body (and the first call loads the tokenizer):
+            # decoded and counted off the event loop.
+            n = await asyncio.to_thread(_count_request_tokens, body)
         except (UnsupportedFeature, InvalidRequest) as exc:
             raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
-        # CPU-bound (and the first call loads the tokenizer): keep it off the event loop.
-        n = await asyncio.to_thread(count_tokens, canonical)
         fin.draft.input_tokens, fin.draft.usage_estimated = n, True
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
@@ -276,6 +275,11 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
         return _failed(fin, internal_error(exc), Dialect.MESSAGES)
     finally:
         await fin.finish()
+
+
+def _count_request_tokens(body: dict[str, Any]) -> int:
+    # count_tokens bodies carry no max_tokens; the decoder requires one.
+    return count_tokens(decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body}))
 
 
 def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
