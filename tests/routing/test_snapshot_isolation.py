@@ -12,21 +12,9 @@ import pytest
 from accounts.services import client_key_create
 from routing.models import ResponseSnapshot
 from tests.fakes.base import Fault
-from tests.support.proxy import ProxySetup, seed
+from tests.support.proxy import ProxySetup, completion_body, seed
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-def _completion(text: str) -> dict[str, Any]:
-    # The upstream chooses the id; two answers with the same one collide in the proxy.
-    return {
-        "id": "chatcmpl-same-id",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-    }
 
 
 @pytest.fixture
@@ -37,7 +25,12 @@ def proxy(live_proxy: Any, fake_openai: Any) -> ProxySetup:
 def test_another_keys_colliding_id_does_not_overwrite_a_snapshot(proxy: ProxySetup) -> None:
     _, other_key = client_key_create(name="other", owner_label="other@example.com")
     alice, bob = proxy.headers(), {"authorization": f"Bearer {other_key}"}
-    proxy.fake.faults.push(Fault.http(200, _completion("alice's answer")), Fault.http(200, _completion("bob's")))
+    # The upstream chooses the id; two answers with the same one collide in the proxy.
+    same = "chatcmpl-same-id"
+    proxy.fake.faults.push(
+        Fault.http(200, completion_body(content="alice's answer", completion_id=same)),
+        Fault.http(200, completion_body(content="bob's", completion_id=same)),
+    )
     with httpx.Client(timeout=15) as client:
         first = client.post(
             proxy.v1 + "/responses", json={"model": "gpt-4o-mini", "input": "alice asks"}, headers=alice

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.base import Fault
-from tests.support.proxy import ProxySetup, seed
+from tests.support.proxy import ProxySetup, completion_body, seed
 
 pytestmark = [pytest.mark.live, pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
 
@@ -118,17 +118,6 @@ headers = st.fixed_dictionaries(
 )
 
 
-def _completion(usage: Any) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fuzz",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": usage,
-    }
-
-
 count = st.one_of(
     st.integers(0, 100), huge_ints, st.integers(-(2**40), -1), st.floats(allow_nan=False), st.text(max_size=5)
 )
@@ -186,7 +175,8 @@ def test_generated_requests_never_5xx_and_errors_keep_the_surface_format(fuzz_ta
         if usage is not None and b'"stream": true' not in body and b'"stream":true' not in body:
             # Serialised here (stdlib json): integers past 64 bits, which the fake's own
             # serialiser refuses, reach the proxy as an upstream would send them.
-            fuzz_target.fake.faults.push(Fault(kind="status", status=200, body=json.dumps(_completion(usage))))
+            hostile = json.dumps(completion_body(usage=usage, completion_id="chatcmpl-fuzz"))
+            fuzz_target.fake.faults.push(Fault(kind="status", status=200, body=hostile))
             stats["hostile_upstream"] += 1
         r = send(fuzz_target.v1 + surface, body, {"authorization": f"Bearer {fuzz_target.key}", **extra})
         assert r.status_code < 500, (surface, body[:300], r.status_code, r.text[:300])
