@@ -33,7 +33,7 @@ from accounts.flows.operations import (
 from accounts.health import AccountHealth, HealthStatus, accounts_health
 from accounts.key_usage import KeyUsage, keys_usage
 from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
-from accounts.selectors import EffectiveLimits, key_limits_effective
+from accounts.selectors import EffectiveLimits, key_limits_effective, keys_scope_all
 from accounts.services import (
     TeamInUse,
     account_delete,
@@ -471,6 +471,8 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         # Accounts are added through the guided flows only: they verify the credential first.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:accounts_flow_choose"))
 
     def get_urls(self) -> list[URLPattern]:
@@ -483,7 +485,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def flow_choose_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
-            raise Http404
+            raise PermissionDenied
         providers = [
             (ProviderKind(p).label if p in ProviderKind.values else p, flows)
             for p, flows in flows_by_provider().items()
@@ -493,7 +495,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def flow_step_view(self, request: HttpRequest, flow_key: str) -> HttpResponse:
         if not self.has_add_permission(request):
-            raise Http404
+            raise PermissionDenied
         flow_cls = flow_get(flow_key)
         if flow_cls is None:
             raise Http404
@@ -637,7 +639,8 @@ class ClientKeyAdmin(admin.ModelAdmin):
     change_form_template = "accounts/key_change_form.html"
     list_display = ["key", "holder", "status", "usage", "last_used", "today"]
     list_display_links = ["key"]
-    list_filter = ["enabled", "team"]
+    # Only teams of the keys this person may see (the stock filter lists every team).
+    list_filter = ["enabled", ("team", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "owner_label", "prefix", "owner__username"]
     readonly_fields = ["prefix", "created_at", "rotated_at", "effective_limits", "usage", "last_used", "today"]
     actions = [revoke_keys]
@@ -656,7 +659,10 @@ class ClientKeyAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
-        return super().get_queryset(request).select_related("team", "owner")
+        qs = super().get_queryset(request).select_related("team", "owner")
+        # Lists, pages, actions, history and filters all go through this: a staff member
+        # without view_all_keys never reaches another developer's key.
+        return qs if keys_scope_all(request.user) else qs.filter(owner=request.user)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
@@ -766,7 +772,7 @@ class ClientKeyAdmin(admin.ModelAdmin):
 
     def rotate_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
         """POST: a new secret for the same key record (limits, team and history stay)."""
-        key = get_object_or_404(ClientKey, pk=key_id)
+        key = get_object_or_404(self.get_queryset(request), pk=key_id)
         if not self.has_change_permission(request, key):
             raise PermissionDenied
         if request.method != "POST":

@@ -164,6 +164,9 @@ class ClientKey(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Staff without it see (and may act on) only the keys they own; the same split as
+        # audit.view_all_usage for usage.
+        permissions = [("view_all_keys", "Can see every developer's keys (not only their own)")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -131,6 +131,11 @@ class EffectiveLimits:
         return ", ".join(sorted(self.allowed_models or self.team_models)) or "every model"
 
 
+def keys_scope_all(user: Any) -> bool:
+    """Whether an admin user sees every developer's keys, or only the ones they own."""
+    return bool(user.is_superuser or user.has_perm("accounts.view_all_keys"))
+
+
 def _stricter(own: int | None, team: int | None) -> int | None:
     if own is None:
         return team

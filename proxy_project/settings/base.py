@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "audit",
+    "portal",
     # Providers: everything one upstream kind is lives in its executors/<name>/ app.
     "executors.openai_compat",
     "executors.gitlab",
