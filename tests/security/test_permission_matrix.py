@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import ClientKey, Team, UpstreamAccount
 from accounts.services import account_add_openai_compat, client_key_create, team_create
-from audit.models import AdminAction, UsageRecord, UsageRollup
+from audit.models import AdminAction, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
 from routing.models import CatalogEntry
 
@@ -43,7 +43,8 @@ PASSWORD = "pw-matrix-123456"
 BOB_MARKERS = ("bob-private-key", "bob-private-model", "bob-team")
 
 # Product models in the admin and what is special about them.
-READ_ONLY = {"usagerecord", "usagerollup", "adminaction"}  # nobody adds, changes or deletes
+# nobody adds, changes or deletes
+READ_ONLY = {"usagerecord", "usagerollup", "adminaction", "usagedeadletter"}
 ADD_REDIRECTS = {"upstreamaccount"}  # "add" goes to the guided flows
 OWNED = {"clientkey", "usagerecord", "usagerollup"}  # staff_dev sees only their own rows
 
@@ -131,6 +132,7 @@ def world() -> World:
             "usagerecord": bob_record,
             "usagerollup": rollup,
             "adminaction": AdminAction.objects.filter(target_type="client_key", target_id=bob_key.pk).first(),
+            "usagedeadletter": UsageDeadLetter.objects.create(request_id="r-1", error="DataError: x", payload="{}"),
             "user": bob,
             "group": None,
         },
