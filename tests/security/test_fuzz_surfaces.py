@@ -119,7 +119,11 @@ headers = st.fixed_dictionaries(
 
 
 count = st.one_of(
-    st.integers(0, 100), huge_ints, st.integers(-(2**40), -1), st.floats(allow_nan=False), st.text(max_size=5)
+    st.integers(0, 100),
+    huge_ints,
+    st.integers(-(2**40), -1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
 )
 # What a hostile upstream reports as usage for the next upstream call (None: a normal answer).
 hostile_usage = st.none() | st.fixed_dictionaries(
