@@ -83,9 +83,9 @@ class AccountForm(forms.ModelForm):
         model = UpstreamAccount
         fields = ["label", "base_url", "api_key", "model_names", "priority", "weight", "enabled", "provider_config"]
         help_texts = {
-            "provider_config": 'Non-secret per-account settings as JSON, e.g. {"strip_hosted_tools": true} '
-            "(needed for Codex CLI on a Chat or Claude upstream: it always offers web_search), "
-            '{"model_prefix": "team-b"}, {"chat_developer_role": "developer"}.',
+            "provider_config": "Non-secret per-account settings as JSON, e.g. "
+            '{"model_prefix": "team-b"}, {"chat_developer_role": "developer"}; Codex accounts: '
+            '{"default_instructions": "..."} (docs/codex.md).',
         }
 
 

@@ -201,26 +201,27 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     return info
 
 
+def account_info_from_row(row: UpstreamAccount) -> AccountInfo:
+    """The routing view of one account row (every field, provider_config included): the one
+    place that builds an AccountInfo, so a probe and a real request see the same settings."""
+    credential = getattr(row, "credential", None)
+    return AccountInfo(
+        id=row.id,
+        label=row.label,
+        provider=row.provider,
+        base_url=row.base_url,
+        priority=row.priority,
+        weight=row.weight,
+        model_names=tuple(row.model_names or ()),
+        state=row.state,
+        secret=dict(credential.secret) if credential is not None else {},
+        provider_config=dict(row.provider_config or {}),
+    )
+
+
 def _load_accounts() -> list[AccountInfo]:
     rows = UpstreamAccount.objects.filter(enabled=True).select_related("credential")
-    result = []
-    for row in rows:
-        credential = getattr(row, "credential", None)
-        result.append(
-            AccountInfo(
-                id=row.id,
-                label=row.label,
-                provider=row.provider,
-                base_url=row.base_url,
-                priority=row.priority,
-                weight=row.weight,
-                model_names=tuple(row.model_names or ()),
-                state=row.state,
-                secret=dict(credential.secret) if credential is not None else {},
-                provider_config=dict(row.provider_config or {}),
-            )
-        )
-    return result
+    return [account_info_from_row(row) for row in rows]
 
 
 async def accounts_enabled() -> list[AccountInfo]:

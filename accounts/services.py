@@ -86,6 +86,39 @@ def account_create(
     return account
 
 
+class DuplicateIdentity(Exception):
+    """The upstream identity being added (the same ChatGPT account, the same GitLab user) is
+    already an account here: two accounts would share one upstream quota and one credential
+    family, and refreshing one can log the other out. Providers raise it when adding a new
+    account unless the caller explicitly allows the duplicate."""
+
+    def __init__(self, *, identity: str, existing: str) -> None:
+        super().__init__(
+            f"{identity} is already added as account '{existing}'. To replace its credential, sign in again "
+            f"with the label '{existing}'; to add it twice anyway, confirm the duplicate."
+        )
+        self.identity = identity
+        self.existing = existing
+
+
+def account_credential_logged(*, account: UpstreamAccount, created: bool, actor: Any | None, **extra: Any) -> None:
+    """Action-log entry for a provider that saved an account's credential itself (a sign-in
+    flow): a new account, or a re-login that replaced the credential. Never the secret."""
+    if created:
+        changes = {f: [None, getattr(account, f)] for f in _ACCOUNT_LOGGED if f != "state"}
+        action = "account.create"
+    else:
+        changes, action = {}, "account.credential_replace"
+    admin_action_log(
+        actor=actor,
+        action=action,
+        target_type="account",
+        target_id=account.pk,
+        target_label=account.label,
+        changes={**changes, **{k: [None, v] for k, v in extra.items()}},
+    )
+
+
 def account_add_openai_compat(
     *,
     label: str,

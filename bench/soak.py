@@ -123,6 +123,23 @@ class RssSampler:
         self._thread.join()
 
 
+def rss_summary(sampler: RssSampler, warm: float) -> dict[str, Any]:
+    """Per worker: RSS at start, after `warm` seconds, at the end, peak, and the least-squares
+    slope (MiB per minute) after warm-up."""
+    rss: dict[str, Any] = {}
+    for pid, points in sampler.samples.items():
+        after = [(t / 60.0, m) for t, m in points if t >= warm]
+        rss[str(pid)] = {
+            "start_mib": round(points[0][1], 1) if points else None,
+            "after_warmup_mib": round(after[0][1], 1) if after else None,
+            "end_mib": round(points[-1][1], 1) if points else None,
+            "peak_mib": round(max(m for _, m in points), 1) if points else None,
+            "slope_mib_per_min": round(_slope(after), 3),
+            "samples": len(points),
+        }
+    return rss
+
+
 async def _load(url: str, key: str, streams: int, seconds: float, max_requests: int, chunks: int) -> dict[str, Any]:
     body = {
         "model": MODEL,
@@ -181,18 +198,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             _stop(srv.proc)  # SIGTERM: lifespan shutdown flushes what the process buffered
             _stop(fake)
         rows = int(_manage(env, "shell", "-c", _COUNT).splitlines()[-1])
-    warm = max(args.warmup, seconds * 0.2)
-    rss: dict[str, Any] = {}
-    for pid, points in sampler.samples.items():
-        after = [(t / 60.0, m) for t, m in points if t >= warm]
-        rss[str(pid)] = {
-            "start_mib": round(points[0][1], 1) if points else None,
-            "after_warmup_mib": round(after[0][1], 1) if after else None,
-            "end_mib": round(points[-1][1], 1) if points else None,
-            "peak_mib": round(max(m for _, m in points), 1) if points else None,
-            "slope_mib_per_min": round(_slope(after), 3),
-            "samples": len(points),
-        }
+    rss = rss_summary(sampler, max(args.warmup, seconds * 0.2))
     result = {
         "streams": args.streams,
         "seconds": seconds,

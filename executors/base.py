@@ -14,21 +14,35 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
-from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request
+from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request, hosted_tools_drop
 
-_OPTION_KEYS = ("strip_hosted_tools", "chat_developer_role", "chat_max_tokens_field", "default_max_tokens")
+# UpstreamCall.memo key: hosted tool types the last attempt's translation dropped.
+DROPPED_TOOLS = "dropped_tools"
+
+_OPTION_KEYS = ("chat_developer_role", "chat_max_tokens_field", "default_max_tokens")
 
 
 def encode_options_for(account: AccountInfo) -> EncodeOptions:
-    """Translation knobs an admin sets per account in provider_config (formats.md §5.3):
-    e.g. `strip_hosted_tools` for a Chat upstream serving Codex CLI, which always offers
-    `web_search` (without it, such a request is refused with a 400 naming the tool)."""
+    """Translation knobs an admin sets per account in provider_config (formats.md §5.3), e.g.
+    `chat_developer_role` for a Chat server that accepts role "developer"."""
     config = account.provider_config or {}
     chosen = {k: config[k] for k in _OPTION_KEYS if k in config}
     return EncodeOptions(**chosen) if chosen else _DEFAULT_OPTIONS
 
 
 _DEFAULT_OPTIONS = EncodeOptions()
+
+
+def translate_for(
+    canonical: dict[str, Any], target: Dialect, options: EncodeOptions
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The canonical request in `target`'s dialect, and the hosted tools dropped on the way
+    (a Chat or Messages target cannot run them; offered-only ones are dropped, forced ones
+    raise UnsupportedFeature)."""
+    dropped: tuple[str, ...] = ()
+    if target is not Dialect.RESPONSES:
+        canonical, dropped = hosted_tools_drop(canonical)
+    return encode_request(canonical, target, options=options), dropped
 
 
 def translation_memo_key(target: Dialect, options: EncodeOptions) -> str:
@@ -43,6 +57,35 @@ class ModelFacts:
     responses_only: bool = False  # Chat-dialect upstreams must use their /responses endpoint
     prefer_websockets: bool = False
     context_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """The request continues a response the client already saw (`previous_response_id` on a
+    client WebSocket): the first `items` input items are that response's whole conversation
+    (its input and output), the rest are new. An executor whose upstream still holds that
+    response on a kept connection may send only the new items."""
+
+    response_id: str
+    items: int
+
+
+class UpstreamSession:
+    """Transport state an executor may keep across the requests of one client conversation
+    (a client WebSocket), e.g. an open upstream socket. Executors own their slot (keyed by
+    their provider name); routing only closes the session when the conversation ends."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self) -> None:
+        self.slots: dict[str, Any] = {}
+
+    async def aclose(self) -> None:
+        slots, self.slots = self.slots, {}
+        for value in slots.values():
+            close = getattr(value, "aclose", None)
+            if close is not None:
+                await close()
 
 
 @dataclass(slots=True)
@@ -60,7 +103,12 @@ class UpstreamCall:
     request_id: str = ""
     facts: ModelFacts = field(default_factory=ModelFacts)
     # Shared by every attempt of one client request so the canonical form is decoded once.
+    # `body_for` also leaves the hosted tools it dropped for this attempt under DROPPED_TOOLS
+    # (every executor calls it once per attempt, so after dispatch it describes the answer).
     memo: dict[str, Any] = field(default_factory=dict)
+    # Set for requests that arrive on a client WebSocket (see UpstreamSession, Continuation).
+    session: UpstreamSession | None = None
+    continuation: Continuation | None = None
 
     @property
     def canonical(self) -> dict[str, Any]:
@@ -77,15 +125,19 @@ class UpstreamCall:
         Same dialect: a shallow copy (bytes-level passthrough stays possible). Otherwise the
         pure translators in `formats` convert via the canonical (Responses) form, with the
         account's per-target knobs (`encode_options_for`); they raise UnsupportedFeature for
-        anything the target cannot express.
+        anything the target cannot express. Hosted tools a Chat or Messages target cannot run
+        are dropped when only offered (recorded under DROPPED_TOOLS), refused when forced.
         """
+        dropped: tuple[str, ...] = ()
         if target is self.dialect:
             body = dict(self.body)
         else:
             options = encode_options_for(self.account)
-            # A large body's translations were prepared off the event loop (routing.intake).
+            # A large body's translation was prepared off the event loop (routing.intake).
             warm = self.memo.get(translation_memo_key(target, options))
-            body = dict(warm) if warm is not None else encode_request(self.canonical, target, options=options)
+            translated, dropped = warm if warm is not None else translate_for(self.canonical, target, options)
+            body = dict(translated)
+        self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body
 

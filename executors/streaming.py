@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import httpx
+import orjson
 
 from executors.base import UpstreamError, UpstreamResponse, UpstreamStreamError
 from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
@@ -53,6 +54,24 @@ async def read_bounded(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def event_type(ev: SseEvent) -> str:
+    """The event's type: the SSE `event:` name, else the JSON payload's leading "type"."""
+    if ev.event:
+        return ev.event
+    if ev.data.startswith(b'{"type":'):
+        try:
+            obj = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            return ""
+        if isinstance(obj, dict):
+            return str(obj.get("type") or "")
+    return ""
+
+
+# Events that only open a stream: nothing the client could use has arrived yet.
+_MAX_HANDSHAKE_EVENTS = 16
+
+
 async def open_event_stream(
     response: httpx.Response,
     *,
@@ -60,16 +79,27 @@ async def open_event_stream(
     request_id: str,
     first_event_error: Callable[[SseEvent], UpstreamError | None],
     events: AsyncIterator[SseEvent] | None = None,
+    handshake: frozenset[str] = frozenset(),
 ) -> UpstreamResponse:
-    """Read the handshake (the first event) before committing to this upstream, so an error
-    hidden in a 200 stream still fails over; then hand back the rest as it arrives."""
+    """Read the handshake before committing to this upstream, so an error hidden in a 200
+    stream still fails over; then hand back the rest as it arrives. The handshake is the first
+    event plus any that follow while they are of a `handshake` type (e.g. `response.created`):
+    an error among them (`first_event_error`) is raised, not relayed."""
     stream = events if events is not None else relay_events(response)
+    head: list[SseEvent] = []
     try:
-        first = await anext(stream)
+        while True:
+            ev = await anext(stream)
+            error = first_event_error(ev)
+            if error is not None:
+                raise error
+            head.append(ev)
+            if event_type(ev) not in handshake or len(head) >= _MAX_HANDSHAKE_EVENTS:
+                break
     except StopAsyncIteration:
         raise UpstreamError(
             status=502,
-            message="upstream stream ended before any event",
+            message="upstream stream ended before any event" if not head else "upstream stream ended in its handshake",
             retryable=True,
             request_id=request_id,
             code="upstream_empty_stream",
@@ -78,12 +108,10 @@ async def open_event_stream(
         raise UpstreamError(
             status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
         ) from None
-    error = first_event_error(first)
-    if error is not None:
-        raise error
 
     async def chained() -> AsyncIterator[SseEvent]:
-        yield first
+        for item in head:
+            yield item
         async for item in stream:
             yield item
 

@@ -5,7 +5,7 @@ Messages ("messages"): requests, non-stream responses, stream events, errors and
 See docs/formats.md for the mapping decisions.
 """
 
-from ._common import EncodeOptions, custom_tool_names
+from ._common import EncodeOptions, custom_tool_names, hosted_tools_drop
 from ._core import Dialect, InvalidRequest, UnsupportedFeature, UpstreamFormatError
 from .bodies import decode_response, encode_response
 from .errors import error_body, error_from_upstream
@@ -34,6 +34,7 @@ __all__ = [
     "encode_sse",
     "error_body",
     "error_from_upstream",
+    "hosted_tools_drop",
     "usage_from",
     "usage_to",
     "validate_request",

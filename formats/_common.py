@@ -20,8 +20,8 @@ RS_ANTHROPIC_REDACTED = "rs_ant_r_"  # also starts with RS_ANTHROPIC: check it f
 # model behind any upstream still sees it, and the Messages encoder turns it back.
 TOOL_ERROR_PREFIX = "[tool error] "
 
-# Hosted (server-side) Responses tools: they only exist at OpenAI. Towards Chat/Messages
-# they are rejected unless the target is configured to strip them.
+# Hosted (server-side) Responses tools: they only exist at OpenAI. Towards Chat/Messages an
+# offered one is dropped (`hosted_tools_drop`) and a forced one is refused.
 HOSTED_TOOL_TYPES = frozenset(
     {
         "web_search",
@@ -45,9 +45,6 @@ HOSTED_TOOL_TYPES = frozenset(
 class EncodeOptions:
     """Per-target knobs for encode_request (the catalog decides them per target/model)."""
 
-    # Drop hosted tools (web_search, ...) instead of rejecting: the Codex CLI always sends
-    # web_search, so a chat-only target serving Codex needs this on.
-    strip_hosted_tools: bool = False
     # Many OpenAI-compatible servers reject role "developer"; default to "system".
     chat_developer_role: str = "system"
     # "max_completion_tokens" (OpenAI) or "max_tokens" (older compatible servers).
@@ -218,3 +215,50 @@ def reject_if(body: JSONDict, key: str, reason: str) -> None:
     v = body.get(key)
     if v is not None and v is not False and v != [] and v != {}:
         raise UnsupportedFeature(key, reason)
+
+
+def _hosted(tool: Any) -> str | None:
+    typ = tool.get("type") if isinstance(tool, dict) else None
+    return typ if isinstance(typ, str) and typ in HOSTED_TOOL_TYPES else None
+
+
+def hosted_tools_drop(c: JSONDict) -> tuple[JSONDict, tuple[str, ...]]:
+    """The canonical request without the hosted tools it only *offers*, for a target that
+    cannot run them (Chat, Messages), and the dropped tool types in order.
+
+    Codex CLI offers `web_search` on every turn; refusing it made every turn fail on such a
+    target. A request that *forces* a hosted tool is refused instead (UnsupportedFeature naming
+    the field), because dropping it would silently answer a different question: `tool_choice`
+    names it, or every offered tool is hosted and a tool call is required.
+    """
+    tools = c.get("tools")
+    if not isinstance(tools, list) or not any(_hosted(t) for t in tools):
+        return c, ()
+    dropped = tuple(dict.fromkeys(typ for t in tools if (typ := _hosted(t))))
+    kept = [t for t in tools if not _hosted(t)]
+    tc = c.get("tool_choice")
+    tc_type = tc.get("type") if isinstance(tc, dict) else None
+    if _hosted(tc):
+        raise UnsupportedFeature(
+            "tool_choice", f"tool_choice forces the hosted tool {tc_type!r}, which cannot run on this upstream"
+        )
+    if isinstance(tc, dict) and tc_type == "allowed_tools":
+        allowed = [t for t in tc.get("tools") or [] if not _hosted(t)]
+        if not allowed and tc.get("mode") == "required":
+            raise UnsupportedFeature(
+                "tool_choice", "tool_choice requires a hosted tool, which cannot run on this upstream"
+            )
+        tc = {**tc, "tools": allowed} if allowed else "none"
+    if not kept and tc == "required":
+        first = next(i for i, t in enumerate(tools) if _hosted(t))
+        raise UnsupportedFeature(
+            f"tools[{first}].type",
+            f"tool type {_hosted(tools[first])!r} cannot run on this upstream, and a tool call is required",
+        )
+    out = {k: v for k, v in c.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+    if kept:
+        out["tools"] = kept
+        for key, value in (("tool_choice", tc), ("parallel_tool_calls", c.get("parallel_tool_calls"))):
+            if value is not None:
+                out[key] = value
+    return out, dropped

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 
 from ._common import (
-    HOSTED_TOOL_TYPES,
     EncodeOptions,
     call_name_for_upstream,
     check_call_pairing,
@@ -62,6 +61,9 @@ _CHAT_HANDLED = frozenset(
         *_CHAT_SAME,
     }
 )
+# Every top-level field of a Chat Completions request (the API reference's list): anything
+# else is refused before dispatch (validate.py), like api.openai.com does.
+CHAT_FIELDS = _CHAT_HANDLED | _CHAT_DROPPED
 
 
 # ---------------------------------------------------------------- decode: chat -> canonical
@@ -350,8 +352,6 @@ def _encode_tools(tools: list[JSONDict], opts: EncodeOptions) -> list[JSONDict]:
             if t.get("description") is not None:
                 fn["description"] = t["description"]
             out.append({"type": "function", "function": fn})
-        elif isinstance(typ, str) and typ in HOSTED_TOOL_TYPES and opts.strip_hosted_tools:
-            log.debug("stripping hosted tool %s for a Chat target", typ)
         else:
             raise UnsupportedFeature(f"tools[{i}].type", f"tool type {typ!r} cannot run on this upstream")
     return out
@@ -366,8 +366,6 @@ def _encode_tool_choice(tc: Any, opts: EncodeOptions) -> Any:
     if typ == "allowed_tools":
         tools = [{"type": "function", "function": {"name": t.get("name")}} for t in tc.get("tools") or []]
         return {"type": "allowed_tools", "allowed_tools": {"mode": tc.get("mode", "auto"), "tools": tools}}
-    if isinstance(typ, str) and typ in HOSTED_TOOL_TYPES and opts.strip_hosted_tools:
-        return "auto"
     raise UnsupportedFeature("tool_choice", f"tool_choice {typ!r} cannot be expressed for this upstream")
 
 
@@ -419,6 +417,9 @@ _RESP_KNOWN = frozenset(
         *_RESP_DROP_FOR_CHAT,
     }
 )
+# Every top-level field of a Responses request the proxy knows (the API reference's list plus
+# Codex CLI's `client_metadata`); anything else is refused before dispatch (validate.py).
+RESPONSES_FIELDS = _RESP_KNOWN
 
 
 def reject_unencodable(c: JSONDict) -> None:

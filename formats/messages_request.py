@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from ._common import (
-    HOSTED_TOOL_TYPES,
     RS_ANTHROPIC,
     RS_ANTHROPIC_REDACTED,
     TOOL_ERROR_PREFIX,
@@ -47,6 +46,9 @@ _MSG_HANDLED = frozenset(
         "mcp_servers",
     }
 )
+# Every top-level field of an Anthropic Messages request (API reference, incl. the beta fields
+# Claude Code sends); anything else is refused before dispatch (validate.py), like Anthropic does.
+MESSAGES_FIELDS = _MSG_HANDLED | _MSG_DROPPED
 # Claude Code's first system block changes on every request (a build counter) and means
 # nothing to other models; keeping it would break the upstream's prompt-cache prefix.
 _BILLING_HEADER = "x-anthropic-billing-header:"
@@ -502,8 +504,6 @@ def _encode_tools(tools: list[JSONDict], opts: EncodeOptions) -> list[JSONDict]:
                 tool["description"] = t["description"]
             tool["input_schema"] = custom_tool_parameters(t)
             out.append(tool)
-        elif isinstance(typ, str) and typ in HOSTED_TOOL_TYPES and opts.strip_hosted_tools:
-            log.debug("stripping hosted tool %s for an Anthropic target", typ)
         else:
             raise UnsupportedFeature(f"tools[{i}].type", f"tool type {typ!r} cannot run on this upstream")
     return out
@@ -519,6 +519,4 @@ def _encode_tool_choice(tc: Any, opts: EncodeOptions) -> JSONDict | None:
     typ = tc.get("type") if isinstance(tc, dict) else None
     if typ in ("function", "custom"):
         return {"type": "tool", "name": tc.get("name")}
-    if isinstance(typ, str) and typ in HOSTED_TOOL_TYPES and opts.strip_hosted_tools:
-        return {"type": "auto"}
     raise UnsupportedFeature("tool_choice", f"tool_choice {typ!r} cannot be expressed for Anthropic")

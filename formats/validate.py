@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._core import Dialect, InvalidRequest, JSONDict
+from ._core import Dialect, InvalidRequest, JSONDict, UnsupportedFeature
+from .chat_request import CHAT_FIELDS, RESPONSES_FIELDS
+from .messages_request import MESSAGES_FIELDS
 
 _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _RESP_ROLES = frozenset({"user", "system", "developer", "assistant"})
@@ -31,6 +33,26 @@ def _opt(body: JSONDict, key: str, types: tuple[type, ...], where: str, what: st
 
 
 _NUM = (int, float)
+
+
+# Responses fields that point at state kept inside one upstream account (a stored conversation,
+# a stored prompt, a background job). A pool of accounts cannot honour them: forwarded, they
+# make an account answer 404 for its own reasons and cool down a model every key uses.
+_ACCOUNT_STATE_FIELDS = {
+    "conversation": "server-side conversations are not supported through this proxy; "
+    "send the history or use previous_response_id",
+    "prompt": "stored prompt templates are not supported through this proxy; send the prompt text",
+    "background": "background responses are not supported through this proxy",
+}
+
+
+def _known_fields(body: JSONDict, known: frozenset[str], api: str) -> None:
+    """Unknown top-level fields are refused, as the real APIs do (OpenAI: "Unrecognized request
+    argument supplied", Anthropic: "Extra inputs are not permitted"; docs/fake-rules.md), so
+    nothing the proxy does not understand is forwarded blindly."""
+    for key in body:
+        if key not in known:
+            raise InvalidRequest(key, f"unknown parameter {key!r}: it is not part of the {api} API")
 
 
 def _common(body: JSONDict) -> None:
@@ -58,7 +80,11 @@ def _parts(content: Any, where: str, *, allow_null: bool = False) -> None:
 
 
 def _chat(body: JSONDict) -> None:
+    _known_fields(body, CHAT_FIELDS, "Chat Completions")
     _common(body)
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        # api.openai.com refuses this pairing (docs/fake-rules.md, openai.stream-options).
+        raise InvalidRequest("stream_options", "'stream_options' is only allowed when 'stream' is true")
     for k in ("max_tokens", "max_completion_tokens", "n"):
         _opt(body, k, (int,), k, "an integer")
     stop = body.get("stop")
@@ -100,11 +126,15 @@ def _chat(body: JSONDict) -> None:
 
 
 def _responses(body: JSONDict) -> None:
+    _known_fields(body, RESPONSES_FIELDS, "Responses")
+    for key, why in _ACCOUNT_STATE_FIELDS.items():
+        if body.get(key) not in (None, False):
+            raise UnsupportedFeature(key, why)
     _common(body)
     _opt(body, "instructions", (str,), "instructions", "a string")
     _opt(body, "max_output_tokens", (int,), "max_output_tokens", "an integer")
     inp = body.get("input")
-    if inp is None and body.get("previous_response_id") is None and body.get("prompt") is None:
+    if inp is None and body.get("previous_response_id") is None:
         raise InvalidRequest("input", "'input' is required")
     if inp is None or isinstance(inp, str):
         return
@@ -137,6 +167,7 @@ def _responses(body: JSONDict) -> None:
 
 
 def _messages(body: JSONDict, *, count_tokens: bool) -> None:
+    _known_fields(body, MESSAGES_FIELDS, "Anthropic Messages")
     _common(body)
     if not count_tokens:
         mt = body.get("max_tokens")

@@ -27,7 +27,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus_client opens its files lazily and fails if the folder is missing.
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from audit.services import UsageDraft
@@ -78,10 +78,29 @@ TOKENS = Counter(
     "Tokens as recorded in the usage records (estimated ones included).",
     ["model", "account", "kind"],
 )
+HOSTED_TOOLS_DROPPED = Counter(
+    "llmproxy_hosted_tools_dropped",
+    "Requests whose offered hosted tool (e.g. web_search) was dropped because the serving account cannot run it.",
+    ["surface", "tool"],
+)
 TOKEN_REFRESH = Counter(
     "llmproxy_token_refresh",
     "Upstream credential refreshes by provider and outcome.",
     ["provider", "outcome"],
+)
+
+# Client WebSockets (routing/api/websocket.py). The open-socket gauge is the one gauge here:
+# inc/dec at open/close, summed over live workers in multiprocess mode ("livesum").
+WS_OPEN = Gauge("llmproxy_ws_open_sockets", "Client WebSockets open now.", multiprocess_mode="livesum")
+WS_TURNS = Histogram(
+    "llmproxy_ws_turns_per_socket",
+    "response.create frames handled per client WebSocket, observed when it closes.",
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+WS_UPSTREAM_RECONNECTS = Counter(
+    "llmproxy_ws_upstream_reconnects",
+    "Kept upstream WebSockets replaced mid-conversation, by provider and reason.",
+    ["provider", "reason"],
 )
 
 OTHER = "other"
@@ -185,6 +204,8 @@ def record_draft(d: UsageDraft, model: str) -> None:
         code = attempt.get("code")
         if code:
             _child(UPSTREAM_ERRORS, _account_label(str(attempt.get("account", ""))), _code_label(str(code))).inc()
+        for tool in attempt.get("dropped_tools") or ():
+            _child(HOSTED_TOOLS_DROPPED, surface, _code_label(str(tool))).inc()
     if d.input_tokens:
         _child(TOKENS, model, account, "input").inc(d.input_tokens)
     if d.output_tokens:
@@ -199,6 +220,28 @@ async def metrics_record(draft: UsageDraft) -> None:
         record_draft(draft, await _model_label(draft.requested_model))
     except Exception:  # a metrics bug must not fail or slow the client's request
         log.exception("could not record metrics for request %s", draft.request_id)
+
+
+# ------------------------------------------------------------------------- websockets
+
+
+def ws_socket_opened() -> None:
+    WS_OPEN.inc()
+
+
+def ws_socket_closed(turns: int) -> None:
+    try:
+        WS_OPEN.dec()
+        WS_TURNS.observe(turns)
+    except Exception:
+        log.exception("could not record a closed WebSocket")
+
+
+def ws_upstream_reconnect(provider: str, reason: str) -> None:
+    try:
+        _child(WS_UPSTREAM_RECONNECTS, provider, _code_label(reason)).inc()
+    except Exception:
+        log.exception("could not count an upstream reconnect")
 
 
 # ------------------------------------------------------------------------- token refresh

@@ -82,3 +82,16 @@ async def with_request_id(app: ASGIApp, scope: Scope, receive: Any, send: Any) -
     finally:
         _request_id.reset(t1)
         _client_request_id.reset(t2)
+
+
+def request_id_bind(client_raw: bytes | str | None = None) -> tuple[str, Callable[[], None]]:
+    """Bind a fresh request id (and the client's correlation id) in the current context, for
+    work that is not one HTTP request: each turn on a WebSocket. Returns the id and a reset."""
+    rid = str(uuid.uuid4())
+    t1, t2 = _request_id.set(rid), _client_request_id.set(client_request_id_parse(client_raw))
+
+    def reset() -> None:
+        _request_id.reset(t1)
+        _client_request_id.reset(t2)
+
+    return rid, reset

@@ -97,14 +97,15 @@ async def _shutdown(state: dict[str, Any]) -> None:
 
 
 _WS_BODY = (
-    b'{"error":{"message":"WebSocket transport is not implemented by this proxy; use HTTP POST /v1/responses",'
+    b'{"error":{"message":"WebSocket transport is only served on /v1/responses; use HTTP here",'
     b'"type":"invalid_request_error","param":null,"code":"websocket_not_supported"}}'
 )
 
 
 async def _refuse_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answer a WebSocket upgrade with 426: Codex CLI then falls back to HTTP at once
-    (a 404/405 would cost it seven retries first)."""
+    """Answer a WebSocket upgrade the proxy cannot serve with 426: Codex CLI then falls back
+    to HTTP at once (a 404/405 would cost it seven retries first). /v1/responses is served
+    (routing/api/websocket.py)."""
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
@@ -134,7 +135,12 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] == "websocket":
-        await _refuse_websocket(scope, receive, send)
+        if scope["path"] == "/v1/responses":
+            from routing.api.websocket import responses_websocket
+
+            await responses_websocket(scope, receive, send)
+        else:
+            await _refuse_websocket(scope, receive, send)
         return
     if scope["type"] == "http" and scope["path"].startswith(_API_PREFIXES):
         # Binds the request id (logs, usage record) and adds x-request-id to every answer.

@@ -21,7 +21,14 @@ from django.conf import settings
 from accounts.selectors import AccountInfo, account_info_reload
 from accounts.services import account_mark_state
 from audit.services import UsageDraft
-from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamResponse
+from executors.base import (
+    Continuation,
+    CooldownScope,
+    UpstreamCall,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamSession,
+)
 from executors.registry import executor_for
 from formats import Dialect, UnsupportedFeature
 from infra.db import db_call
@@ -81,6 +88,8 @@ async def dispatch_open(
     client_headers: Mapping[str, str] | None = None,
     provider_meta: dict[str, Any] | None = None,
     memo: dict[str, Any] | None = None,
+    session: UpstreamSession | None = None,
+    continuation: Continuation | None = None,
 ) -> Opened:
     """Open the request on the best available account, failing over on retryable errors."""
     store = get_store()
@@ -141,6 +150,8 @@ async def dispatch_open(
                 request_id=draft.request_id,
                 facts=target.facts,
                 memo=memo,
+                session=session,
+                continuation=continuation,
             )
             attempt_started = time.perf_counter()
             attempt: dict[str, Any] = {"account": account.label, "model": target.upstream_model}

@@ -22,14 +22,13 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from executors.base import translation_memo_key
+from executors.base import translate_for, translation_memo_key
 from formats import (
     Dialect,
     EncodeOptions,
     InvalidRequest,
     UnsupportedFeature,
     decode_request,
-    encode_request,
     validate_request,
 )
 from formats.bounds import RequestTooLarge, depth_check, values_check
@@ -79,15 +78,22 @@ def _validate(dialect: Dialect, body: dict[str, Any], raw: bytes, *, count_only:
 
 
 def body_read(
-    dialect: Dialect, raw: bytes, headers: Mapping[str, str], *, count_only: bool = False, large: bool = False
+    dialect: Dialect,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    count_only: bool = False,
+    large: bool = False,
+    parsed: dict[str, Any] | None = None,
 ) -> Intake:
     """Parse, bound and validate (sync: inline for small bodies, in a thread for large ones).
 
     A large body is also decoded to the canonical form and its session derived here, so
-    nothing proportional to its size is left for the event loop.
+    nothing proportional to its size is left for the event loop. `parsed`: a body the caller
+    already parsed (a WebSocket frame); it is still bounded and validated.
     """
     try:
-        body = _parse(raw)
+        body = _parse(raw) if parsed is None else parsed
     except ProxyError as exc:
         return Intake(None, exc, large)
     try:
@@ -128,7 +134,7 @@ def translations_warm(memo: dict[str, Any], dialect: Dialect, options: Iterable[
             continue
         for opts in {translation_memo_key(target, o): o for o in options}.values():
             try:
-                memo[translation_memo_key(target, opts)] = encode_request(canonical, target, options=opts)
+                memo[translation_memo_key(target, opts)] = translate_for(canonical, target, opts)
             except (UnsupportedFeature, InvalidRequest):
                 continue  # the executor raises it again on the loop, as a 400 naming the field
     memo["approx_tokens"] = count_tokens(canonical, exact=False)

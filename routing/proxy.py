@@ -19,7 +19,7 @@ from accounts.selectors import KeyInfo
 from audit.cleaning import usage_draft_clean
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.base import UpstreamStreamError, encode_options_for
+from executors.base import DROPPED_TOOLS, Continuation, UpstreamStreamError, encode_options_for
 from formats import (
     Dialect,
     InvalidRequest,
@@ -31,13 +31,15 @@ from formats import (
     decode_response,
     encode_response,
     usage_from,
+    validate_request,
 )
 from formats.tokens import count_tokens
 from observability.metrics import metrics_record
 from observability.requestid import request_id_current
 from routing.affinity import session_of
 from routing.auth import client_authenticate
-from routing.catalog import catalog_resolve
+from routing.catalog import Resolution, catalog_resolve
+from routing.conversation import Conversation
 from routing.dispatch import Affinity, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
@@ -50,6 +52,10 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 JSON_HEADERS = {"content-type": "application/json"}
+WS_SURFACE = "responses.ws"  # usage records of turns on a client WebSocket
+# Names the hosted tools (e.g. web_search) the serving account could not run and that were
+# dropped because the request only offered them (docs/formats.md "Hosted tools").
+DROPPED_TOOLS_HEADER = "x-llmproxy-dropped-tools"
 
 
 @dataclass(slots=True)
@@ -91,6 +97,13 @@ class _Finisher:
         if self.done:
             return
         self.done = True
+        # Shielded: a caller cancelled mid-way (a client WebSocket closed right after its
+        # answer) must not lose the record or leave the key's reservation unsettled.
+        task = asyncio.ensure_future(self._settle_and_record())
+        _background(task)  # referenced until done, also if this caller is cancelled
+        await asyncio.shield(task)
+
+    async def _settle_and_record(self) -> None:
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
         # Before settling: a hostile upstream's negative count must not refund a key's budget.
         usage_draft_clean(self.draft)
@@ -138,16 +151,23 @@ async def _admit(
     body_too_large: bool,
     *,
     count_only: bool = False,
+    parsed: dict[str, Any] | None = None,
 ) -> tuple[KeyInfo, Intake]:
-    """Authenticate and validate; nothing reaches an upstream before this passes."""
+    """Authenticate and validate; nothing reaches an upstream before this passes.
+
+    `parsed`: the body already parsed by the caller (a WebSocket frame), `raw_body` then only
+    sizes the token estimate and the value bound."""
     key = await client_authenticate(headers)
     fin.draft.client_key_id, fin.draft.key_prefix = key.id, key.prefix
     if body_too_large:
         raise ProxyError(413, ErrorCode.REQUEST_TOO_LARGE, "request body is larger than this proxy accepts")
-    if body_is_large(raw_body):  # off the event loop: see routing/intake.py
-        intake = await asyncio.to_thread(body_read, dialect, raw_body, headers, count_only=count_only, large=True)
+    large = body_is_large(raw_body)
+    if large:  # off the event loop: see routing/intake.py
+        intake = await asyncio.to_thread(
+            body_read, dialect, raw_body, headers, count_only=count_only, large=True, parsed=parsed
+        )
     else:
-        intake = body_read(dialect, raw_body, headers, count_only=count_only)
+        intake = body_read(dialect, raw_body, headers, count_only=count_only, parsed=parsed)
     body = intake.body
     if body is not None and isinstance(body.get("model"), str):
         fin.draft.requested_model = body["model"][:200]
@@ -178,48 +198,73 @@ async def proxy_handle(
 ) -> Reply:
     # The id bound by the ASGI layer (x-request-id, every log line) is the record's id too.
     fin = _Finisher(UsageDraft(surface=dialect.value, request_id=request_id_current()))
+    return await _handle(fin, dialect, headers, raw_body, body_too_large)
+
+
+async def ws_turn_handle(
+    *, headers: Mapping[str, str], raw_frame: bytes, body: dict[str, Any], conversation: Conversation
+) -> Reply:
+    """One `response.create` frame on a client WebSocket: the HTTP path of a streamed
+    `POST /v1/responses` (same key checks, limits, dispatch, relay and usage record), with the
+    socket's conversation for `previous_response_id` and events framed one per message."""
+    fin = _Finisher(UsageDraft(surface=WS_SURFACE, request_id=request_id_current()))
+    return await _handle(fin, Dialect.RESPONSES, headers, raw_frame, False, conversation=conversation, parsed=body)
+
+
+async def ws_upgrade_check(headers: Mapping[str, str]) -> Reply | None:
+    """Authenticate a WebSocket upgrade like any request; a refusal leaves its usage record."""
+    fin = _Finisher(UsageDraft(surface=WS_SURFACE, request_id=request_id_current()))
+    try:
+        await client_authenticate(headers)
+    except ProxyError as exc:
+        fin.fail(exc.outcome, exc.status, exc.code, exc.message)
+        status, hdrs, payload = exc.render(Dialect.RESPONSES)
+        await fin.finish()
+        return Reply(status=status, headers=hdrs, body=payload)
+    return None  # accepted: the upgrade itself leaves no record, each turn does
+
+
+async def _handle(
+    fin: _Finisher,
+    dialect: Dialect,
+    headers: Mapping[str, str],
+    raw_body: bytes,
+    body_too_large: bool,
+    *,
+    conversation: Conversation | None = None,
+    parsed: dict[str, Any] | None = None,
+) -> Reply:
     streaming_handed_off = False
     try:
-        key, intake = await _admit(fin, dialect, headers, raw_body, body_too_large)
+        key, intake = await _admit(fin, dialect, headers, raw_body, body_too_large, parsed=parsed)
         body = intake.body
         assert body is not None
-        provider_meta: dict[str, Any] = {}
-        session = intake.session if intake.large else session_of(dialect, headers, body)
-        affinity = Affinity(key_id=key.id, session=session)
-        if dialect is Dialect.RESPONSES and body.get("previous_response_id"):
-            body, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
-            # The whole conversation is now the body: bounded and decoded off the loop.
-            intake = await asyncio.to_thread(expanded_read, dialect, body)
-        req = _Request(
-            dialect=dialect,
-            key=key,
-            body=body,
-            model=body["model"],
-            stream=body.get("stream") is True,
-            provider_meta=provider_meta,
-            memo=intake.memo,
-        )
+        if conversation is not None and body.get("generate") is False:
+            await _resolve(body["model"])
+            return _prewarm_reply(fin, conversation, body)
+        req, affinity, continuation = await _route_request(dialect, headers, key, intake, conversation)
         fin.draft.stream = req.stream
-        resolution = await catalog_resolve(req.model)
-        if not resolution.targets:
-            raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{req.model}' does not exist", param="model")
-        if intake.large:
+        resolution = await _resolve(req.model)
+        if req.memo.get("canonical") is not None:  # a large body: its translations off the loop too
             options = [encode_options_for(t.account) for t in resolution.targets]
             await asyncio.to_thread(translations_warm, req.memo, dialect, options)
         opened = await dispatch_open(
             resolution=resolution,
             dialect=dialect,
-            body=body,
+            body=req.body,
             stream=req.stream,
             draft=fin.draft,
             affinity=affinity,
             client_headers=headers,
-            provider_meta=provider_meta,
+            provider_meta=req.provider_meta,
             memo=req.memo,
+            session=conversation.session if conversation is not None else None,
+            continuation=continuation,
         )
+        headers_extra = _dropped_tools(fin, req)
         if not req.stream:
-            return await _whole_reply(fin, req, opened)
-        reply = _stream_reply(fin, req, opened)
+            return await _whole_reply(fin, req, opened, headers_extra)
+        reply = _stream_reply(fin, req, opened, headers_extra, conversation)
         streaming_handed_off = True  # from here the stream's own finally records it
         return reply
     except ProxyError as exc:
@@ -247,6 +292,65 @@ async def proxy_handle(
     finally:
         if not streaming_handed_off:
             await fin.finish()
+
+
+async def _resolve(model: str) -> Resolution:
+    resolution = await catalog_resolve(model)
+    if not resolution.targets:
+        raise ProxyError(404, ErrorCode.MODEL_NOT_FOUND, f"the model '{model}' does not exist", param="model")
+    return resolution
+
+
+async def _route_request(
+    dialect: Dialect,
+    headers: Mapping[str, str],
+    key: KeyInfo,
+    intake: Intake,
+    conversation: Conversation | None,
+) -> tuple[_Request, Affinity, Continuation | None]:
+    """The stateless request routing sees: `previous_response_id` expanded (from the socket's
+    memory or the stored snapshots), and the account the conversation is bound to."""
+    body = intake.body
+    assert body is not None
+    provider_meta: dict[str, Any] = {}
+    continuation: Continuation | None = None
+    session = intake.session if intake.large else session_of(dialect, headers, body)
+    affinity = Affinity(key_id=key.id, session=session)
+    memo = intake.memo
+    if conversation is not None:
+        body.pop("generate", None)  # true is the default; false was answered as a prewarm
+        expanded, provider_meta, affinity.preferred_account, continuation = await conversation.expand(
+            key_id=key.id, body=body
+        )
+    elif dialect is Dialect.RESPONSES and body.get("previous_response_id"):
+        expanded, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
+    else:
+        expanded = body
+    if expanded is not body:
+        # The whole conversation is now the body: decoded off the loop.
+        body, memo = expanded, (await asyncio.to_thread(expanded_read, dialect, expanded)).memo
+    req = _Request(
+        dialect=dialect,
+        key=key,
+        body=body,
+        model=body["model"],
+        stream=body.get("stream") is True,
+        provider_meta=provider_meta,
+        memo=memo,
+    )
+    return req, affinity, continuation
+
+
+def _prewarm_reply(fin: _Finisher, conversation: Conversation, body: dict[str, Any]) -> Reply:
+    frames = conversation.prewarm(body)
+    fin.draft.stream = True
+    fin.mark_first_byte()
+
+    async def stream() -> AsyncIterator[bytes]:
+        for frame in frames:
+            yield frame
+
+    return Reply(status=200, headers={}, stream=stream())
 
 
 async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
@@ -282,16 +386,27 @@ def _count_request_tokens(body: dict[str, Any]) -> int:
     return count_tokens(decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body}))
 
 
+def _approx_prompt_tokens(req: _Request) -> int:
+    # Prepared off the loop for a large body (routing.intake.translations_warm).
+    approx = req.memo.get("approx_tokens")
+    return approx if isinstance(approx, int) else count_tokens(req.canonical, exact=False)
+
+
 def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
     fin.fail(exc.outcome, exc.status, exc.code, exc.message)
     status, hdrs, payload = exc.render(dialect)
     return Reply(status=status, headers=hdrs, body=payload)
 
 
-def _approx_prompt_tokens(req: _Request) -> int:
-    # Prepared off the loop for a large body (routing.intake.translations_warm).
-    approx = req.memo.get("approx_tokens")
-    return approx if isinstance(approx, int) else count_tokens(req.canonical, exact=False)
+def _dropped_tools(fin: _Finisher, req: _Request) -> dict[str, str]:
+    """Hosted tools the serving attempt dropped: kept on its attempt-log entry (so the usage
+    record and the metrics see them) and named in a response header."""
+    dropped = req.memo.get(DROPPED_TOOLS)
+    if not dropped:
+        return {}
+    if fin.draft.attempt_log:
+        fin.draft.attempt_log[-1][DROPPED_TOOLS] = list(dropped)
+    return {DROPPED_TOOLS_HEADER: ",".join(dropped)}
 
 
 def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) -> None:
@@ -306,7 +421,7 @@ def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) 
     fin.draft.usage_estimated = True
 
 
-async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened, headers: dict[str, str]) -> Reply:
     response = opened.response
     upstream_body = response.body or {}
     if response.dialect is req.dialect:
@@ -330,10 +445,12 @@ async def _whole_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
             provider_meta=response.provider_meta,
         )
     fin.mark_first_byte()
-    return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps(client_body))
+    return Reply(status=200, headers={**JSON_HEADERS, **headers}, body=orjson.dumps(client_body))
 
 
-def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
+def _stream_reply(
+    fin: _Finisher, req: _Request, opened: Opened, headers: dict[str, str], conversation: Conversation | None = None
+) -> Reply:
     response = opened.response
     translating = response.dialect is not req.dialect
     relay = Relay(
@@ -343,6 +460,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
         include_usage=req.include_usage,
         custom_tools=custom_tool_names(req.canonical) if translating else (),
         input_tokens=_approx_prompt_tokens(req) if translating and req.dialect is Dialect.MESSAGES else 0,
+        frames=conversation is not None,
     )
     assert response.events is not None
     events = response.events
@@ -359,6 +477,13 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
             for out in relay.finish():
                 yield out
             if req.dialect is Dialect.RESPONSES and relay.final_response is not None:
+                if conversation is not None:
+                    conversation.remember(
+                        request_body=req.body,
+                        response=relay.final_response,
+                        account_id=opened.account.id,
+                        meta=response.provider_meta,
+                    )
                 await snapshot_save(
                     key_id=req.key.id,
                     account_id=opened.account.id,
@@ -367,7 +492,8 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
                     provider_meta=response.provider_meta,
                 )
         except (asyncio.CancelledError, GeneratorExit):
-            fin.fail(Outcome.CLIENT_DISCONNECT, 200, "client_disconnect", "client disconnected mid-stream")
+            if not relay.done:  # after the terminal event the client has its whole answer
+                fin.fail(Outcome.CLIENT_DISCONNECT, 200, "client_disconnect", "client disconnected mid-stream")
             raise
         except (UpstreamStreamError, UpstreamFormatError) as exc:
             code = exc.code if isinstance(exc, UpstreamStreamError) else "upstream_malformed_stream"
@@ -401,7 +527,7 @@ def _stream_reply(fin: _Finisher, req: _Request, opened: Opened) -> Reply:
 
         loop.call_soon_threadsafe(lambda: _background(loop.create_task(close())))
 
-    return Reply(status=200, headers=dict(SSE_HEADERS), stream=generate(), abandon=abandon)
+    return Reply(status=200, headers={**SSE_HEADERS, **headers}, stream=generate(), abandon=abandon)
 
 
 _tasks: set[asyncio.Task[None]] = set()

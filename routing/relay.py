@@ -81,8 +81,11 @@ class Relay:
         include_usage: bool,
         custom_tools: Collection[str] = (),
         input_tokens: int = 0,
+        frames: bool = False,
     ) -> None:
         self.source, self.target = source, target
+        # frames: one event's JSON per output item (a WebSocket message) instead of SSE bytes.
+        self._encode = _frame if frames else encode_sse
         self.done = False
         # Delta events as delivered, kept (up to _KEEP_BYTES) to estimate the output if the
         # stream is cut before the upstream reports usage: one append per event otherwise.
@@ -139,7 +142,7 @@ class Relay:
         return [self._emit(e) for e in self._translator.finish()]
 
     def error(self, *, message: str, code: str) -> list[bytes]:
-        return [encode_sse(e) for e in self._translator.error_events(message=message, type="server_error", code=code)]
+        return [self._encode(e) for e in self._translator.error_events(message=message, type="server_error", code=code)]
 
     def _emit(self, ev: SseEvent) -> bytes:
         if self.target is Dialect.RESPONSES and self.final_response is None and _is_completed(ev):
@@ -150,7 +153,11 @@ class Relay:
                     self.final_response = response
             except orjson.JSONDecodeError:
                 pass
-        return encode_sse(ev)
+        return self._encode(ev)
+
+
+def _frame(ev: SseEvent) -> bytes:
+    return ev.data
 
 
 def _is_completed(ev: SseEvent) -> bool:

@@ -73,6 +73,18 @@ def _as_input_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in ("status",)} if isinstance(item, dict) else item
 
 
+def input_items(value: Any) -> list[Any]:
+    """A Responses `input` (string or list) as a list of items."""
+    return _input_items(value)
+
+
+def conversation_items(request_body: dict[str, Any], response: dict[str, Any]) -> list[Any]:
+    """The whole conversation after `response`: the request's input, then the answer's output
+    as input items. A continuation of `response` is these items plus its own input."""
+    output = [_as_input_item(i) for i in response.get("output") or [] if isinstance(i, dict)]
+    return [*_input_items(request_body.get("input")), *output]
+
+
 async def snapshot_save(
     *,
     key_id: int,
@@ -87,8 +99,7 @@ async def snapshot_save(
     response_id = response.get("id")
     if not isinstance(response_id, str) or not response_id:
         return
-    output = [_as_input_item(i) for i in response.get("output") or [] if isinstance(i, dict)]
-    items = [*_input_items(request_body.get("input")), *output]
+    items = conversation_items(request_body, response)
     instructions = request_body.get("instructions")
     expires = timezone.now() + timedelta(hours=settings.SNAPSHOT_RETENTION_HOURS)
 

@@ -25,6 +25,23 @@ class FlowError(Exception):
         self.detail = detail[:500]
 
 
+def allow_duplicate_field(what: str) -> forms.BooleanField:
+    """The explicit confirmation for adding an upstream identity that is already an account
+    (services raise accounts.services.DuplicateIdentity without it)."""
+    return forms.BooleanField(
+        required=False,
+        label="Add even if already added",
+        help_text=f"Only if you mean it: two accounts for the same {what} share one quota, and refreshing one "
+        "credential can sign the other out. Without this, a duplicate is refused.",
+    )
+
+
+def duplicate_error(exc: Exception, *, ended: bool) -> FlowError:
+    """A refused duplicate, said with what to do next."""
+    again = " Start again and tick “Add even if already added” to add it anyway." if ended else ""
+    return FlowError(f"{exc}{again}")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str

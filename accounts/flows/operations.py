@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accounts.models import CredentialKind, ProviderKind, UpstreamAccount
-from accounts.selectors import AccountInfo
+from accounts.selectors import account_info_from_row
 from accounts.services import account_update
 from audit.services import admin_action_log
 from statestore import StateStore
@@ -71,21 +71,6 @@ def accounts_live_state(account_ids: list[int]) -> dict[int, LiveState]:
         return {a: LiveState(error=f"state store unavailable: {exc}") for a in account_ids}
 
 
-def _account_info(account: UpstreamAccount) -> AccountInfo:
-    credential = getattr(account, "credential", None)
-    return AccountInfo(
-        id=account.pk,
-        label=account.label,
-        provider=account.provider,
-        base_url=account.base_url,
-        priority=account.priority,
-        weight=account.weight,
-        model_names=tuple(account.model_names or ()),
-        state=account.state,
-        secret=dict(credential.secret) if credential is not None else {},
-    )
-
-
 def account_test(*, account: UpstreamAccount, actor: Any = None) -> ProbeResult:
     """Send a 1-token chat request through the account's executor and report what happened.
 
@@ -104,7 +89,7 @@ def account_test(*, account: UpstreamAccount, actor: Any = None) -> ProbeResult:
         return ProbeResult(False, "The account serves no models; add one first.")
     model = sorted(account.model_names)[0]
     call = UpstreamCall(
-        account=_account_info(account),
+        account=account_info_from_row(account),
         dialect=Dialect.CHAT,
         body={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
         stream=False,
@@ -155,7 +140,7 @@ def account_refresh(*, account: UpstreamAccount, actor: Any = None) -> ProbeResu
 
         async def refresh(_store: StateStore) -> ProbeResult:
             try:
-                changed = await executor.refresh_credential(_account_info(account))
+                changed = await executor.refresh_credential(account_info_from_row(account))
             except Exception as exc:
                 # UpstreamError carries the provider's specific message; say it, not the class.
                 text = getattr(exc, "message", "") or str(exc)

@@ -42,8 +42,15 @@ _DEFAULTS: dict[str, Any] = {
     # and inline on the request path when less than this many seconds are left.
     "refresh_ahead_seconds": 86400,
     "inline_refresh_seconds": 300,
-    # Upstream WebSocket transport for models the catalog flags `prefer_websockets` (§4.4).
+    # Upstream WebSocket transport for models the catalog flags `prefer_websockets` and for
+    # clients on a WebSocket (§4.4).
     "websockets": True,
+    # A socket kept for a client conversation is replaced before the backend's 60-minute cap.
+    "websocket_max_age_seconds": 3300,
+    # The backend refuses a request with neither `instructions` nor a developer item
+    # (400 "Instructions are required", docs/codex.md). Sent only when the caller gave no
+    # system/developer text at all; an account can word it differently.
+    "default_instructions": "You are a helpful assistant.",
 }
 
 
@@ -61,6 +68,8 @@ class CodexConfig:
     refresh_ahead_seconds: float
     inline_refresh_seconds: float
     websockets: bool
+    websocket_max_age_seconds: float
+    default_instructions: str
 
     @property
     def user_agent(self) -> str:
@@ -93,6 +102,7 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
     values["refresh_ahead_seconds"] = float(values["refresh_ahead_seconds"])
     values["inline_refresh_seconds"] = float(values["inline_refresh_seconds"])
     values["websockets"] = _flag(values["websockets"])
+    values["websocket_max_age_seconds"] = float(values["websocket_max_age_seconds"])
     for key in (
         "client_id",
         "client_version",
@@ -102,6 +112,9 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
         "arch",
         "terminal",
         "beta_features",
+        "default_instructions",
     ):
         values[key] = str(values[key])
+    if not values["default_instructions"].strip():
+        values["default_instructions"] = _DEFAULTS["default_instructions"]  # never send blank instructions
     return CodexConfig(**values)

@@ -252,6 +252,17 @@ def classify_error(
             request_id=request_id,
             client_status=502,
         )
+    if "websocket_connection_limit_reached" in kinds:
+        # The socket's 60-minute cap (§4.2): the executor replaces the socket first; reaching
+        # here means the new one was refused too, which another account may not be.
+        return UpstreamError(
+            status=status or 400,
+            message=message,
+            code="websocket_connection_limit_reached",
+            retryable=True,
+            request_id=request_id,
+            client_status=502,
+        )
     if "routing_unsupported" in kinds:
         return UpstreamError(
             status=status or 400,

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from accounts.models import AccountState
@@ -36,6 +35,8 @@ from executors.codex.request import apply_identity, codex_body, codex_headers, h
 from executors.codex.services import CodexRefreshError, codex_token_refresh
 from executors.codex.stream import HANDSHAKE, CodexEventFilter
 from executors.codex.websocket import (
+    SLOT,
+    KeptSocket,
     WsHandshakeFailed,
     ws_events,
     ws_open,
@@ -47,6 +48,7 @@ from executors.errors import classify_transport_error
 from executors.http import http_client
 from executors.streaming import read_bounded, relay_events
 from formats import Dialect, SseEvent
+from observability.metrics import ws_upstream_reconnect
 from state.quota import quota_family_for_model, quota_snapshot_set
 from statestore import get_store
 
@@ -72,6 +74,39 @@ def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str,
     if isinstance(extra, Mapping):
         return {**headers, **{str(k).lower(): str(v) for k, v in extra.items()}}
     return headers
+
+
+# Errors after which a kept socket is replaced and the turn sent again in full (§4.2): the
+# backend's 60-minute cap, a continuation the socket no longer holds, a socket that closed.
+_REPLACE_ALWAYS = frozenset(
+    {"websocket_connection_limit_reached", "previous_response_not_found", "upstream_socket_closed"}
+)
+
+
+def _replaceable(exc: UpstreamError, reused: bool) -> bool:
+    # A reused socket that ends before its first event was most likely closed while idle.
+    return exc.code in _REPLACE_ALWAYS or (reused and exc.code == "upstream_stream_cut")
+
+
+def _frame(body: dict[str, Any], kept: KeptSocket | None, call: UpstreamCall) -> bytes:
+    """The `response.create` message. When the request continues the last response of a
+    socket that still holds it (the client sent `previous_response_id` for it), only the new
+    input items go out, with that id; otherwise the whole request."""
+    cont, items = call.continuation, body.get("input")
+    incremental = (
+        kept is not None
+        and cont is not None
+        and kept.last_response_id == cont.response_id
+        and isinstance(items, list)
+        and cont.items <= len(items)
+        and not has_compaction_trigger(call.body)  # compaction rewrites the history the socket holds
+    )
+    if not incremental:
+        return orjson.dumps({"type": "response.create", **body})
+    assert cont is not None and isinstance(items, list)
+    return orjson.dumps(
+        {"type": "response.create", **body, "previous_response_id": cont.response_id, "input": items[cont.items :]}
+    )
 
 
 class CodexExecutor:
@@ -140,7 +175,7 @@ class CodexExecutor:
         cfg = codex_config(account.provider_config)
         translated = call.body_for(Dialect.RESPONSES)  # UnsupportedFeature → the routing's 400
         compaction = has_compaction_trigger(translated)
-        body = codex_body(translated)
+        body = codex_body(translated, default_instructions=cfg.default_instructions)
         ident = resolve_identity(
             headers=call.client_headers,
             body=body,
@@ -150,10 +185,10 @@ class CodexExecutor:
             model=call.upstream_model,
             compaction=compaction,
         )
-        payload = orjson.dumps(apply_identity(body, ident))
+        body = apply_identity(body, ident)
         secret = await self._usable_secret(account, cfg)
         try:
-            return await self._attempt(call, cfg, secret, ident, payload)
+            return await self._attempt(call, cfg, secret, ident, body)
         except UpstreamError as exc:
             if not exc.refresh_credential:
                 raise
@@ -181,10 +216,10 @@ class CodexExecutor:
                 cooldown_scope=CooldownScope.ACCOUNT,
                 client_status=502,
             )
-        return await self._attempt(call, cfg, self._secret(account), ident, payload)
+        return await self._attempt(call, cfg, self._secret(account), ident, body)
 
     async def _attempt(
-        self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, payload: bytes
+        self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, body: dict[str, Any]
     ) -> UpstreamResponse:
         headers = codex_headers(
             cfg,
@@ -194,15 +229,11 @@ class CodexExecutor:
             fedramp=bool(secret.get("fedramp")),
         )
         if await self._wants_websocket(call, cfg):
-            try:
-                conn, resp_headers = await ws_open(ws_url(call.account.base_url), headers)
-            except WsHandshakeFailed as exc:
-                # §4.4: fall back to HTTP SSE for this request; remember it for a while.
-                log.info("codex: WebSocket %s for %s; using HTTP SSE", exc, call.upstream_model)
-                await ws_remember_failure(call.account.id, call.upstream_model, str(exc))
-            else:
-                return await self._open_websocket(call, conn, resp_headers, ident, payload)
+            opened = await self._websocket(call, cfg, headers, ident, body)
+            if opened is not None:
+                return opened
         client = http_client("codex")
+        payload = orjson.dumps(body)
         request = client.build_request("POST", f"{call.account.base_url}/responses", content=payload, headers=headers)
         try:
             response = await client.send(request, stream=True)
@@ -236,7 +267,9 @@ class CodexExecutor:
                     request_id=request_id,
                 )
             raw_events = relay_events(response, source="Codex", strict_json=False)
-            return await self._open_events(call, raw_events, response.aclose, resp_headers, request_id, ident)
+            return await self._open_events(
+                call, raw_events, lambda _terminal: response.aclose(), resp_headers, request_id, ident
+            )
         except httpx.HTTPError as exc:
             await response.aclose()
             raise classify_transport_error(exc) from None
@@ -245,35 +278,75 @@ class CodexExecutor:
             raise
 
     async def _wants_websocket(self, call: UpstreamCall, cfg: CodexConfig) -> bool:
-        if not (cfg.websockets and call.facts.prefer_websockets):
+        # §4.4 product rule: the account allows it and the client is on a WebSocket or the
+        # catalog flags the model.
+        if not (cfg.websockets and (call.session is not None or call.facts.prefer_websockets)):
             return False
         return not await ws_recently_failed(call.account.id, call.upstream_model)
 
-    async def _open_websocket(
-        self,
-        call: UpstreamCall,
-        conn: ClientConnection,
-        resp_headers: dict[str, str],
-        ident: Identity,
-        payload: bytes,
-    ) -> UpstreamResponse:
-        request_id = resp_headers.get("x-request-id", "")
+    async def _websocket(
+        self, call: UpstreamCall, cfg: CodexConfig, headers: dict[str, str], ident: Identity, body: dict[str, Any]
+    ) -> UpstreamResponse | None:
+        """Send the request over an upstream socket: the conversation's kept one when it is
+        still usable, else a new one. A socket the backend retired (its 60-minute cap, a lost
+        continuation, a close while idle) is replaced once, with the full request, unseen by
+        the client. None: the handshake failed, use HTTP SSE."""
+        kept = await self._kept_socket(call, cfg)
+        for retry in (False, True):
+            reused = kept is not None
+            if kept is None:
+                try:
+                    conn, resp_headers = await ws_open(ws_url(call.account.base_url), headers)
+                except WsHandshakeFailed as exc:
+                    # §4.4: fall back to HTTP SSE for this request; remember it for a while.
+                    log.info("codex: WebSocket %s for %s; using HTTP SSE", exc, call.upstream_model)
+                    await ws_remember_failure(call.account.id, call.upstream_model, str(exc))
+                    return None
+                kept = KeptSocket(conn, account_id=call.account.id, headers=resp_headers, session=call.session)
+                await self._record_headers(call, resp_headers)
+            frame = _frame(body, kept if reused else None, call)
+            try:
+                return await self._send_on(call, kept, ident, frame)
+            except UpstreamError as exc:
+                if retry or call.session is None or not _replaceable(exc, reused):
+                    raise
+                ws_upstream_reconnect(self.provider, exc.code)
+                kept = None
+        raise AssertionError("unreachable")
+
+    async def _kept_socket(self, call: UpstreamCall, cfg: CodexConfig) -> KeptSocket | None:
+        """The conversation's upstream socket if this request may use it; a socket of another
+        account (the conversation failed over) or close to the backend's cap is closed."""
+        if call.session is None:
+            return None
+        kept = call.session.slots.get(SLOT)
+        if not isinstance(kept, KeptSocket):
+            return None
+        if kept.account_id == call.account.id and kept.open and kept.age() < cfg.websocket_max_age_seconds:
+            return kept
+        reason = "account" if kept.account_id != call.account.id else ("closed" if not kept.open else "age")
+        if reason != "account":
+            ws_upstream_reconnect(self.provider, reason)
+        await kept.aclose()
+        return None
+
+    async def _send_on(self, call: UpstreamCall, kept: KeptSocket, ident: Identity, frame: bytes) -> UpstreamResponse:
+        request_id = kept.headers.get("x-request-id", "")
         try:
-            await self._record_headers(call, resp_headers)
-            frame = orjson.dumps({"type": "response.create", **orjson.loads(payload)})
-            await conn.send(frame.decode())
-            return await self._open_events(call, ws_events(conn), conn.close, resp_headers, request_id, ident)
+            await kept.conn.send(frame.decode())
+            return await self._open_events(call, ws_events(kept.conn), kept.release, kept.headers, request_id, ident)
         except ConnectionClosed:
-            await conn.close()
+            await kept.aclose()
             raise UpstreamError(
                 status=502,
                 message="Codex WebSocket closed before the request was sent",
-                code="upstream_stream_cut",
+                code="upstream_socket_closed",
                 retryable=True,
                 request_id=request_id,
             ) from None
         except BaseException:
-            await conn.close()
+            # An error frame ends the request; the CLI drops such a socket too.
+            await kept.aclose()
             raise
 
     # ------------------------------------------------------------------ quota signals
@@ -329,12 +402,13 @@ class CodexExecutor:
         self,
         call: UpstreamCall,
         raw_events: AsyncIterator[SseEvent],
-        close: Callable[[], Awaitable[Any]],
+        close: Callable[[Mapping[str, Any] | None], Awaitable[Any]],
         headers: dict[str, str],
         request_id: str,
         ident: Identity,
     ) -> UpstreamResponse:
-        """Shared by both transports: `raw_events` are SSE events or WebSocket frames."""
+        """Shared by both transports: `raw_events` are SSE events or WebSocket frames;
+        `close(terminal)` ends the transport with the terminal event seen, if any."""
         pending: list[dict[str, Any]] = []
         filt = CodexEventFilter(pending.append)
 
@@ -366,7 +440,7 @@ class CodexExecutor:
                 raise UpstreamError(
                     status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
                 ) from None
-            await close()
+            await close(filt.terminal)
             final = filt.final_response()
             if final is None:
                 raise UpstreamError(
@@ -426,7 +500,7 @@ class CodexExecutor:
         raw_close = getattr(raw_events, "aclose", None)
         if raw_close is not None:
             opened._closers.append(raw_close)
-        opened._closers.append(close)
+        opened._closers.append(lambda: close(filt.terminal))
         return opened
 
     async def _failed(

@@ -18,8 +18,17 @@ import httpx
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step
+from accounts.flows.base import (
+    MIN_POLL_SECONDS,
+    AccountFlow,
+    DeviceCodeFlow,
+    FlowError,
+    Step,
+    allow_duplicate_field,
+    duplicate_error,
+)
 from accounts.models import ProviderKind, UpstreamAccount
+from accounts.services import DuplicateIdentity
 from accounts.validators import upstream_url_validate
 from executors.codex import oauth
 from executors.codex.config import DEFAULT_AUTH_URL, DEFAULT_BASE_URL, DEFAULT_MODELS, PKCE_REDIRECT_URI
@@ -38,7 +47,7 @@ from executors.codex.services import (
 _DEVICE_TTL_SECONDS = 15 * 60
 # auth.json is a few KB; a bundle of many accounts stays well below this.
 _MAX_AUTH_JSON = 200_000
-_SETTINGS = ("label", "base_url", "auth_url", "models")
+_SETTINGS = ("label", "base_url", "auth_url", "models", "allow_duplicate")
 _ACCOUNT_ID_FIELD = "“ChatGPT account id”"
 _DEVICE_EXPIRED = "The code expired before it was approved (codes last 15 minutes). Start again."
 
@@ -101,6 +110,7 @@ class _AccountForm(forms.Form):
         label="Auth server URL",
         help_text="ChatGPT's sign-in server (sign-in and token refresh). Leave as is unless you run a test double.",
     )
+    allow_duplicate = allow_duplicate_field("ChatGPT account")
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()
@@ -212,6 +222,11 @@ def _service_kwargs(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _save_kwargs(state: dict[str, Any], actor: Any) -> dict[str, Any]:
+    """What the completing call needs besides the tokens: who added it, and the confirmation."""
+    return {"actor": actor, "allow_duplicate": bool(state.get("allow_duplicate"))}
+
+
 class _CodexFlow(AccountFlow):
     provider = ProviderKind.CODEX
 
@@ -240,11 +255,12 @@ class CodexPkceFlow(_CodexFlow):
         if step.name == "callback":
             state["callback"] = data["callback"]
             return
-        settings = {k: data[k] for k in _SETTINGS}
+        settings = {k: data[k] for k in _SETTINGS if k != "allow_duplicate"}
         # Nothing is contacted here (the link is built locally), so no network errors.
         start = codex_pkce_start(**_service_kwargs(settings), workspace_id=data.get("workspace_id", "").strip())
         state.update(
             settings,
+            allow_duplicate=data.get("allow_duplicate", False),
             workspace_id=data.get("workspace_id", ""),
             oauth_state=start.state,
             authorize_url=start.url,
@@ -294,7 +310,10 @@ class CodexPkceFlow(_CodexFlow):
                 field="callback",
             )
         try:
-            return codex_pkce_complete(callback_url=callback)
+            return codex_pkce_complete(callback_url=callback, **_save_kwargs(state, actor))
+        except DuplicateIdentity as exc:
+            state["ended"] = True  # the code was exchanged: this link is used up
+            raise duplicate_error(exc, ended=True) from None
         except CodexLoginError as exc:
             # Raised before the exchange only when the pending login is gone (15 min, single use).
             state["ended"] = True
@@ -367,7 +386,12 @@ class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
         self.device_poll_begin(state, expired_message=_DEVICE_EXPIRED)
         try:
             # timeout=0: one poll per request; the page (or the button) asks again.
-            return codex_device_complete(device_auth_id=state["device_auth_id"], timeout=0)
+            return codex_device_complete(
+                device_auth_id=state["device_auth_id"], timeout=0, **_save_kwargs(state, actor)
+            )
+        except DuplicateIdentity as exc:
+            state["ended"] = True
+            raise duplicate_error(exc, ended=True) from None
         except CodexLoginPending as exc:
             state["interval"] = exc.interval
             raise FlowError(
@@ -423,8 +447,13 @@ class CodexImportFlow(_CodexFlow):
             raise FlowError("Choose the file or paste auth.json again (it is never kept between attempts).")
         try:
             return codex_import_auth_json(
-                data=data, pin_account_id=(state.get("account_id") or "").strip() or None, **_service_kwargs(state)
+                data=data,
+                pin_account_id=(state.get("account_id") or "").strip() or None,
+                **_service_kwargs(state),
+                **_save_kwargs(state, actor),
             )
+        except DuplicateIdentity as exc:
+            raise duplicate_error(exc, ended=False) from None
         except CodexLoginError as exc:
             # Tokens naming two ChatGPT accounts (or none): the account id field is the fix;
             # anything else is about the file itself.

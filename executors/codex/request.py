@@ -71,8 +71,11 @@ def has_compaction_trigger(body: dict[str, Any]) -> bool:
     return isinstance(items, list) and any(isinstance(i, dict) and i.get("type") == "compaction_trigger" for i in items)
 
 
-def codex_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Apply the backend's body rules to a Responses body (identity fields come later)."""
+def codex_body(body: dict[str, Any], *, default_instructions: str) -> dict[str, Any]:
+    """Apply the backend's body rules to a Responses body (identity fields come later).
+
+    `default_instructions` is sent only when the caller gave no system text at all: neither
+    `instructions` nor a developer/system item (the backend refuses such a request)."""
     out: dict[str, Any] = {}
     for key, value in body.items():
         if key in DROPPED:
@@ -117,7 +120,17 @@ def codex_body(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(items, list):
         # `compaction_trigger` is a control signal, not a conversation item (§6.2).
         out["input"] = [_item(i) for i in items if not (isinstance(i, dict) and i.get("type") == "compaction_trigger")]
+    if "instructions" not in out and not _has_developer_item(out.get("input")):
+        # Keep what the caller sent (the official CLI's prompt travels as developer items);
+        # add a neutral prompt only when there is none at all.
+        out["instructions"] = default_instructions
     return out
+
+
+def _has_developer_item(items: Any) -> bool:
+    return isinstance(items, list) and any(
+        isinstance(i, dict) and i.get("role") == "developer" and i.get("type", "message") == "message" for i in items
+    )
 
 
 def _tool(tool: Any) -> Any:

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
-from accounts.services import cache_version_bump
+from accounts.services import DuplicateIdentity, account_credential_logged, cache_version_bump
 from accounts.validators import provider_config_validate, upstream_url_validate
 from executors.codex import oauth
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig, codex_config
@@ -134,6 +134,14 @@ def codex_secret_build(
     }
 
 
+def _codex_duplicate(chatgpt_account_id: str, *, label: str) -> str | None:
+    """Label of another Codex account signed in to the same ChatGPT account, if any."""
+    for cred in Credential.objects.filter(account__provider=ProviderKind.CODEX).select_related("account"):
+        if cred.account.label != label and _secret_of(cred).get("account_id") == chatgpt_account_id:
+            return cred.account.label
+    return None
+
+
 def codex_account_save(
     *,
     label: str,
@@ -142,11 +150,14 @@ def codex_account_save(
     model_names: Iterable[str] = DEFAULT_MODELS,
     provider_config: Mapping[str, Any] | None = None,
     priority: int = 0,
+    actor: Any | None = None,
+    allow_duplicate: bool = False,
 ) -> UpstreamAccount:
     """Create the Codex account `label`, or replace the credential of the existing one.
 
     A new account gets a fresh random installation id (the model default, §6.6); a
-    re-login keeps it, so the account keeps looking like the same install.
+    re-login keeps it, so the account keeps looking like the same install. A new label for a
+    ChatGPT account that is already here raises DuplicateIdentity unless allow_duplicate.
     """
     base_url = upstream_url_validate(base_url)  # SSRF guard (accounts/validators.py)
     provider_config_validate(dict(provider_config or {}))  # auth_url and any other URL in it
@@ -154,6 +165,11 @@ def codex_account_save(
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None and account.provider != ProviderKind.CODEX:
             raise CodexLoginError(f"account '{label}' exists and is not a Codex account")
+        created = account is None
+        if account is None and not allow_duplicate:
+            existing = _codex_duplicate(str(secret.get("account_id") or ""), label=label)
+            if existing is not None:
+                raise DuplicateIdentity(identity=f"ChatGPT account {secret['account_id']}", existing=existing)
         if account is None:
             account = UpstreamAccount.objects.create(
                 label=label,
@@ -178,6 +194,9 @@ def codex_account_save(
                 "secret": stored,
                 "expires_at": _as_datetime(secret["expires_at"]),
             },
+        )
+        account_credential_logged(
+            account=account, created=created, actor=actor, chatgpt_plan=secret.get("plan_type") or ""
         )
         transaction.on_commit(cache_version_bump)
     return account
@@ -241,7 +260,9 @@ def codex_pkce_start(
     )
 
 
-def codex_pkce_complete(*, callback_url: str, pin_account_id: str | None = None) -> UpstreamAccount:
+def codex_pkce_complete(
+    *, callback_url: str, pin_account_id: str | None = None, actor: Any | None = None, allow_duplicate: bool = False
+) -> UpstreamAccount:
     params = oauth.parse_callback(callback_url)
     pending = _pending_pop(f"codex:pkce:{params.state}")
     if pending is None:
@@ -250,10 +271,17 @@ def codex_pkce_complete(*, callback_url: str, pin_account_id: str | None = None)
     tokens = oauth.exchange_code(
         cfg, code=params.code, verifier=pending["verifier"], redirect_uri=oauth.PKCE_REDIRECT_URI
     )
-    return _save_tokens(tokens, pending, pin_account_id)
+    return _save_tokens(tokens, pending, pin_account_id, actor=actor, allow_duplicate=allow_duplicate)
 
 
-def _save_tokens(tokens: oauth.TokenSet, pending: dict[str, Any], pin_account_id: str | None) -> UpstreamAccount:
+def _save_tokens(
+    tokens: oauth.TokenSet,
+    pending: dict[str, Any],
+    pin_account_id: str | None,
+    *,
+    actor: Any | None = None,
+    allow_duplicate: bool = False,
+) -> UpstreamAccount:
     assert tokens.access_token and tokens.refresh_token  # checked by oauth.exchange_code
     expires = time.time() + tokens.expires_in if tokens.expires_in else None
     secret = codex_secret_build(
@@ -269,6 +297,8 @@ def _save_tokens(tokens: oauth.TokenSet, pending: dict[str, Any], pin_account_id
         base_url=pending["base_url"],
         model_names=pending["models"],
         provider_config=pending["provider_config"],
+        actor=actor,
+        allow_duplicate=allow_duplicate,
     )
 
 
@@ -302,6 +332,8 @@ def codex_device_complete(
     timeout: float = PENDING_TTL_SECONDS,
     pin_account_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    actor: Any | None = None,
+    allow_duplicate: bool = False,
 ) -> UpstreamAccount:
     """Poll until approved, then sign in. `timeout=0` polls exactly once and raises
     CodexLoginPending while not approved (the admin page polls once per request)."""
@@ -328,7 +360,7 @@ def codex_device_complete(
     tokens = oauth.exchange_code(
         cfg, code=grant.authorization_code, verifier=grant.code_verifier, redirect_uri=oauth.device_redirect_uri(cfg)
     )
-    return _save_tokens(tokens, pending, pin_account_id)
+    return _save_tokens(tokens, pending, pin_account_id, actor=actor, allow_duplicate=allow_duplicate)
 
 
 # ----------------------------------------------------------------------------- import
@@ -366,6 +398,8 @@ def codex_import_auth_json(
     model_names: Iterable[str] = DEFAULT_MODELS,
     provider_config: Mapping[str, Any] | None = None,
     pin_account_id: str | None = None,
+    actor: Any | None = None,
+    allow_duplicate: bool = False,
 ) -> UpstreamAccount:
     """Import a Codex CLI auth.json (or compatible export).
 
@@ -385,7 +419,13 @@ def codex_import_auth_json(
         pin_account_id=pin_account_id or (str(block["account_id"]) if block.get("account_id") else None),
     )
     return codex_account_save(
-        label=label, secret=secret, base_url=base_url, model_names=model_names, provider_config=provider_config
+        label=label,
+        secret=secret,
+        base_url=base_url,
+        model_names=model_names,
+        provider_config=provider_config,
+        actor=actor,
+        allow_duplicate=allow_duplicate,
     )
 
 

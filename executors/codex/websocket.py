@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -22,8 +24,9 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.protocol import State
 
-from executors.base import UpstreamStreamError
+from executors.base import UpstreamSession, UpstreamStreamError
 from formats import SseEvent
 from statestore import get_store
 
@@ -36,6 +39,57 @@ READ_TIMEOUT = 300.0  # the CLI's idle timeout (§4.2)
 MAX_FRAME = 32 * 1024 * 1024  # a response.completed frame carries the whole output
 # Headers that describe an HTTP body; meaningless on an upgrade request.
 _HTTP_ONLY = frozenset({"accept", "content-type", "accept-encoding", "content-length"})
+
+
+SLOT = "codex"  # this provider's slot in an UpstreamSession
+
+
+class KeptSocket:
+    """One upstream socket and what it holds: the backend keeps the last response of a
+    socket in memory (codex.md §4.2), so a turn that continues `last_response_id` on the same
+    socket may send only its new input items.
+
+    With a session (a client WebSocket) the socket outlives the request and serves the
+    conversation's later turns; without one it is closed when the request ends. A socket whose
+    response did not reach a terminal event (cut, abandoned) is closed: its state is unknown.
+    """
+
+    __slots__ = ("account_id", "conn", "headers", "last_response_id", "opened_at", "session")
+
+    def __init__(
+        self, conn: ClientConnection, *, account_id: int, headers: dict[str, str], session: UpstreamSession | None
+    ) -> None:
+        self.conn = conn
+        self.account_id = account_id
+        self.headers = headers
+        self.session = session
+        self.opened_at = time.monotonic()
+        self.last_response_id: str | None = None
+        if session is not None:
+            session.slots[SLOT] = self
+
+    @property
+    def open(self) -> bool:
+        return self.conn.state is State.OPEN
+
+    def age(self) -> float:
+        return time.monotonic() - self.opened_at
+
+    async def release(self, terminal: Mapping[str, Any] | None) -> None:
+        """The request on this socket ended; `terminal` is its terminal event, if it had one."""
+        if self.session is None or terminal is None or not self.open:
+            await self.aclose()
+            return
+        response = terminal.get("response")
+        completed = terminal.get("type") == "response.completed" and isinstance(response, Mapping)
+        response_id = response.get("id") if completed and isinstance(response, Mapping) else None
+        self.last_response_id = response_id if isinstance(response_id, str) and response_id else None
+
+    async def aclose(self) -> None:
+        if self.session is not None and self.session.slots.get(SLOT) is self:
+            del self.session.slots[SLOT]
+        self.last_response_id = None
+        await self.conn.close()
 
 
 class WsHandshakeFailed(Exception):

@@ -46,7 +46,7 @@ from executors.gitlab.transport import (
     transport_for,
 )
 from executors.http import http_client
-from executors.streaming import read_bounded, relay_events
+from executors.streaming import event_type, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from statestore import StateStore, get_store
 
@@ -321,18 +321,8 @@ def _loads(raw: bytes) -> Any:
         return None
 
 
-def _event_type(ev: SseEvent) -> str:
-    if ev.event:
-        return ev.event
-    if ev.data.startswith(b'{"type":'):
-        obj = _loads(ev.data)
-        if isinstance(obj, dict):
-            return str(obj.get("type") or "")
-    return ""
-
-
 def _error_event(ev: SseEvent, dialect: Dialect) -> bool:
-    kind = _event_type(ev)
+    kind = event_type(ev)
     if kind in ("error", "response.failed"):
         return True
     return dialect is Dialect.CHAT and ev.data.startswith(b'{"error"')
@@ -382,7 +372,7 @@ async def _open_stream(response: httpx.Response, dialect: Dialect, request_id: s
             if _error_event(ev, dialect):
                 raise _stream_error(ev, request_id)
             head.append(ev)
-            if _event_type(ev) not in handshake or len(head) >= _MAX_HANDSHAKE_EVENTS:
+            if event_type(ev) not in handshake or len(head) >= _MAX_HANDSHAKE_EVENTS:
                 break
     except StopAsyncIteration:
         raise UpstreamError(

@@ -16,8 +16,17 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step
+from accounts.flows.base import (
+    MIN_POLL_SECONDS,
+    AccountFlow,
+    DeviceCodeFlow,
+    FlowError,
+    Step,
+    allow_duplicate_field,
+    duplicate_error,
+)
 from accounts.models import ProviderKind, UpstreamAccount
+from accounts.services import DuplicateIdentity
 from accounts.validators import upstream_url_validate
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from executors.gitlab.exceptions import GitLabError, LoginPending
@@ -99,6 +108,7 @@ class _AccountForm(forms.Form):
         label="Keep the account even without Duo access",
         help_text="Saved as 'not entitled' with the reason and re-checked every 6 hours, instead of refused.",
     )
+    allow_duplicate = allow_duplicate_field("GitLab user")
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()
@@ -178,7 +188,9 @@ class PkceCallbackForm(forms.Form):
 
 
 def _settings(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data[k] for k in ("label", "instance_url", "gateway_url", "keep_without_duo")}
+    return {
+        k: data.get(k, False) for k in ("label", "instance_url", "gateway_url", "keep_without_duo", "allow_duplicate")
+    }
 
 
 class GitLabPatFlow(AccountFlow):
@@ -209,7 +221,9 @@ class GitLabPatFlow(AccountFlow):
         if not token:
             raise FlowError("Enter the token again (it is never kept between attempts).", field="token")
         try:
-            return gitlab_pat_add(token=token, **_settings(state))
+            return gitlab_pat_add(token=token, actor=actor, **_settings(state))
+        except DuplicateIdentity as exc:
+            raise duplicate_error(exc, ended=False) from None
         except GitLabError as exc:
             raise _flow_error(exc, field="token" if exc.kind in _TOKEN_KINDS else None) from None
 
@@ -277,7 +291,10 @@ class GitLabDeviceFlow(DeviceCodeFlow):
         # GitLab reports an expired code itself (expired_token), so no clock check here.
         self.device_poll_begin(state)
         try:
-            return gitlab_oauth_device_poll(flow_id=state["flow_id"])
+            return gitlab_oauth_device_poll(flow_id=state["flow_id"], actor=actor)
+        except DuplicateIdentity as exc:
+            state["ended"] = True
+            raise duplicate_error(exc, ended=True) from None
         except LoginPending as exc:
             state["interval"] = exc.interval
             if exc.slow_down:
@@ -363,7 +380,10 @@ class GitLabPkceFlow(AccountFlow):
             raise FlowError("This sign-in link was used up by the last attempt. Start again for a new link.")
         callback = state.pop("callback", "")
         try:
-            return gitlab_oauth_pkce_finish(callback=callback, flow_id=state["flow_id"])
+            return gitlab_oauth_pkce_finish(callback=callback, flow_id=state["flow_id"], actor=actor)
+        except DuplicateIdentity as exc:
+            state["ended"] = True
+            raise duplicate_error(exc, ended=True) from None
         except GitLabError as exc:
             if _pkce_alive(state["flow_id"]):
                 # A malformed paste or a refusal shown in the URL: the link can be tried again.

@@ -24,7 +24,7 @@ from django.db import transaction
 
 from accounts.crypto import decrypt_json, encrypt_json
 from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
-from accounts.services import account_create, cache_version_bump
+from accounts.services import DuplicateIdentity, account_create, account_credential_logged, cache_version_bump
 from accounts.validators import upstream_url_validate
 from executors.gitlab import client as gl
 from executors.gitlab.catalog import gitlab_model_names
@@ -104,8 +104,10 @@ def _account_settings(
     priority: int,
     weight: int,
     keep_without_duo: bool,
+    allow_duplicate: bool = False,
 ) -> dict[str, Any]:
     return {
+        "allow_duplicate": allow_duplicate,
         "label": label,
         "instance_url": (instance_url or DEFAULT_INSTANCE_URL).rstrip("/"),
         "gateway_url": (gateway_url or DEFAULT_GATEWAY_URL).rstrip("/"),
@@ -139,6 +141,7 @@ def gitlab_oauth_device_start(
     priority: int = 0,
     weight: int = 1,
     keep_without_duo: bool = False,
+    allow_duplicate: bool = False,
 ) -> DeviceStart:
     """Start the device authorization grant (§2.3); show `user_code`/`verification_uri` to a human."""
     instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
@@ -149,6 +152,7 @@ def gitlab_oauth_device_start(
         priority=priority,
         weight=weight,
         keep_without_duo=keep_without_duo,
+        allow_duplicate=allow_duplicate,
     )
     base = record["instance_url"]
     form = {"client_id": client_id, "scope": scopes}
@@ -186,7 +190,7 @@ def gitlab_oauth_device_start(
     )
 
 
-def gitlab_oauth_device_poll(*, flow_id: str) -> UpstreamAccount:
+def gitlab_oauth_device_poll(*, flow_id: str, actor: Any | None = None) -> UpstreamAccount:
     """One poll of the token endpoint. Raises LoginPending (poll again after `.interval`),
     GitLabError (expired, denied, no Duo...), or returns the created account."""
     record, ttl = _flow_load(flow_id)
@@ -197,7 +201,7 @@ def gitlab_oauth_device_poll(*, flow_id: str) -> UpstreamAccount:
     reply = _run(lambda _s, c: gl.request(c, "POST", f"{base}/oauth/token", form=form))
     if reply.ok:
         _flow_drop(flow_id)  # a device code is single-use
-        return _oauth_finish(record, reply.body)
+        return _oauth_finish(record, reply.body, actor=actor)
     error = reply.body.get("error") if isinstance(reply.body, dict) else None
     if error == "authorization_pending":
         raise LoginPending(record["interval"])
@@ -257,6 +261,7 @@ def gitlab_oauth_pkce_start(
     priority: int = 0,
     weight: int = 1,
     keep_without_duo: bool = False,
+    allow_duplicate: bool = False,
 ) -> PkceStart:
     """Authorization code + PKCE (S256), paste-callback style (§2.2): open `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
@@ -268,6 +273,7 @@ def gitlab_oauth_pkce_start(
         priority=priority,
         weight=weight,
         keep_without_duo=keep_without_duo,
+        allow_duplicate=allow_duplicate,
     )
     verifier, challenge = _pkce_pair()
     state = secrets.token_urlsafe(24)
@@ -292,7 +298,7 @@ def gitlab_oauth_pkce_start(
     return PkceStart(flow_id=state, authorize_url=f"{record['instance_url']}/oauth/authorize?{urlencode(query)}")
 
 
-def gitlab_oauth_pkce_finish(*, callback: str, flow_id: str = "") -> UpstreamAccount:
+def gitlab_oauth_pkce_finish(*, callback: str, flow_id: str = "", actor: Any | None = None) -> UpstreamAccount:
     """Finish with the pasted redirect URL (`...?code=...&state=...`) or a bare code + flow_id."""
     callback = callback.strip()
     code, state = callback, flow_id
@@ -336,7 +342,7 @@ def gitlab_oauth_pkce_finish(*, callback: str, flow_id: str = "") -> UpstreamAcc
             status=reply.status,
             upstream_text=reply.text,
         )
-    return _oauth_finish(record, reply.body)
+    return _oauth_finish(record, reply.body, actor=actor)
 
 
 # --------------------------------------------------------------------- finishing logins
@@ -368,7 +374,7 @@ async def _probe(client: httpx.AsyncClient, *, instance_url: str, gateway_url: s
     return _Probe(identity, None, await grant_error(reply, instance_url=instance_url, client=client, token=token))
 
 
-def _oauth_finish(record: dict[str, Any], token_body: Any) -> UpstreamAccount:
+def _oauth_finish(record: dict[str, Any], token_body: Any, *, actor: Any | None) -> UpstreamAccount:
     secret, expires_at = token_secret(token_body, client_secret=record.get("client_secret") or None)
     probe = _run(
         lambda _s, c: _probe(
@@ -377,7 +383,23 @@ def _oauth_finish(record: dict[str, Any], token_body: Any) -> UpstreamAccount:
     )
     oauth = {k: v for k, v in record["oauth"].items() if v}
     config = {"auth": "oauth", "oauth": oauth}
-    return _account_save(record, CredentialKind.OAUTH, secret, expires_at, config, probe)
+    return _account_save(record, CredentialKind.OAUTH, secret, expires_at, config, probe, actor=actor)
+
+
+def _gitlab_duplicate(instance_url: str, user: dict[str, Any], *, label: str) -> str | None:
+    """Label of another GitLab account signed in as the same user on the same instance, if any."""
+    user_id = user.get("id") if isinstance(user, dict) else None
+    if user_id is None:
+        return None  # the probe could not tell who this is: nothing to compare
+    instance = instance_url.rstrip("/")
+    for other in UpstreamAccount.objects.filter(provider=ProviderKind.GITLAB).exclude(label=label):
+        config = other.provider_config or {}
+        if (
+            str(config.get("instance_url", "")).rstrip("/") == instance
+            and (config.get("user") or {}).get("id") == user_id
+        ):
+            return other.label
+    return None
 
 
 def _account_save(
@@ -387,6 +409,8 @@ def _account_save(
     expires_at: float | None,
     extra_config: dict[str, Any],
     probe: _Probe,
+    *,
+    actor: Any | None,
 ) -> UpstreamAccount:
     if probe.error is not None and not record.get("keep_without_duo"):
         raise probe.error
@@ -413,7 +437,15 @@ def _account_save(
             Credential.objects.update_or_create(
                 account=account, defaults={"kind": kind, "secret": secret, "expires_at": expires_dt}
             )
+            account_credential_logged(account=account, created=False, actor=actor, credential_kind=kind)
         else:
+            if not record.get("allow_duplicate"):
+                existing = _gitlab_duplicate(record["instance_url"], probe.user, label=label)
+                if existing is not None:
+                    who = probe.user.get("username") or probe.user.get("id")
+                    raise DuplicateIdentity(
+                        identity=f"GitLab user {who} on {record['instance_url']}", existing=existing
+                    )
             account = account_create(
                 label=label,
                 provider=ProviderKind.GITLAB,
@@ -423,6 +455,7 @@ def _account_save(
                 secret=secret,
                 priority=int(record.get("priority", 0)),
                 weight=int(record.get("weight", 1)),
+                actor=actor,
             )
             Credential.objects.filter(account=account).update(expires_at=expires_dt)
         account.provider_config = config
@@ -508,6 +541,8 @@ def gitlab_pat_add(
     priority: int = 0,
     weight: int = 1,
     keep_without_duo: bool = False,
+    allow_duplicate: bool = False,
+    actor: Any | None = None,
 ) -> UpstreamAccount:
     """Validate a personal access token, probe Duo, and add (or re-key) the account.
 
@@ -523,6 +558,7 @@ def gitlab_pat_add(
         priority=priority,
         weight=weight,
         keep_without_duo=keep_without_duo,
+        allow_duplicate=allow_duplicate,
     )
     token = token.strip()
 
@@ -545,7 +581,7 @@ def gitlab_pat_add(
             "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         },
     }
-    return _account_save(record, CredentialKind.PAT, {"token": token}, expires_at, config, probe)
+    return _account_save(record, CredentialKind.PAT, {"token": token}, expires_at, config, probe, actor=actor)
 
 
 # ---------------------------------------------------------------- refresh and probing

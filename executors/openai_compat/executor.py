@@ -26,6 +26,8 @@ __all__ = ["EXECUTOR", "OpenAICompatExecutor", "UpstreamStreamError"]
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 _RESPONSES_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
+# A Responses stream opens with these; a failure right after them can still fail over.
+_RESPONSES_HANDSHAKE = frozenset({"response.created", "response.in_progress"})
 
 
 def _chat_body(call: UpstreamCall) -> dict[str, Any]:
@@ -148,7 +150,11 @@ class OpenAICompatExecutor:
                 return UpstreamResponse(dialect=Dialect.RESPONSES, request_id=request_id, body=body)
             _require_sse(response, request_id)
             opened = await open_event_stream(
-                response, dialect=Dialect.RESPONSES, request_id=request_id, first_event_error=_responses_first_error
+                response,
+                dialect=Dialect.RESPONSES,
+                request_id=request_id,
+                first_event_error=_responses_first_error,
+                handshake=_RESPONSES_HANDSHAKE,
             )
             if call.stream:
                 return opened

@@ -159,6 +159,12 @@ DISPATCH_DEADLINE_SECONDS = env_float("DISPATCH_DEADLINE_SECONDS", 120.0)
 # How long a conversation stays bound to the account that served it.
 AFFINITY_TTL_SECONDS = env_float("AFFINITY_TTL_SECONDS", 3600.0)
 
+# Client WebSockets on /v1/responses (docs/protocols/responses-websocket.md): the lifetime cap
+# the real service documents (60 min, then `websocket_connection_limit_reached`), and how
+# long a socket past it may sit idle before it is closed.
+WS_MAX_AGE_SECONDS = env_float("WS_MAX_AGE_SECONDS", 3600.0)
+WS_IDLE_GRACE_SECONDS = env_float("WS_IDLE_GRACE_SECONDS", 300.0)
+
 # How long `previous_response_id` can refer to a stored Responses answer.
 SNAPSHOT_RETENTION_HOURS = env_int("SNAPSHOT_RETENTION_HOURS", 24 * 7)
 

@@ -96,10 +96,10 @@ def test_provider_config_is_editable_as_json(admin_client: Any) -> None:
         "priority": "0",
         "weight": "1",
         "enabled": "on",
-        "provider_config": '{"strip_hosted_tools": true}',
+        "provider_config": '{"chat_developer_role": "developer"}',
     }
     assert admin_client.post(url, form).status_code == 302
-    assert UpstreamAccount.objects.get(pk=account.pk).provider_config == {"strip_hosted_tools": True}
+    assert UpstreamAccount.objects.get(pk=account.pk).provider_config == {"chat_developer_role": "developer"}
     bad = admin_client.post(url, {**form, "provider_config": "[1, 2]"})
     assert bad.status_code == 200 and b"must be a JSON object" in bad.content
 

@@ -82,6 +82,8 @@ def test_add_codex_accounts_with_auth_json_and_device_code(
     browser.get(base + "/admin/accounts/upstreamaccount/add/")
     _click_and_wait(browser, By.ID, "flow-codexdevice")
     _settings(browser, codex_server, "codex-device")
+    # the fake signs in the same ChatGPT account as the import: the duplicate is confirmed
+    browser.find_element(By.NAME, "allow_duplicate").click()
     _click_and_wait(browser, By.ID, "flow-next")
     code = browser.find_element(By.ID, "codex-user-code").text.strip()
     link = browser.find_element(By.ID, "codex-verification-url").get_attribute("href")

@@ -75,6 +75,8 @@ def test_add_gitlab_accounts_with_pat_and_device_flow(
     _click_and_wait(browser, By.ID, "flow-gitlaboauth_device")
     _connect(browser, gitlab_fakes, "duo-device")
     _fill(browser, "client_id", CLIENT_ID)
+    # the same GitLab user as the PAT: the duplicate is confirmed
+    browser.find_element(By.NAME, "allow_duplicate").click()
     _click_and_wait(browser, By.ID, "flow-next")
     code = browser.find_element(By.ID, "gitlab-user-code").text.strip()
     link = browser.find_element(By.ID, "gitlab-verification-uri").get_attribute("href")

@@ -94,6 +94,34 @@ class Cell:
             hits = [h for h in self.recorder.hits if h.method == "POST" and h.path == surface]
             expect(hits and hits[-1].status == 200, f"proxy answered {[h.status for h in hits]} on {surface}")
 
+    def expect_system_text(self, *, caller_has_system: bool) -> None:
+        """What the upstream got as system text. Without a system prompt (the SDK cells): no
+        system text at all, except on the Codex backend, which requires instructions and gets
+        the neutral default. With one (the CLIs' own prompts): it went out as the caller sent it;
+        Codex CLI's developer items reach the Codex backend unchanged, without instructions."""
+        calls = self.up.calls()
+        expect(calls, "the upstream got no model call")
+        body = calls[-1]["json"] or {}
+        items = body.get("input") if isinstance(body.get("input"), list) else []
+        developer = [i for i in items if isinstance(i, dict) and i.get("role") in ("developer", "system")]
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        chat_system = [m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+        system = body.get("system") or body.get("instructions") or developer or chat_system
+        if self.up.name == "codex":
+            if caller_has_system:
+                expect(system, "the caller's system text did not reach the Codex backend")
+                if self.client.startswith("codex-cli"):
+                    expect("instructions" not in body and developer, "Codex CLI's developer items were rewritten")
+            else:
+                expect(
+                    body.get("instructions") == "You are a helpful assistant." and not developer,
+                    f"no caller system text, yet instructions={body.get('instructions')!r} developer={developer!r}",
+                )
+        elif not caller_has_system:
+            expect(not system, f"a system prompt appeared from nowhere: {str(system)[:200]}")
+        else:
+            expect(system, "the caller's system text did not reach the upstream")
+
     def upstream_saw(self, *needles: str) -> bool:
         calls = self.up.calls()
         if not calls:
@@ -175,6 +203,7 @@ def claude_code(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=True)
     elif s == "tool":
         cell.write_marker()
         run = claude(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", "--allowedTools", "Bash")
@@ -279,25 +308,13 @@ def codex(cell: Cell, *args: str, ws: bool) -> CodexRun:
     return CodexRun(proc.returncode, events, proc.stdout, proc.stderr)
 
 
-def _codex_checks_ws(cell: Cell, runs: int) -> None:
-    """With WebSockets enabled: every upgrade was answered 426, at most one per CLI run, and
-    the turns still went over HTTP POST."""
-    upgrades = [
-        h for h in cell.recorder.hits if h.kind == "websocket" or (h.method == "GET" and h.path == "/v1/responses")
-    ]
-    expect(upgrades, "supports_websockets=true but the CLI never tried a WebSocket upgrade")
-    expect(all(h.status == 426 for h in upgrades), f"upgrade answers: {[h.status for h in upgrades]}")
-    expect(len(upgrades) <= runs, f"{len(upgrades)} upgrade attempts for {runs} run(s): no immediate HTTP fallback")
-
-
-def codex_cli(cell: Cell, *, ws: bool = False) -> None:
+def codex_cli(cell: Cell) -> None:
     s = cell.scenario
     posts = lambda: [h for h in cell.recorder.hits if h.method == "POST" and h.path == "/v1/responses"]  # noqa: E731
-    runs = 1
     if s in ("plain", "429-failover"):
         if s == "429-failover":
             cell.up.push(Fault.http(429))
-        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=ws)
+        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=False)
         expect(run.ok, f"codex exec failed: {run.why()}")
         expect(cell.nonce in run.text, f"answer does not echo the prompt: {_short(run.text)}")
         expect(len(posts()) == 1 and posts()[0].stream, f"expected one streamed POST /v1/responses, saw {posts()}")
@@ -307,9 +324,10 @@ def codex_cli(cell: Cell, *, ws: bool = False) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=True)
     elif s == "tool":
         cell.write_marker()
-        run = codex(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", ws=ws)
+        run = codex(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", ws=False)
         expect(run.ok, f"codex exec failed: {run.why()}")
         ran = [
             e["item"]
@@ -321,28 +339,89 @@ def codex_cli(cell: Cell, *, ws: bool = False) -> None:
         expect(len(posts()) == 2, f"expected 2 POST /v1/responses, saw {len(posts())}")
         expect(cell.upstream_saw(cell.marker), "the upstream never received the tool output")
     elif s == "multi-turn":
-        first = codex(cell, f"Remember the code word {cell.nonce}", ws=ws)
+        first = codex(cell, f"Remember the code word {cell.nonce}", ws=False)
         expect(first.ok, f"turn 1 failed: {first.why()}")
         expect(first.thread_id, "turn 1 reported no thread id")
-        second = codex(cell, "resume", first.thread_id, "Which code word did I ask you to remember?", ws=ws)
-        runs = 2
+        second = codex(cell, "resume", first.thread_id, "Which code word did I ask you to remember?", ws=False)
         expect(second.ok, f"turn 2 (exec resume) failed: {second.why()}")
         expect("Which code word" in second.text, f"turn 2 answer: {_short(second.text)}")
         expect(cell.upstream_saw(cell.nonce, "echo:"), "turn 2 reached the upstream without turn 1's history")
     elif s == "mid-stream-cut":
         cell.up.push(Fault.cut(CUT_AFTER))
-        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=ws)
+        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=False)
         expect(not run.ok, f"a cut stream was reported as success: {_short(run.text)}")
         cell.expect_fault_hit("/v1/responses")
         cell.note = run.why()
     else:
         raise ValueError(s)
-    if ws:
-        _codex_checks_ws(cell, runs)
+
+
+def _codex_checks_ws(cell: Cell, runs: int, turns: int) -> None:
+    """With WebSockets enabled: one accepted socket per CLI run, every turn went over it (no
+    HTTP POST), and the proxy saw each run's socket close."""
+    sockets = [h for h in cell.recorder.hits if h.kind == "websocket"]
+    expect(len(sockets) == runs, f"{len(sockets)} WebSocket upgrades for {runs} CLI run(s)")
+    expect(all(h.status == 101 for h in sockets), f"upgrade answers: {[h.status for h in sockets]}")
+    posts = [h for h in cell.recorder.hits if h.method == "POST" and h.path == "/v1/responses"]
+    expect(not posts, f"{len(posts)} turns fell back to HTTP POST")
+    sent = sum(h.frames for h in sockets)
+    expect(sent >= turns, f"{sent} response.create frames for {turns} turn(s)")
 
 
 def codex_cli_ws(cell: Cell) -> None:
-    codex_cli(cell, ws=True)
+    """Codex CLI with `supports_websockets = true`: the whole conversation on one client
+    WebSocket per run, continuations sent as `previous_response_id` + new items."""
+    s = cell.scenario
+    runs, turns = 1, 1
+    if s == "plain":
+        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=True)
+        expect(run.ok, f"codex exec failed: {run.why()}")
+        expect(cell.nonce in run.text, f"answer does not echo the prompt: {_short(run.text)}")
+        usage = next((e.get("usage") for e in run.events if e.get("type") == "turn.completed"), None)
+        expect(isinstance(usage, dict) and usage.get("output_tokens"), f"turn.completed usage: {usage}")
+        expect(len(cell.up.calls()) == 1, f"upstream got {len(cell.up.calls())} model calls, expected 1")
+        cell.expect_system_text(caller_has_system=True)
+    elif s in ("tool", "429-failover"):
+        # 429-failover: the first account refuses the *second* turn on the socket (the tool
+        # result, sent incrementally); the proxy moves it, with the whole history, to the other.
+        if s == "429-failover":
+            cell.up.push(Fault(kind="ok"))
+            cell.up.push(Fault.http(429))
+        cell.write_marker()
+        run = codex(cell, f"{TOOL_TRIGGER}: show me what {MARKER_FILE} contains", ws=True)
+        expect(run.ok, f"codex exec failed: {run.why()}")
+        expect(cell.marker in run.text, f"tool output did not come back: {_short(run.text)}")
+        expect(cell.upstream_saw(cell.marker), "the upstream never received the tool output")
+        turns = 2
+        want = 3 if s == "429-failover" else 2
+        expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        if s == "429-failover":
+            cell.expect_fault_hit("")
+            expect(cell.upstream_saw(TOOL_TRIGGER), "the turn moved without the conversation's history")
+    elif s == "multi-turn":
+        first = codex(cell, f"Remember the code word {cell.nonce}", ws=True)
+        expect(first.ok, f"turn 1 failed: {first.why()}")
+        second = codex(cell, "resume", first.thread_id, "Which code word did I ask you to remember?", ws=True)
+        runs, turns = 2, 2
+        expect(second.ok, f"turn 2 (exec resume) failed: {second.why()}")
+        expect("Which code word" in second.text, f"turn 2 answer: {_short(second.text)}")
+        expect(cell.upstream_saw(cell.nonce, "echo:"), "turn 2 reached the upstream without turn 1's history")
+    elif s == "mid-stream-cut":
+        # Codex CLI 0.169 answers a failed WebSocket turn by switching the session to HTTP and
+        # sending the turn again there (even with stream_max_retries = 0), so the cut hits both:
+        # the socket's turn must end in `response.failed`, and the HTTP retry in a stream error.
+        cell.up.push(Fault.cut(CUT_AFTER).where(times=2))
+        run = codex(cell, f"Say hello to conformance run {cell.nonce}", ws=True)
+        expect(not run.ok, f"a cut stream was reported as success: {_short(run.text)}")
+        expect(not cell.up.server.faults.pending(), "the injected fault was never consumed by a model call")
+        expect(len(cell.up.calls()) == 2, f"upstream got {len(cell.up.calls())} model calls, expected 2")
+        posts = [h for h in cell.recorder.hits if h.method == "POST" and h.path == "/v1/responses"]
+        expect(len(posts) == 1 and posts[0].status == 200, f"HTTP fallback after the socket's failure: {posts}")
+        cell.note = run.why() + " (after the socket's turn ended in response.failed and the HTTP retry was cut too)"
+        return
+    else:
+        raise ValueError(s)
+    _codex_checks_ws(cell, runs, turns)
 
 
 # ============================================================================ OpenAI SDK
@@ -413,6 +492,7 @@ def openai_chat(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         messages: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         with client.chat.completions.stream(model=model, messages=messages, tools=tools) as stream:
@@ -471,6 +551,7 @@ def openai_responses(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         items: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         first = final(input=items, tools=tools)
@@ -529,6 +610,7 @@ def anthropic_messages(cell: Cell) -> None:
         if s == "429-failover":
             cell.expect_fault_hit("")
         expect(len(cell.up.calls()) == want, f"upstream got {len(cell.up.calls())} model calls, expected {want}")
+        cell.expect_system_text(caller_has_system=False)
     elif s == "tool":
         messages: list[Any] = [{"role": "user", "content": f"{TOOL_TRIGGER}: read {MARKER_FILE}"}]
         first = final(messages, tools=tools)

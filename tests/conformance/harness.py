@@ -61,12 +61,13 @@ class ProxyHit:
     path: str
     status: int | None = None
     stream: bool | None = None  # the JSON body's `stream`, when there is one
+    frames: int = 0  # WebSocket: response.create messages the client sent
 
 
 class RecordingApp:
     """Wraps the proxy's ASGI app and records every request's method, path, status and
     `stream` flag, so cells can assert what the client really sent (one streamed POST, one
-    WebSocket upgrade answered 426...) without trusting the client's own report."""
+    WebSocket with its response.create messages...) without trusting the client's own report."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -93,6 +94,8 @@ class RecordingApp:
 
         async def receive_recorded() -> dict[str, Any]:
             msg: dict[str, Any] = await receive()
+            if msg["type"] == "websocket.receive" and '"response.create"' in (msg.get("text") or ""):
+                hit.frames += 1
             if msg["type"] == "http.request":
                 body.extend(msg.get("body", b""))
                 if not msg.get("more_body") and body:
@@ -165,7 +168,7 @@ class RefusingProxy:
 
 SCENARIOS = ("plain", "tool", "multi-turn", "429-failover", "mid-stream-cut")
 SCENARIO_TITLES = {
-    "plain": "plain prompt",
+    "plain": "plain prompt (SDKs: no system prompt)",
     "tool": "tool round trip",
     "multi-turn": "multi-turn",
     "429-failover": "429 on 1st account",

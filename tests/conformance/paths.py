@@ -20,20 +20,25 @@ GITLAB_ANTHROPIC = "gitlab-anthropic"
 GITLAB_OPENAI = "gitlab-openai"
 CODEX = "codex"
 OPENAI_COMPAT = "openai-compat"
-PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT)
+OPENAI_RESPONSES = "openai-responses"
+PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT, OPENAI_RESPONSES)
 
 PATH_TITLES = {
     GITLAB_ANTHROPIC: "GitLab Duo → AI gateway Anthropic path (claude-sonnet-4-6)",
     GITLAB_OPENAI: "GitLab Duo → AI gateway OpenAI path (gpt-5.1)",
     CODEX: "Codex account (ChatGPT backend, gpt-5.5)",
-    OPENAI_COMPAT: "OpenAI-compatible account (gpt-4o-mini)",
+    OPENAI_COMPAT: "OpenAI-compatible account, Chat Completions (gpt-4o-mini)",
+    OPENAI_RESPONSES: "OpenAI-compatible account, Responses (gpt-5.5, a responses-only model)",
 }
 MODELS = {
     GITLAB_ANTHROPIC: "claude-sonnet-4-6",
     GITLAB_OPENAI: "gpt-5.1",
     CODEX: "gpt-5.5",
     OPENAI_COMPAT: "gpt-4o-mini",
+    OPENAI_RESPONSES: "gpt-5.5",
 }
+# Models the OpenAI-compatible fake serves only on /v1/responses.
+RESPONSES_ONLY = ("gpt-5.5",)
 
 GITLAB_PATS = ("glpat-conformance-user-a-000000", "glpat-conformance-user-b-000000")
 OPENAI_KEYS = ("sk-upstream-A", "sk-upstream-B")
@@ -54,6 +59,27 @@ class Fakes:
         self.codex.reset()
         self.openai.reset()
 
+    @classmethod
+    def serve(cls) -> Fakes:
+        """Every fake of the paths, scripted for real clients, on free ports."""
+        from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
+
+        return cls(
+            gitlab=serve_gitlab(),
+            codex=serve_codex(CODEX_ACCOUNTS),
+            openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
+        )
+
+    def stop(self) -> None:
+        self.gitlab.stop()
+        self.codex.stop()
+        self.openai.stop()
+
+    def violations(self) -> list[Any]:
+        """Rules of docs/fake-rules.md any fake enforced since the last reset."""
+        servers = (self.gitlab.instance, self.gitlab.gateway, self.codex, self.openai)
+        return [v for server in servers for v in server.violations]
+
 
 @dataclass
 class Upstream:
@@ -73,15 +99,6 @@ class Upstream:
         self.server.faults.push(fault.where(path="/backend-api/codex/responses") if self.name == CODEX else fault)
 
 
-def _strip_hosted_tools(account: Any) -> None:
-    """The documented admin setting for accounts serving Codex CLI through a translation
-    (executors/base.py `encode_options_for`): Codex always offers the hosted `web_search`
-    tool, which Chat and Anthropic upstreams cannot run; without the setting every Codex CLI
-    request is refused with a 400 naming `tools[N].type`."""
-    account.provider_config = {**(account.provider_config or {}), "strip_hosted_tools": True}
-    account.save(update_fields=["provider_config"])
-
-
 def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
     """Create `accounts` accounts for path `name` (priority: the first one is tried first)."""
     if name in (GITLAB_ANTHROPIC, GITLAB_OPENAI):
@@ -94,14 +111,13 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
             if i:
                 world.add_user(User(i + 1, f"duo-user-{i + 1}", namespace_id=str(123 + i), project_id=str(456 + i)))
             world.add_pat(GITLAB_PATS[i], user_id=i + 1)
-            account = gitlab_pat_add(
+            gitlab_pat_add(
                 label=f"duo-{chr(97 + i)}",
                 token=GITLAB_PATS[i],
                 instance_url=fakes.gitlab.instance_url,
                 gateway_url=fakes.gitlab.gateway_url,
                 priority=10 - i,
             )
-            _strip_hosted_tools(account)
         if name == GITLAB_ANTHROPIC:
             return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: p.endswith("/anthropic/v1/messages"))
         return Upstream(name, MODELS[name], fakes.gitlab.gateway, lambda p: "/proxy/openai/" in p)
@@ -117,17 +133,16 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
                 provider_config={"auth_url": fakes.codex.url},
             )
         return Upstream(name, MODELS[name], fakes.codex, lambda p: p == "/backend-api/codex/responses")
-    if name == OPENAI_COMPAT:
+    if name in (OPENAI_COMPAT, OPENAI_RESPONSES):
         from accounts.services import account_add_openai_compat
 
         for i in range(accounts):
-            account = account_add_openai_compat(
+            account_add_openai_compat(
                 label=f"compat-{chr(97 + i)}",
                 base_url=fakes.openai.url + "/v1",
                 api_key=OPENAI_KEYS[i],
                 model_names=[MODELS[name]],
                 priority=10 - i,
             )
-            _strip_hosted_tools(account)
         return Upstream(name, MODELS[name], fakes.openai, lambda p: p in ("/v1/chat/completions", "/v1/responses"))
     raise ValueError(f"unknown path {name!r}")

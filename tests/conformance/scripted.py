@@ -146,8 +146,12 @@ def _anthropic_tool_result_last(msgs: list[Any]) -> bool:
 # ------------------------------------------------------------------ servers for the suite
 
 
-def serve_openai_compat(keys: Iterable[str], models: Iterable[str]) -> FakeServer[ScriptedOpenAICompatApp]:
-    app = ScriptedOpenAICompatApp(keys=tuple(keys), models=[ModelSpec(m) for m in models], chunks=20)
+def serve_openai_compat(
+    keys: Iterable[str], models: Iterable[str], responses_only: Iterable[str] = ()
+) -> FakeServer[ScriptedOpenAICompatApp]:
+    only = set(responses_only)
+    specs = [ModelSpec(m, responses_only=m in only) for m in models]
+    app = ScriptedOpenAICompatApp(keys=tuple(keys), models=specs, chunks=20)
     return FakeServer(app).start()
 
 

@@ -74,6 +74,11 @@ def test_cell(
     started = time.monotonic()
     try:
         CLIENTS[client](cell)
+        # The fakes enforce the real services' rules (docs/fake-rules.md); a real client through
+        # the proxy on default settings must never make the proxy break one.
+        broken = conformance_fakes.violations()
+        if broken:
+            raise CellError(f"the proxy broke upstream rules: {broken}")
     except Exception as exc:
         reason = str(exc) if isinstance(exc, CellError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(reason.split())[:600]

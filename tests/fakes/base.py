@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import signal
 import socket
@@ -61,7 +62,8 @@ class Fault:
                    without the terminating chunk
       malformed    after `after` events send a non-JSON `data:` line (or raw garbage bytes
                    when `garbage`), then carry on with the stream
-      stream_error HTTP 200 stream whose first (and only) event is the error object `body`
+      stream_error HTTP 200 stream that sends `after` normal events (0: none), then the error
+                   object `body` as its last event
     """
 
     kind: FaultKind = "ok"
@@ -124,8 +126,8 @@ class Fault:
         return cls(kind="malformed", after=after, garbage=garbage)
 
     @classmethod
-    def stream_error(cls, error: dict[str, Any] | None = None) -> Fault:
-        return cls(kind="stream_error", body=error)
+    def stream_error(cls, error: dict[str, Any] | None = None, *, after: int = 0) -> Fault:
+        return cls(kind="stream_error", body=error, after=after)
 
     @classmethod
     def pacing(cls, *, chunks: int | None = None, interval: float | None = None) -> Fault:
@@ -223,6 +225,7 @@ class FakeControl:
         self._cond = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._cancellations: list[Cancellation] = []
+        self._violations: list[Violation] = []
         self.open_streams = 0
         self.started_streams = 0
         self.completed_streams = 0
@@ -237,6 +240,17 @@ class FakeControl:
     def cancellations(self) -> list[Cancellation]:
         with self._cond:
             return list(self._cancellations)
+
+    @property
+    def violations(self) -> list[Violation]:
+        """Every answer that enforced a rule of docs/fake-rules.md, in order."""
+        with self._cond:
+            return list(self._violations)
+
+    def violated(self, entry: Violation) -> None:
+        with self._cond:
+            self._violations.append(entry)
+            self._cond.notify_all()
 
     def record(self, req: RecordedRequest) -> None:
         with self._cond:
@@ -269,6 +283,7 @@ class FakeControl:
                 "cancellations": list(self._cancellations),
                 "pending_faults": len(self.faults),
                 "requests": len(self._requests),
+                "violations": list(self._violations),
             }
 
     def reset(self) -> None:
@@ -276,6 +291,7 @@ class FakeControl:
         with self._cond:
             self._requests.clear()
             self._cancellations.clear()
+            self._violations.clear()
             self.started_streams = self.completed_streams = self.cancelled_streams = 0
             self._cond.notify_all()
 
@@ -352,19 +368,37 @@ class SSEResponse:
 
 
 class HTTPError(Exception):
-    """Raised by handlers; becomes a response with `status` and a JSON (or raw) body."""
+    """Raised by handlers; becomes a response with `status` and a JSON (or raw) body.
 
-    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+    `rule` names the published rule of the real service this answer enforces (an id from
+    docs/fake-rules.md); such answers are logged in `FakeControl.violations`, so a test can
+    assert that the proxy never broke a rule (an empty log), whatever the client sent."""
+
+    def __init__(
+        self, status: int, body: Any, headers: Mapping[str, str] | None = None, *, rule: str | None = None
+    ) -> None:
         super().__init__(status, body)
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
+        self.rule = rule
 
     def response(self) -> Response:
         if isinstance(self.body, str | bytes):
             raw = self.body.encode() if isinstance(self.body, str) else self.body
             return Response(self.status, raw, self.headers, "text/plain; charset=utf-8")
         return json_response(self.body, self.status, self.headers)
+
+    def as_rule(self, rule: str) -> HTTPError:
+        """This answer, as the enforcement of `rule`."""
+        self.rule = rule
+        return self
+
+
+class Violation(TypedDict):
+    rule: str
+    path: str
+    status: int
 
 
 def openai_error(
@@ -562,6 +596,8 @@ class FakeApp:
             try:
                 resp = await self._dispatch(req)
             except HTTPError as err:
+                if err.rule is not None:
+                    self.control.violated(Violation(rule=err.rule, path=req.path, status=err.status))
                 resp = err.response()
         if isinstance(resp, SSEResponse):
             await self._send_stream(req, resp, send, disconnected)
@@ -613,7 +649,8 @@ class FakeApp:
         interval = fault.interval if fault and fault.interval is not None else resp.interval
         events: Iterable[bytes] = resp.events
         if fault and fault.kind == "stream_error":
-            events = [resp.error_event(fault.body or self.default_stream_error())]
+            error = resp.error_event(fault.body or self.default_stream_error())
+            events = [*itertools.islice(resp.events, fault.after), error]
         headers = _headers({"cache-control": "no-cache", **resp.headers}, resp.content_type)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
 
@@ -792,6 +829,10 @@ class FakeServer(Generic[AppT]):
     @property
     def requests(self) -> list[RecordedRequest]:
         return self.app.control.requests
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self.app.control.violations
 
     def reset(self) -> None:
         """Clear faults, recordings and counters, and restore the app's constructor settings."""

@@ -19,12 +19,18 @@ Backend (`/backend-api/codex/*`), enforcing what the real one enforces:
 - `usage_limit_reached` 429 once a family is marked exhausted (`exhaust(...)`);
 - `routing_unsupported` for models listed in `http_unsupported_models` (HTTP only).
 
-WebSocket (`GET /backend-api/codex/responses` upgraded, §4.2): the same auth and fingerprint
-checks at the handshake (refused with the same status), then one `response.create` text frame
-per turn, validated like the HTTP body; the same events come back one JSON text frame each;
-a rejected body is an `{"type":"error","status":…}` frame. `ws_refuse = <status>` refuses every
-handshake; a pending fault for the responses path also refuses it (426, fault left for HTTP,
-where the fallback meets it). Handshakes are logged in `ws_log`.
+WebSocket (`GET /backend-api/codex/responses` upgraded, §4.2; rules in docs/fake-rules.md):
+the same auth and fingerprint checks at the handshake (refused with the same status), then one
+`response.create` text message per turn, validated like the HTTP body, answered with the same
+events, one JSON text message each; a rejected body is an `{"type":"error","status":…}`
+message and the socket stays open. The socket keeps its last response only: a later
+`response.create` may send `previous_response_id` (that id) plus only new input items; any
+other id is a 400 `previous_response_not_found`. `generate: false` answers created +
+completed without output. A socket older than `ws_max_age` (60 minutes) answers every
+`response.create` with the 400 `websocket_connection_limit_reached` error. Faults apply per
+`response.create`: a status becomes an error message, a cut sends `after` events then closes
+the socket with 1011, `stream_error` is a `response.failed` event. `ws_refuse = <status>`
+refuses every handshake. `ws_log` logs handshakes and frames, `ws_open` counts open sockets.
 
 Replies are deterministic: "echo: <last user text>"; "call tool" with tools → a function call;
 after a tool output → "The tool returned: <output>".
@@ -44,7 +50,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -62,6 +68,7 @@ from tests.fakes.base import (
     Scope,
     Send,
     SSEResponse,
+    Violation,
     iter_split,
     json_response,
     parse_sse,
@@ -71,8 +78,13 @@ from tests.fakes.base import (
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 FIRST_PARTY = ("codex_cli_rs", "codex-tui", "codex_exec", "codex_vscode")
-BACKEND_PARAMS = frozenset(
-    {
+# The top-level fields the official Codex CLI sends to this backend, from its public source
+# (openai/codex, codex-rs/codex-api/src/common.rs: `ResponsesApiRequest` over HTTP;
+# `ResponseCreateWsRequest` over the WebSocket adds `previous_response_id` and `generate`).
+# Third-party gateways report that the backend refuses other fields by name (max_output_tokens,
+# temperature, metadata, user, ...: docs/fake-rules.md), so this fake refuses every other one.
+CLI_HTTP_FIELDS = frozenset(
+    [
         "model",
         "instructions",
         "input",
@@ -87,8 +99,9 @@ BACKEND_PARAMS = frozenset(
         "prompt_cache_key",
         "text",
         "client_metadata",
-    }
+    ]
 )
+CLI_WS_FIELDS = CLI_HTTP_FIELDS | {"previous_response_id", "generate"}
 CHALLENGE_PAGE = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
     "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
@@ -138,6 +151,8 @@ class CodexFakeApp(FakeApp):
         "http_unsupported_models",
         "reply",
         "ws_refuse",
+        "ws_max_age",
+        "ws_keep_frames",
     )
 
     def __init__(
@@ -161,6 +176,8 @@ class CodexFakeApp(FakeApp):
         http_unsupported_models: Sequence[str] = (),
         reply: str | None = None,
         ws_refuse: int | None = None,
+        ws_max_age: float = 3600.0,
+        ws_keep_frames: bool = True,
     ) -> None:
         super().__init__()
         self.accounts = {a.account_id: a for a in accounts}
@@ -181,6 +198,8 @@ class CodexFakeApp(FakeApp):
         self.http_unsupported_models = tuple(http_unsupported_models)
         self.reply = reply
         self.ws_refuse = ws_refuse
+        self.ws_max_age = ws_max_age  # the backend's socket lifetime cap (60 minutes)
+        self.ws_keep_frames = ws_keep_frames  # ws_log keeps every frame (off in benchmarks)
         self._defaults = {k: getattr(self, k) for k in self.SETTINGS}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -192,6 +211,7 @@ class CodexFakeApp(FakeApp):
         self.route("POST", "/api/accounts/deviceauth/token", self.device_token)
         self.route("POST", "/backend-api/codex/responses", self.responses)
         self.route("GET", "/backend-api/codex/models", self.list_models)
+        self.route("GET", "/_fake/transport", self.transport_stats)
 
     def _state_reset(self) -> None:
         self.access: dict[str, tuple[str, float]] = {}  # token -> (account id, exp)
@@ -204,6 +224,11 @@ class CodexFakeApp(FakeApp):
         self.token_form_log: list[dict[str, Any]] = []  # bodies of /oauth/token (form or JSON)
         # One entry per WebSocket handshake: headers, refused status (or None), received frames.
         self.ws_log: list[dict[str, Any]] = []
+        self.ws_open = 0  # sockets open now (a proxy that leaks upstream sockets grows this)
+        self.ws_opened_total = 0
+        self.ws_bytes_in = 0  # bytes of every text message received
+        self.ws_turns = 0  # response.create messages answered
+        self.http_bytes_in = 0  # bytes of every POST /responses body
 
     def reset(self) -> None:
         super().reset()
@@ -283,22 +308,24 @@ class CodexFakeApp(FakeApp):
             raise self._oauth_error(400, "invalid_request", "unsupported body")
         self.token_form_log.append(dict(form))
         if form.get("client_id") != CLIENT_ID:
-            raise self._oauth_error(401, "invalid_client", "unknown client")
+            raise self._oauth_error(401, "invalid_client", "unknown client").as_rule("codex.oauth.request")
         grant = form.get("grant_type")
         if grant == "authorization_code":
             if "state" in form:
-                raise self._oauth_error(400, "unknown_parameter", "Unknown parameter: 'state'.")
+                raise self._oauth_error(400, "unknown_parameter", "Unknown parameter: 'state'.").as_rule(
+                    "codex.oauth.request"
+                )
             code = self.codes.pop(str(form.get("code")), None)
             if code is None:
                 raise self._oauth_error(400, "invalid_grant", "Invalid authorization code")
             challenge, redirect_uri, account = code
             verifier = str(form.get("code_verifier", ""))
             if _b64(hashlib.sha256(verifier.encode()).digest()) != challenge:
-                raise self._oauth_error(400, "invalid_grant", "PKCE verification failed")
+                raise self._oauth_error(400, "invalid_grant", "PKCE verification failed").as_rule("codex.oauth.request")
             if form.get("redirect_uri") != redirect_uri and not (
                 redirect_uri == "device" and str(form.get("redirect_uri", "")).endswith("/deviceauth/callback")
             ):
-                raise self._oauth_error(400, "invalid_grant", "redirect_uri mismatch")
+                raise self._oauth_error(400, "invalid_grant", "redirect_uri mismatch").as_rule("codex.oauth.request")
             tokens = self.issue_tokens(account)
             return json_response({k: tokens[k] for k in ("id_token", "access_token", "refresh_token", "expires_in")})
         if grant == "refresh_token":
@@ -360,6 +387,7 @@ class CodexFakeApp(FakeApp):
                         "code": "invalid_token",
                     }
                 },
+                rule="codex.auth",
             )
         account, exp = entry
         if exp < time.time():
@@ -368,10 +396,13 @@ class CodexFakeApp(FakeApp):
                 {
                     "error": {
                         "message": "Provided authentication token is expired. Please try signing in again.",
-                        "type": "invalid_request_error",
+                        "type": None,
                         "code": "token_expired",
-                    }
+                        "param": None,
+                    },
+                    "status": 401,
                 },
+                rule="codex.auth",
             )
         if account in self.killed:
             raise HTTPError(
@@ -392,7 +423,7 @@ class CodexFakeApp(FakeApp):
             and h.get("chatgpt-account-id") == account
         )
         if not ok:
-            raise _HtmlError(403, CHALLENGE_PAGE, {"cf-ray": "8f00fake-AMS"})
+            raise _HtmlError(403, CHALLENGE_PAGE, {"cf-ray": "8f00fake-AMS"}, rule="codex.fingerprint")
 
     def _rate_headers(self) -> dict[str, str]:
         now = int(time.time())
@@ -420,7 +451,13 @@ class CodexFakeApp(FakeApp):
             h[f"{prefix}-primary-reset-after-seconds"] = "600"
         return h
 
+    async def transport_stats(self, req: Request) -> Response:
+        """What benchmarks read from a fake in another process (bench/ws_bench.py)."""
+        keys = ("ws_open", "ws_opened_total", "ws_bytes_in", "ws_turns", "http_bytes_in")
+        return json_response({k: getattr(self, k) for k in keys})
+
     async def responses(self, req: Request) -> Response | SSEResponse:
+        self.http_bytes_in += len(req.body)
         account = self._check_auth(req)
         self._check_fingerprint(req, account)
         body = req.json
@@ -437,20 +474,26 @@ class CodexFakeApp(FakeApp):
         )
 
     def _check_body(self, account: str, body: Any, *, websocket: bool) -> str:
-        """The backend's body rules; returns the model. Raises HTTPError."""
+        """The backend's body rules (docs/fake-rules.md, Codex table); returns the model."""
         if not isinstance(body, dict):
-            raise HTTPError(400, {"detail": "Invalid JSON body"})
+            raise HTTPError(400, {"detail": "Invalid JSON body"})  # a guard of the fake (no public source)
         if body.get("store") is not False:
-            raise HTTPError(400, {"detail": "Store must be set to false"})
+            raise HTTPError(400, {"detail": "Store must be set to false"}, rule="codex.store")
         if body.get("stream") is not True:
-            raise HTTPError(400, {"detail": "Stream must be set to true"})
+            raise HTTPError(400, {"detail": "Stream must be set to true"}, rule="codex.stream")
+        allowed = CLI_WS_FIELDS if websocket else CLI_HTTP_FIELDS
         for key in body:
-            if key not in BACKEND_PARAMS:
-                raise HTTPError(400, {"detail": f"Unsupported parameter: {key}"})
+            if key not in allowed:
+                raise HTTPError(400, {"detail": f"Unsupported parameter: {key}"}, rule="codex.unsupported-parameter")
+        if body.get("instructions") is None and not _has_developer_item(body.get("input")):
+            # An empty string is accepted; a missing field with no developer item is not.
+            raise HTTPError(400, {"detail": "Instructions are required"}, rule="codex.instructions")
         model = body.get("model")
         if model not in self.models:
             raise HTTPError(
-                400, {"detail": f"The '{model}' model is not supported when using Codex with a ChatGPT account."}
+                400,
+                {"detail": f"The '{model}' model is not supported when using Codex with a ChatGPT account."},
+                rule="codex.model",
             )
         if model in self.http_unsupported_models and not websocket:
             raise HTTPError(
@@ -510,10 +553,7 @@ class CodexFakeApp(FakeApp):
             method="GET", path=path, query=scope.get("query_string", b"").decode("latin-1"),
             headers=headers, body=b"", json=None, json_error=False,
         )  # fmt: skip
-        pending_fault = any(f.path in (None, path) for f in self.control.faults.pending())
-        refuse = self.ws_refuse or (426 if pending_fault else None)
-        if path != "/backend-api/codex/responses" and refuse is None:
-            refuse = 404
+        refuse = self.ws_refuse if path == "/backend-api/codex/responses" else (self.ws_refuse or 404)
         if refuse is not None:
             entry["refused"] = refuse
             await self._ws_reject(scope, send, Response(refuse, b"", {}, None))
@@ -523,44 +563,122 @@ class CodexFakeApp(FakeApp):
             self._check_fingerprint(req, account)
         except HTTPError as err:
             entry["refused"] = err.status
+            self._note_violation(err, path)
             await self._ws_reject(scope, send, err.response())
             return
         await send(
             {"type": "websocket.accept", "headers": [(k.encode(), v.encode()) for k, v in self._rate_headers().items()]}
         )
+        with self._lock:
+            self.ws_open += 1
+            self.ws_opened_total += 1
+        try:
+            await self._ws_serve(_WsConn(account, req, entry, time.monotonic()), receive, send)
+        finally:
+            with self._lock:
+                self.ws_open -= 1
+
+    async def _ws_serve(self, conn: _WsConn, receive: Receive, send: Send) -> None:
+        """One socket: `response.create` messages handled in order (§4.2), each answered
+        with one event per text message; the socket keeps its last response in memory."""
         while True:
             msg = await receive()
             if msg["type"] == "websocket.disconnect":
                 return
             text = msg.get("text") or (msg.get("bytes") or b"").decode()
+            self.ws_bytes_in += len(text.encode())
             try:
                 frame = orjson.loads(text)
             except orjson.JSONDecodeError:
                 frame = None
-            entry["frames"].append(frame)
+            if self.ws_keep_frames:
+                conn.entry["frames"].append(frame)
             if not isinstance(frame, dict) or frame.get("type") != "response.create":
-                continue  # response.processed acks and the like
+                continue  # response.processed acknowledgements and the like
+            if time.monotonic() - conn.opened >= self.ws_max_age:
+                await _ws_send(send, _ws_error(400, _WS_LIMIT_ERROR))
+                continue
             body = {k: v for k, v in frame.items() if k != "type"}
             self.control.record(
                 RecordedRequest(
-                    method="WEBSOCKET", path=path, query=req.query, headers=headers, json=body, received_at=time.time()
+                    method="WEBSOCKET", path=conn.req.path, query=conn.req.query, headers=conn.req.headers,
+                    json=body, received_at=time.time(),
                 )
-            )
-            try:
-                self._check_body(account, body, websocket=True)
-            except HTTPError as err:
-                error = err.body.get("error") if isinstance(err.body, dict) else None
-                if not isinstance(error, dict):
-                    detail = err.body.get("detail") if isinstance(err.body, dict) else str(err.body)
-                    error = {"type": "invalid_request_error", "message": str(detail)}
-                frame_out = {"type": "error", "status": err.status, "error": error, "headers": dict(err.headers)}
-                await send({"type": "websocket.send", "text": orjson.dumps(frame_out).decode()})
-                continue
-            for chunk in self._events(self._final(body), self.chunks):
-                for message in parse_sse(chunk):
-                    if self.interval > 0:
-                        await asyncio.sleep(self.interval)
-                    await send({"type": "websocket.send", "text": message.data})
+            )  # fmt: skip
+            fault = self.control.faults.take(conn.req.path, body.get("model"))
+            self.ws_turns += 1
+            if not await self._ws_turn(conn, body, fault, send):
+                return
+
+    async def _ws_turn(self, conn: _WsConn, body: dict[str, Any], fault: Fault | None, send: Send) -> bool:
+        """Answer one response.create; False when the socket was closed."""
+        previous = body.pop("previous_response_id", None)
+        if previous is not None:
+            if previous != conn.last_id:
+                await _ws_send(send, _ws_error(400, _not_found(str(previous))))
+                return True
+            body = {**body, "input": [*conn.last_items, *(body.get("input") or [])]}
+        generate = body.pop("generate", True)
+        try:
+            self._check_body(conn.account, body, websocket=True)
+        except HTTPError as err:
+            self._note_violation(err, conn.req.path)
+            await _ws_send(send, _ws_http_error(err))
+            return True
+        if fault is not None and fault.kind != "ok":
+            return await self._ws_fault(fault, send)
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        final = self._final(body) if generate is not False else self._final_empty(body)
+        conn.last_id = None
+        interval = fault.interval if fault is not None and fault.interval is not None else self.interval
+        chunks = fault.chunks if fault is not None and fault.chunks is not None else self.chunks
+        events = self._events(final, chunks) if generate is not False else self._empty_events(final)
+        for chunk in events:
+            for message in parse_sse(chunk):
+                if interval > 0:
+                    await asyncio.sleep(interval)
+                await _ws_send(send, message.data)
+        conn.last_id = final["id"]
+        conn.last_items = [*(body.get("input") or []), *final["output"]]
+        return True
+
+    async def _ws_fault(self, fault: Fault, send: Send) -> bool:
+        if fault.kind == "status":
+            error = fault.body.get("error") if isinstance(fault.body, dict) else None
+            if not isinstance(error, dict):
+                error = {"type": "error", "message": str(fault.body or f"HTTP {fault.status}")}
+            await _ws_send(send, _ws_error(fault.status, error, fault.headers))
+            return True
+        if fault.kind == "stream_error":
+            await _ws_send(send, _ws_failed(fault.body or {"code": "server_error", "message": "fake failure"}))
+            return True
+        if fault.kind in ("cut", "malformed"):
+            final = self._final({"model": self.models[0], "input": []})
+            messages = [m.data for chunk in self._events(final, self.chunks) for m in parse_sse(chunk)]
+            for data in messages[: fault.after]:
+                await _ws_send(send, data)
+            if fault.kind == "malformed":
+                await _ws_send(send, "{not json")
+                return True
+        # cut, reset, close: the socket goes away without finishing the response
+        await send({"type": "websocket.close", "code": 1011})
+        return False
+
+    def _final_empty(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`generate: false`: the request is set up, nothing is generated."""
+        final = self._final(body)
+        return {**final, "output": [], "usage": {**final["usage"], "output_tokens": 0, "total_tokens": 0}}
+
+    def _empty_events(self, final: dict[str, Any]) -> Iterator[bytes]:
+        start = {**final, "status": "in_progress", "usage": None}
+        yield sse_event({"type": "response.created", "sequence_number": 0, "response": start})
+        yield sse_event({"type": "response.completed", "sequence_number": 1, "response": final})
+
+    def _note_violation(self, err: HTTPError, path: str) -> None:
+        # The HTTP path logs violations in FakeApp._serve; WebSocket frames are answered here.
+        if err.rule is not None:
+            self.control.violated(Violation(rule=err.rule, path=path, status=err.status))
 
     async def list_models(self, req: Request) -> Response:
         self._check_auth(req)
@@ -700,6 +818,57 @@ class CodexFakeApp(FakeApp):
         yield ev("response.completed", response={**final, "output": []} if self.empty_output else final)
 
 
+@dataclass
+class _WsConn:
+    account: str
+    req: Request
+    entry: dict[str, Any]
+    opened: float
+    last_id: str | None = None  # the socket's last response, the only one it keeps
+    last_items: list[Any] = field(default_factory=list)
+
+
+# The service's message at its 60-minute cap (codex-rs responses_websocket.rs).
+_WS_LIMIT_ERROR = {
+    "type": "invalid_request_error",
+    "code": "websocket_connection_limit_reached",
+    "message": "Responses websocket connection limit reached (60 minutes). "
+    "Create a new websocket connection to continue.",
+}
+
+
+def _not_found(previous: str) -> dict[str, Any]:
+    return {
+        "type": "invalid_request_error",
+        "code": "previous_response_not_found",
+        "message": f"Previous response with id '{previous}' not found.",
+        "param": "previous_response_id",
+    }
+
+
+def _ws_error(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    frame: dict[str, Any] = {"type": "error", "status": status, "error": error}
+    if headers:
+        frame["headers"] = headers
+    return orjson.dumps(frame)
+
+
+def _ws_http_error(err: HTTPError) -> bytes:
+    error = err.body.get("error") if isinstance(err.body, dict) else None
+    if not isinstance(error, dict):
+        detail = err.body.get("detail") if isinstance(err.body, dict) else str(err.body)
+        error = {"type": "invalid_request_error", "message": str(detail)}
+    return _ws_error(err.status, error, dict(err.headers))
+
+
+def _ws_failed(error: dict[str, Any]) -> str:
+    return parse_sse(_failed_event(error))[0].data
+
+
+async def _ws_send(send: Send, data: bytes | str) -> None:
+    await send({"type": "websocket.send", "text": data if isinstance(data, str) else data.decode()})
+
+
 class _HtmlError(HTTPError):
     """The WAF answers with an HTML page, not JSON."""
 
@@ -715,6 +884,12 @@ def _failed_event(error: dict[str, Any]) -> bytes:
         "response": {"id": "resp_failed", "object": "response", "status": "failed", "error": error, "output": []},
     }
     return sse_event(data, event="response.failed")
+
+
+def _has_developer_item(items: Any) -> bool:
+    return isinstance(items, list) and any(
+        isinstance(i, dict) and i.get("role") == "developer" and i.get("type", "message") == "message" for i in items
+    )
 
 
 def _text_of(content: Any) -> str:
@@ -752,12 +927,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--empty-output", action="store_true", help="response.completed with empty output")
     parser.add_argument("--write-auth-json", default="", help="write a CLI auth.json with live tokens here")
+    parser.add_argument("--ws-max-age", type=float, default=3600.0, help="socket lifetime cap in seconds")
+    parser.add_argument("--no-ws-frames", action="store_true", help="do not keep received frames (benchmarks)")
     args = parser.parse_args(argv)
     app = CodexFakeApp(
         models=[m for m in args.models.split(",") if m],
         chunks=args.chunks,
         interval=args.interval,
         empty_output=args.empty_output,
+        ws_max_age=args.ws_max_age,
+        ws_keep_frames=not args.no_ws_frames,
     )
     server = FakeServer(app, port=args.port).start()
     print(f"fake Codex: backend {server.url}/backend-api/codex, auth {server.url}  (Ctrl-C to stop)", flush=True)

@@ -58,6 +58,32 @@ from tests.fakes.base import (
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
 
 UNIT_PRIMITIVE = "ai_gateway_model_provider_proxy"
+# Top-level fields of an Anthropic Messages request (Anthropic API reference, "Create a
+# Message", incl. the beta fields Claude Code sends with their `anthropic-beta` header). Any
+# other field is refused: 400 "<field>: Extra inputs are not permitted" (docs/fake-rules.md).
+ANTHROPIC_MESSAGES_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+        "cache_control",
+    }
+)
 KNOWN_PRIMITIVES = frozenset({UNIT_PRIMITIVE, "complete_code", "duo_chat", "generate_code"})
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -430,7 +456,7 @@ class GitLabInstanceApp(FakeApp):
                 "Client authentication failed due to unknown client, no client authentication included, "
                 "or unsupported authentication method.",
                 401,
-            )
+            ).as_rule("gitlab.oauth.request")
         return app
 
     async def token(self, req: Request) -> Response:
@@ -449,10 +475,14 @@ class GitLabInstanceApp(FakeApp):
                         "request, or was issued to another client.",
                     )
                 if code["redirect_uri"] != form.get("redirect_uri"):
-                    raise oauth_error("invalid_grant", "The redirect uri included is not valid.")
+                    raise oauth_error("invalid_grant", "The redirect uri included is not valid.").as_rule(
+                        "gitlab.oauth.request"
+                    )
                 verifier = form.get("code_verifier", "")
                 if _b64(hashlib.sha256(verifier.encode()).digest()) != code["challenge"]:
-                    raise oauth_error("invalid_grant", "The code verifier does not match the code challenge.")
+                    raise oauth_error("invalid_grant", "The code verifier does not match the code challenge.").as_rule(
+                        "gitlab.oauth.request"
+                    )
                 w.bump("code_exchanges")
                 return json_response(
                     w.issue_oauth(user_id=code["user_id"], client_id=code["client_id"], scopes=code["scopes"])
@@ -509,7 +539,9 @@ class GitLabInstanceApp(FakeApp):
                 return json_response(
                     w.issue_oauth(user_id=w.authorize_user, client_id=dev.client_id, scopes=dev.scopes)
                 )
-        raise oauth_error("unsupported_grant_type", "The authorization grant type is not supported.")
+        raise oauth_error("unsupported_grant_type", "The authorization grant type is not supported.").as_rule(
+            "gitlab.oauth.request"
+        )
 
     async def authorize_device(self, req: Request) -> Response:
         form = _form(req)
@@ -568,6 +600,7 @@ class GitLabInstanceApp(FakeApp):
                     "error_description": "The request requires higher privileges than provided by the access token.",
                     "scope": " ".join(scopes),
                 },
+                rule="gitlab.rest.scope",
             )
         return tok, user
 
@@ -659,7 +692,7 @@ class GitLabInstanceApp(FakeApp):
         body = req.json if isinstance(req.json, dict) else None
         current = (body or {}).get("current_file")
         if not isinstance(current, dict) or "file_name" not in current or "content_above_cursor" not in current:
-            raise gitlab_error(400, "400 Bad request - current_file is missing")
+            raise gitlab_error(400, "400 Bad request - current_file is missing").as_rule("gitlab.rest.completions-body")
         above = str(current["content_above_cursor"])
         last = above.rsplit("user: ", 1)[-1].strip()
         text = self.reply if self.reply is not None else f"echo: {last}"
@@ -772,50 +805,61 @@ class GitLabGatewayApp(FakeApp):
         return HTTPError(status, bodies.get(status, {"detail": f"HTTP {status}"}))
 
     def not_found(self, req: Request) -> HTTPError:
-        return detail(404, "Not found")
+        return detail(404, "Not found").as_rule("gitlab.gateway.path")
 
     def default_stream_error(self) -> dict[str, Any]:
         return _anthropic_error("overloaded_error", "Overloaded")
 
-    # -- the §4.3 checks, in order
+    # -- the gateway's checks, in its order (docs/fake-rules.md, GitLab AI gateway table):
+    # authentication middleware, then the proxy route's decorators, then the proxy client.
     def _check(self, req: Request, vendor_models: set[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         w = self.world
-        token = req.bearer()
-        claims = w.verify_ujwt(token) if token else None
-        if claims is None:
-            raise HTTPError(401, {"error": "Forbidden by auth provider"})
+        auth = req.headers.get("authorization")
+        if not auth:
+            raise HTTPError(401, {"error": "No authorization header presented"}, rule="gitlab.gateway.auth")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPError(401, {"error": "Invalid authorization header"}, rule="gitlab.gateway.auth")
         if req.headers.get("x-gitlab-authentication-type") != "oidc":
-            raise detail(401, "Invalid authentication token type - only OIDC is supported")
+            raise HTTPError(
+                401,
+                {"error": "Invalid authentication token type - only OIDC is supported"},
+                rule="gitlab.gateway.auth-type",
+            )
+        claims = w.verify_ujwt(token)
+        if claims is None:
+            raise HTTPError(401, {"error": "Forbidden by auth provider"}, rule="gitlab.gateway.auth")
+        for header, claim in (
+            ("X-Gitlab-Realm", "gitlab_realm"),
+            ("X-Gitlab-Instance-Id", "gitlab_instance_uid"),
+            ("X-Gitlab-Global-User-Id", "gitlab_global_user_id"),
+        ):
+            # A claim without a value skips its header check (as in the gateway's tests).
+            if claims.get(claim) not in (None, "") and req.headers.get(header.lower()) != str(claims.get(claim)):
+                raise HTTPError(401, {"error": f"Header mismatch '{header}'"}, rule="gitlab.gateway.header-mismatch")
         if not w.proxy_enabled:
             raise detail(402, "Proxy endpoints are not enabled for this namespace")
         primitive = req.headers.get("x-gitlab-unit-primitive")
         if not primitive:
-            raise detail(400, "Missing x-gitlab-unit-primitive header")
+            raise detail(400, "Missing x-gitlab-unit-primitive header").as_rule("gitlab.gateway.unit-primitive")
         if primitive not in KNOWN_PRIMITIVES:
-            raise detail(400, f"Unknown unit primitive header {primitive}")
+            raise detail(400, f"Unknown unit primitive header {primitive}").as_rule("gitlab.gateway.unit-primitive")
         if primitive not in claims.get("scopes", []) or primitive != UNIT_PRIMITIVE:
-            raise detail(403, f"Unauthorized to access {primitive}")
-        for header, claim in (
-            ("x-gitlab-realm", "gitlab_realm"),
-            ("x-gitlab-instance-id", "gitlab_instance_uid"),
-            ("x-gitlab-global-user-id", "gitlab_global_user_id"),
-        ):
-            if req.headers.get(header) != str(claims.get(claim)):
-                raise detail(401, f"Header mismatch '{header}'")
+            raise detail(403, f"Unauthorized to access {primitive}").as_rule("gitlab.gateway.unit-primitive")
         for header, claim, label in (
             ("x-gitlab-project-id", "gitlab_project_id", "project"),
             ("x-gitlab-namespace-id", "gitlab_namespace_id", "namespace"),
             ("x-gitlab-root-namespace-id", "gitlab_root_namespace_id", "root namespace"),
         ):
             if req.headers.get(header) != str(claims.get(claim)):
-                raise detail(403, f"Gitlab {label} id mismatch")
+                raise detail(403, f"Gitlab {label} id mismatch").as_rule("gitlab.gateway.id-mismatch")
         if req.json_error or not isinstance(req.json, dict):
-            raise detail(400, "Invalid JSON")
+            raise detail(400, "Invalid JSON").as_rule("gitlab.gateway.body")
         model = req.json.get("model")
         if not isinstance(model, str) or not model:
-            raise detail(400, "Failed to extract model name")
+            raise detail(400, "Failed to extract model name").as_rule("gitlab.gateway.body")
         if vendor_models is not None and model not in vendor_models:
-            raise detail(400, "Unsupported model")
+            raise detail(400, "Unsupported model").as_rule("gitlab.gateway.model")
         if w.credits == "exhausted":
             raise HTTPError(402, self.error_for_status(402).body)
         if w.credits == "not_entitled":
@@ -851,13 +895,29 @@ class GitLabGatewayApp(FakeApp):
 
     async def messages(self, req: Request) -> Response | SSEResponse:
         _claims, body = self._check(req, self.anthropic_models)
+        # From here on the body is Anthropic's to judge (the gateway passes it through).
         if "anthropic-version" not in req.headers:
-            raise HTTPError(400, _anthropic_error("invalid_request_error", "anthropic-version: header is required"))
+            raise HTTPError(
+                400,
+                _anthropic_error("invalid_request_error", "anthropic-version: header is required"),
+                rule="anthropic.version-header",
+            )
+        for key in body:
+            if key not in ANTHROPIC_MESSAGES_FIELDS:
+                raise HTTPError(
+                    400,
+                    _anthropic_error("invalid_request_error", f"{key}: Extra inputs are not permitted"),
+                    rule="anthropic.unknown-field",
+                )
         if not isinstance(body.get("max_tokens"), int):
-            raise HTTPError(400, _anthropic_error("invalid_request_error", "max_tokens: Field required"))
+            raise HTTPError(
+                400, _anthropic_error("invalid_request_error", "max_tokens: Field required"), rule="anthropic.schema"
+            )
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
-            raise HTTPError(400, _anthropic_error("invalid_request_error", "messages: Field required"))
+            raise HTTPError(
+                400, _anthropic_error("invalid_request_error", "messages: Field required"), rule="anthropic.schema"
+            )
         last = _last_user_text(msgs)
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled"

@@ -128,8 +128,16 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
-def bad_request(message: str, param: str | None, code: str | None = None) -> HTTPError:
-    return openai_error(400, message, param=param, code=code)
+def bad_request(
+    message: str, param: str | None, code: str | None = None, *, rule: str | None = "openai.schema"
+) -> HTTPError:
+    """A 400 in OpenAI's shape; `rule` is its docs/fake-rules.md id (default: the request schema
+    of the API reference: types, enums, required fields, lengths)."""
+    return (
+        openai_error(400, message, param=param, code=code).as_rule(rule)
+        if rule
+        else openai_error(400, message, param=param, code=code)
+    )
 
 
 def invalid_type(param: str, expected: str, value: Any) -> HTTPError:
@@ -214,7 +222,15 @@ class OpenAICompatApp(FakeApp):
     """Settings (`SETTINGS`) are plain attributes; tests may change them between requests,
     and `reset()` restores the constructor values."""
 
-    SETTINGS = ("reply", "chunks", "interval", "usage_on_final_choice_chunk", "cached_tokens", "reasoning_tokens")
+    SETTINGS = (
+        "reply",
+        "chunks",
+        "interval",
+        "usage_on_final_choice_chunk",
+        "cached_tokens",
+        "reasoning_tokens",
+        "unknown_fields",
+    )
 
     def __init__(
         self,
@@ -227,8 +243,14 @@ class OpenAICompatApp(FakeApp):
         usage_on_final_choice_chunk: bool = False,
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
+        unknown_fields: str = "reject",
     ) -> None:
         super().__init__()
+        if unknown_fields not in ("reject", "ignore"):
+            raise ValueError("unknown_fields is 'reject' (api.openai.com) or 'ignore' (lenient servers)")
+        # "reject": the strict variant, api.openai.com's behaviour (the default); "ignore": a
+        # lenient OpenAI-compatible server that drops fields it does not know.
+        self.unknown_fields = unknown_fields
         self.keys = set(keys)
         self.models = {m.id: m for m in (ModelSpec(m) if isinstance(m, str) else m for m in models)}
         self.reply = reply
@@ -271,7 +293,7 @@ class OpenAICompatApp(FakeApp):
                 "from your browser and are prompted for a username. You can obtain an API key "
                 "from https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
-            )
+            ).as_rule("openai.auth")
         if key not in self.keys:
             shown = f"{key[:3]}{'*' * max(0, len(key) - 7)}{key[-4:]}" if len(key) > 7 else key
             raise openai_error(
@@ -279,7 +301,7 @@ class OpenAICompatApp(FakeApp):
                 f"Incorrect API key provided: {shown}. You can find your API key at "
                 "https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
-            )
+            ).as_rule("openai.auth")
         return key
 
     def _body(self, req: Request, allowed: frozenset[str], unknown_style: str) -> dict[str, Any]:
@@ -290,17 +312,26 @@ class OpenAICompatApp(FakeApp):
                 "payload, but what was sent was not valid JSON. If you have trouble figuring out "
                 "how to fix this, please contact us through our help center at help.openai.com.)",
                 None,
+                rule="openai.json",
             )
         if not isinstance(req.json, dict):
             raise invalid_type("body", "an object", req.json)
         body: dict[str, Any] = req.json
-        for key in body:
-            if key not in allowed:
-                if unknown_style == "chat":
-                    raise bad_request(f"Unrecognized request argument supplied: {key}", key)
-                raise bad_request(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        unknown = [key for key in body if key not in allowed]
+        if unknown and self.unknown_fields == "ignore":
+            # The lenient variant (servers that log and ignore unknown fields).
+            body = {k: v for k, v in body.items() if k in allowed}
+        elif unknown:
+            key = unknown[0]
+            if unknown_style == "chat":
+                raise openai_error(400, f"Unrecognized request argument supplied: {key}").as_rule(
+                    "openai.chat.unknown-parameter"
+                )
+            raise bad_request(
+                f"Unknown parameter: '{key}'.", key, "unknown_parameter", rule="openai.responses.unknown-parameter"
+            )
         if "model" not in body:
-            raise bad_request("you must provide a model parameter", "model")
+            raise bad_request("you must provide a model parameter", None, rule="openai.model-required")
         if not isinstance(body["model"], str):
             raise invalid_type("model", "a string", body["model"])
         stream = _opt_bool(body, "stream")
@@ -309,6 +340,7 @@ class OpenAICompatApp(FakeApp):
                 raise bad_request(
                     "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                     "stream_options",
+                    rule="openai.stream-options",
                 )
             opts = body["stream_options"]
             if not isinstance(opts, dict):
@@ -324,7 +356,7 @@ class OpenAICompatApp(FakeApp):
                 404,
                 f"The model `{name}` does not exist or you do not have access to it.",
                 code="model_not_found",
-            )
+            ).as_rule("openai.model-not-found")
         return spec
 
     def _plan(self, conv: Conversation) -> Plan:
@@ -380,10 +412,10 @@ class OpenAICompatApp(FakeApp):
             if not isinstance(n, int) or isinstance(n, bool):
                 raise invalid_type("n", "an integer", n)
             if n != 1:
-                raise bad_request("This fake upstream only supports n=1.", "n")
+                raise bad_request("This fake upstream only supports n=1.", "n", rule=None)  # a fake limit
         spec = self._model(body["model"])
         if spec.responses_only:
-            raise bad_request(RESPONSES_ONLY_MESSAGE, "model")
+            raise bad_request(RESPONSES_ONLY_MESSAGE, "model", rule="openai.responses-only-model")
         plan = self._plan(conv)
         base = {
             "id": self._id("chatcmpl-"),
@@ -487,7 +519,7 @@ class OpenAICompatApp(FakeApp):
             if role not in CHAT_ROLES:
                 raise invalid_value(f"{p}.role", role, CHAT_ROLES)
             if role == "function":
-                raise bad_request("The 'function' role is not supported by this fake.", f"{p}.role")
+                raise bad_request("The 'function' role is not supported by this fake.", f"{p}.role", rule=None)
             if role == "tool":
                 call_id = _require(msg, "tool_call_id", f"{p}.tool_call_id", str, "a string")
                 if call_id not in pending_calls:
@@ -495,6 +527,7 @@ class OpenAICompatApp(FakeApp):
                         "Invalid parameter: messages with role 'tool' must be a response to a "
                         "preceeding message with 'tool_calls'.",
                         f"messages.[{i}].role",
+                        rule="openai.tool-call-pairing",
                     )
                 del pending_calls[call_id]
                 text = self._chat_content(msg, p, ("text",), required=True)
@@ -507,6 +540,7 @@ class OpenAICompatApp(FakeApp):
                         "responding to each 'tool_call_id'. The following tool_call_ids did not have "
                         f"response messages: {', '.join(pending_calls)}",
                         f"messages.[{owner}].role",
+                        rule="openai.tool-call-pairing",
                     )
                 trailing_tool = []
                 if role == "assistant":
@@ -530,6 +564,7 @@ class OpenAICompatApp(FakeApp):
                 "responding to each 'tool_call_id'. The following tool_call_ids did not have "
                 f"response messages: {', '.join(pending_calls)}",
                 f"messages.[{owner}].role",
+                rule="openai.tool-call-pairing",
             )
         if last_role == "tool":
             last_text = "; ".join(trailing_tool)
@@ -622,6 +657,7 @@ class OpenAICompatApp(FakeApp):
                 raise bad_request(
                     "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
                     "tool_choice",
+                    rule="openai.tool-choice-without-tools",
                 )
             if isinstance(choice, str):
                 if choice not in ("none", "auto", "required"):
@@ -633,6 +669,7 @@ class OpenAICompatApp(FakeApp):
                     raise bad_request(
                         f"Invalid value for 'tool_choice': tool '{name}' is not in the list of tools.",
                         "tool_choice",
+                        rule="openai.tool-choice-unknown-tool",
                     )
             else:
                 raise invalid_type("tool_choice", "a string or an object", choice)
@@ -681,6 +718,7 @@ class OpenAICompatApp(FakeApp):
                     f"Previous response with id '{prev}' not found.",
                     "previous_response_id",
                     "previous_response_not_found",
+                    rule="openai.previous-response-not-found",
                 )
             history = list(stored)
         raw = body.get("input")
@@ -695,18 +733,22 @@ class OpenAICompatApp(FakeApp):
         else:
             raise invalid_type("input", "one of a string or array of input items", raw)
         items = history + new
-        known = {it["id"]: it for it in items if isinstance(it.get("id"), str)}
+        known = {it["id"]: it for it in items if isinstance(it.get("id"), str) and it["type"] != "item_reference"}
         resolved = []
         for item in items:
             if item["type"] == "item_reference":
                 if item["id"] not in known:
-                    raise bad_request(f"Item with id '{item['id']}' not found.", "input")
+                    raise bad_request(f"Item with id '{item['id']}' not found.", "input", rule="openai.item-reference")
                 item = known[item["id"]]
             resolved.append(item)
         calls = {it["call_id"] for it in resolved if it["type"] in ("function_call", "custom_tool_call")}
         for it in resolved:
             if it["type"] in ("function_call_output", "custom_tool_call_output") and it["call_id"] not in calls:
-                raise bad_request(f"No tool call found for function call output with call_id {it['call_id']}.", "input")
+                raise bad_request(
+                    f"No tool call found for function call output with call_id {it['call_id']}.",
+                    "input",
+                    rule="openai.tool-call-pairing",
+                )
         return resolved
 
     def _check_item(self, item: Any, p: str) -> dict[str, Any]:
@@ -923,7 +965,12 @@ class OpenAICompatApp(FakeApp):
 
 
 def _responses_error_event(error: dict[str, Any]) -> bytes:
-    # Responses streams report errors as a top-level `error` event (formats.md §3.5).
+    # Responses streams report errors as a top-level `error` event (formats.md §3.5), or as a
+    # `response.failed` when the response itself failed (`{"event": "response.failed", ...}`).
+    if error.get("event") == "response.failed":
+        err = {"code": error.get("code") or "server_error", "message": error.get("message") or "failed"}
+        failed = {"id": "resp_failed", "object": "response", "status": "failed", "error": err, "output": []}
+        return sse_event({"type": "response.failed", "sequence_number": 2, "response": failed}, event="response.failed")
     data = {"type": "error", "sequence_number": 0, "code": error.get("code"),
             "message": error.get("message"), "param": error.get("param")}  # fmt: skip
     return sse_event(data, event="error")

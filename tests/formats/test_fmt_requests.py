@@ -16,6 +16,8 @@ from formats import (
     custom_tool_names,
     decode_request,
     encode_request,
+    hosted_tools_drop,
+    validate_request,
 )
 
 REQ = GOLDEN / "requests"
@@ -164,16 +166,45 @@ def test_call_ids_preserved_verbatim_everywhere() -> None:
 
 
 @pytest.mark.parametrize(
+    ("dialect", "body"),
+    [
+        (Dialect.CHAT, {"messages": [{"role": "user", "content": "hi"}]}),
+        (Dialect.RESPONSES, {"input": "hi"}),
+        (Dialect.MESSAGES, {"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    ],
+)
+@pytest.mark.parametrize("field", ["brand_new_field", "base_url", "extra_body"])
+def test_unknown_top_level_fields_are_refused_per_dialect(dialect: Dialect, body: dict[str, Any], field: str) -> None:
+    """What the real APIs refuse (unknown fields) never reaches an upstream (issue 17 F4)."""
+    with pytest.raises(InvalidRequest) as ei:
+        validate_request(dialect, {"model": "m", **body, field: 1})
+    assert ei.value.field == field and "unknown parameter" in ei.value.message
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt"),
+        ({"background": True}, "background"),
+    ],
+)
+def test_account_bound_state_fields_are_refused(patch: dict[str, Any], field: str) -> None:
+    with pytest.raises(UnsupportedFeature) as ei:
+        validate_request(Dialect.RESPONSES, {"model": "m", "input": "hi", **patch})
+    assert ei.value.field == field
+    validate_request(Dialect.RESPONSES, {"model": "m", "input": "hi", "background": False, "conversation": None})
+
+
+@pytest.mark.parametrize(
     ("dialect", "patch", "field"),
     [
         (Dialect.CHAT, {"n": 2}, "n"),
         (Dialect.CHAT, {"logprobs": True}, "logprobs"),
         (Dialect.CHAT, {"modalities": ["text", "audio"]}, "modalities"),
         (Dialect.CHAT, {"web_search_options": {"search_context_size": "low"}}, "web_search_options"),
-        (Dialect.CHAT, {"brand_new_field": 1}, "brand_new_field"),
         (Dialect.MESSAGES, {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
         (Dialect.MESSAGES, {"mcp_servers": [{"url": "x"}]}, "mcp_servers"),
-        (Dialect.MESSAGES, {"brand_new_field": 1}, "brand_new_field"),
     ],
 )
 def test_decode_rejects_with_field(dialect: Dialect, patch: dict[str, Any], field: str | None) -> None:
@@ -233,15 +264,66 @@ def test_encode_rejects_with_field(target: Dialect, patch: dict[str, Any], field
     assert ei.value.field == field
 
 
-def test_hosted_tools_stripped_when_configured() -> None:
-    c = {
-        "model": "m",
-        "input": "hi",
-        "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}],
-        "tool_choice": "auto",
-    }
-    out = encode_request(c, Dialect.CHAT, options=EncodeOptions(strip_hosted_tools=True))
-    assert [t["function"]["name"] for t in out["tools"]] == ["f"]
+FN = {"type": "function", "name": "f"}
+WEB = {"type": "web_search"}
+
+
+@pytest.mark.parametrize(
+    ("patch", "kept", "dropped", "rest"),
+    [
+        # Offered next to a function (Codex CLI's shape): dropped, the rest untouched.
+        ({"tools": [WEB, FN], "tool_choice": "auto", "parallel_tool_calls": True}, [FN], ("web_search",),
+         {"tool_choice": "auto", "parallel_tool_calls": True}),
+        # A call is required, but a function remains to satisfy it.
+        ({"tools": [WEB, FN], "tool_choice": "required"}, [FN], ("web_search",), {"tool_choice": "required"}),
+        # Only hosted tools offered, no call required: the request goes out without tools.
+        ({"tools": [WEB, {"type": "file_search"}], "tool_choice": "auto", "parallel_tool_calls": False}, None,
+         ("web_search", "file_search"), {}),
+        # allowed_tools loses the hosted entries; with none left and mode auto nothing may be called.
+        ({"tools": [WEB, FN], "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [WEB]}}, [FN],
+         ("web_search",), {"tool_choice": "none"}),
+        # Nothing hosted: the very same object comes back.
+        ({"tools": [FN]}, [FN], (), {}),
+    ],
+)  # fmt: skip
+def test_offered_hosted_tools_are_dropped(
+    patch: dict[str, Any], kept: list[Any] | None, dropped: tuple[str, ...], rest: dict[str, Any]
+) -> None:
+    c = {"model": "m", "input": "hi", **patch}
+    out, names = hosted_tools_drop(c)
+    assert names == dropped and out.get("tools") == kept
+    assert {k: out[k] for k in ("tool_choice", "parallel_tool_calls") if k in out} == rest
+    if not dropped:
+        assert out is c
+    body = encode_request(out, Dialect.CHAT)  # what the Chat target then receives
+    assert [t["function"]["name"] for t in body.get("tools", [])] == [t["name"] for t in kept or []]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"tools": [WEB, FN], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"tools": [FN, WEB], "tool_choice": "required"}, None),  # a function can satisfy it: not forced
+        ({"tools": [WEB], "tool_choice": "required"}, "tools[0].type"),
+        ({"tools": [WEB], "tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [WEB]}}, "tool_choice"),
+    ],
+)
+def test_forced_hosted_tools_are_refused_naming_the_field(patch: dict[str, Any], field: str | None) -> None:
+    c = {"model": "m", "input": "hi", **patch}
+    if field is None:
+        assert hosted_tools_drop(c)[1] == ("web_search",)
+        return
+    with pytest.raises(UnsupportedFeature) as ei:
+        hosted_tools_drop(c)
+    assert ei.value.field == field and ("web_search" in ei.value.reason or "hosted" in ei.value.reason)
+
+
+def test_translators_alone_still_refuse_hosted_tools() -> None:
+    """The pure encoders never drop anything silently: dropping is the caller's explicit step."""
+    for target in (Dialect.CHAT, Dialect.MESSAGES):
+        with pytest.raises(UnsupportedFeature) as ei:
+            encode_request({"model": "m", "input": "hi", "tools": [WEB, FN]}, target)
+        assert ei.value.field == "tools[0].type"
 
 
 def test_tool_choice_forms() -> None:

@@ -187,7 +187,8 @@ async def test_untranslatable_tool_is_a_400_naming_the_field(proxy: ProxySetup) 
         r = await http.post(
             proxy.v1 + "/responses",
             headers=proxy.headers(),
-            json={"model": "gpt-4o-mini", "input": "search", "tools": [{"type": "web_search"}]},
+            # A tool kind Chat cannot express at all (an offered hosted tool would be dropped).
+            json={"model": "gpt-4o-mini", "input": "search", "tools": [{"type": "tool_search"}]},
         )
     assert r.status_code == 400, r.text
     err = r.json()["error"]
@@ -209,22 +210,55 @@ async def test_responses_stream_events_are_well_ordered(proxy: ProxySetup) -> No
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
-async def test_hosted_tools_are_stripped_only_where_the_account_says_so(proxy: ProxySetup) -> None:
-    from accounts.models import UpstreamAccount
-    from infra.db import db_call
+@pytest.mark.parametrize("stream", [False, True])
+async def test_offered_hosted_tool_is_dropped_and_reported(proxy: ProxySetup, settings: Any, stream: bool) -> None:
+    """Default account settings: Codex CLI's offered `web_search` cannot run on a Chat
+    upstream, so it is dropped; the drop shows in a response header, the usage record's attempt
+    and a /metrics counter."""
+    from tests.observability.support import TOKEN, delta, scrape
 
-    await db_call(
-        lambda: UpstreamAccount.objects.filter(label="acct-A").update(provider_config={"strip_hosted_tools": True})
-    )
-    from accounts.selectors import caches_clear
-
-    caches_clear()
-    body = {"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "web_search"}, WEATHER_TOOL_OPENAI]}
+    settings.PROXY_METRICS_TOKEN = TOKEN
+    before = await scrape(proxy.url)
+    body = {
+        "model": "gpt-4o-mini",
+        "input": "hi",
+        "stream": stream,
+        "tools": [{"type": "web_search"}, WEATHER_TOOL_OPENAI],
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.post(proxy.v1 + "/responses", headers=proxy.headers(), json=body)
     assert r.status_code == 200, r.text
+    assert r.headers["x-llmproxy-dropped-tools"] == "web_search"
     sent_tools = proxy.fake.requests[-1]["json"]["tools"]
     assert [t["function"]["name"] for t in sent_tools] == ["get_weather"]
+    (row,) = await usage_rows(1)
+    assert row.outcome == "ok" and row.attempt_log[-1]["dropped_tools"] == ["web_search"]
+    after = await scrape(proxy.url)
+    assert delta(before, after, "llmproxy_hosted_tools_dropped_total", surface="responses", tool="web_search") == 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        (
+            {"tools": [{"type": "web_search"}, WEATHER_TOOL_OPENAI], "tool_choice": {"type": "web_search"}},
+            "tool_choice",
+        ),
+        ({"tools": [{"type": "web_search"}], "tool_choice": "required"}, "tools[0].type"),
+    ],
+)
+async def test_forced_hosted_tool_is_a_400_naming_the_field(
+    proxy: ProxySetup, patch: dict[str, Any], param: str
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            proxy.v1 + "/responses", headers=proxy.headers(), json={"model": "gpt-4o-mini", "input": "hi", **patch}
+        )
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert "x-llmproxy-dropped-tools" not in r.headers
+    assert proxy.fake.requests == []  # refused before any upstream call
+    (row,) = await usage_rows(1)
+    assert (row.outcome, row.status_code) == ("rejected", 400)
 
 
 @pytest.mark.parametrize("surface", ["responses", "messages"])

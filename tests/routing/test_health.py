@@ -21,24 +21,26 @@ async def test_healthz_and_readyz(live_proxy: Any) -> None:
     assert unknown.status_code == 404 and "error" in unknown.json()
 
 
-async def test_websocket_upgrade_on_responses_is_426(live_proxy: Any) -> None:
-    # a real WebSocket handshake (the test server has a WebSocket library)
+async def test_websocket_upgrade_elsewhere_is_426(live_proxy: Any) -> None:
+    # a real WebSocket handshake (the test server has a WebSocket library): only /v1/responses
+    # serves WebSockets (tests/routing/test_websocket_live.py); elsewhere 426 tells the client
+    # to use HTTP at once
     import base64
     import os
 
+    upgrade = {
+        "connection": "Upgrade",
+        "upgrade": "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": base64.b64encode(os.urandom(16)).decode(),
+    }
     async with httpx.AsyncClient(timeout=10) as client:
-        r = await client.get(
-            live_proxy.url + "/v1/responses",
-            headers={
-                "connection": "Upgrade",
-                "upgrade": "websocket",
-                "sec-websocket-version": "13",
-                "sec-websocket-key": base64.b64encode(os.urandom(16)).decode(),
-            },
-        )
+        r = await client.get(live_proxy.url + "/v1/chat/completions", headers=upgrade)
+        no_key = await client.get(live_proxy.url + "/v1/responses", headers=upgrade)
         plain = await client.get(live_proxy.url + "/v1/responses")
     assert r.status_code == 426
     assert r.json()["error"]["code"] == "websocket_not_supported"
+    assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
     assert plain.status_code == 405 and "error" in plain.json()
 
 

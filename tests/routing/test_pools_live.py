@@ -252,3 +252,48 @@ async def test_two_server_processes_share_cooldowns_under_200_concurrent_request
     assert Counter(statuses) == {200: 200}
     assert len(pool.a.requests) == 1, "the cooldown set by one process is honoured by the other"
     assert len(pool.b.requests) == 201
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_responses_failed_after_created_fails_over(pool: Pool, stream: bool) -> None:
+    """The Responses upstream path: `response.failed` right after `response.created` is still
+    the handshake (nothing reached the client), so it fails over like the GitLab and Codex paths."""
+    failed = {"event": "response.failed", "code": "server_error", "message": "The model failed."}
+    pool.a.faults.push(Fault.stream_error(failed, after=1))
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await pool.chat(client, "after a failure", model="gpt-5.5", stream=stream)
+    assert r.status_code == 200, r.text
+    if stream:
+        chunks = [orjson.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        assert not any("error" in c for c in chunks)
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert text == "echo: after a failure"
+    assert len(pool.a.requests) == 1 and len(pool.b.requests) == 1
+    rows = await usage_rows(1)
+    assert rows[-1].outcome == "ok" and [a.get("status") for a in rows[-1].attempt_log] == [502, 200]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/responses", {"input": "hi", "conversation": "conv_from_another_account"}, "conversation"),
+        ("/v1/responses", {"input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
+        ("/v1/responses", {"input": "hi", "base_url": "https://example.invalid"}, "base_url"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "base_url": "x"}, "base_url"),
+    ],
+)
+async def test_fields_the_proxy_cannot_honour_never_reach_an_upstream(
+    pool: Pool, path: str, body: dict[str, Any], param: str
+) -> None:
+    """Issue 17 F4: a field forwarded blindly could make an account answer 404 for its own
+    reasons (a conversation it does not hold) and cool the model down for every key. Such
+    fields are refused before dispatch, in the client's dialect; the model stays available."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = pool.url + path
+        refused = await client.post(url, json={"model": "gpt-5.5", **body}, headers=pool.headers())
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param, refused.text
+        assert pool.a.requests == [] and pool.b.requests == []
+        ok = await pool.chat(client, "still here", model="gpt-5.5")
+    assert ok.status_code == 200 and len(pool.a.requests) + len(pool.b.requests) == 1

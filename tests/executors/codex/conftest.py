@@ -26,8 +26,15 @@ def codex_fake(_codex_server: FakeServer[CodexFakeApp]) -> Iterator[FakeServer[C
     _codex_server.reset()
 
 
-def import_account(fake: FakeServer[CodexFakeApp], *, label: str = "codex-a", **auth: Any) -> Any:
-    """A Codex account whose tokens the fake issued, pointing at the fake."""
+def import_account(
+    fake: FakeServer[CodexFakeApp],
+    *,
+    label: str = "codex-a",
+    provider_config_extra: dict[str, Any] | None = None,
+    **auth: Any,
+) -> Any:
+    """A Codex account whose tokens the fake issued, pointing at the fake. Tests add several
+    accounts signed in to the fake's one ChatGPT account: the duplicate is confirmed."""
     from executors.codex.services import codex_import_auth_json
 
     return codex_import_auth_json(
@@ -35,23 +42,13 @@ def import_account(fake: FakeServer[CodexFakeApp], *, label: str = "codex-a", **
         label=label,
         base_url=fake.url + "/backend-api/codex",
         model_names=["gpt-5.5", "gpt-5.4"],
-        provider_config={"auth_url": fake.url},
+        provider_config={"auth_url": fake.url, **(provider_config_extra or {})},
+        allow_duplicate=True,
     )
 
 
 def account_info(account_id: int) -> Any:
     from accounts.models import UpstreamAccount
-    from accounts.selectors import AccountInfo
+    from accounts.selectors import account_info_from_row
 
-    row = UpstreamAccount.objects.select_related("credential").get(id=account_id)
-    return AccountInfo(
-        id=row.id,
-        label=row.label,
-        provider=row.provider,
-        base_url=row.base_url,
-        priority=row.priority,
-        weight=row.weight,
-        model_names=tuple(row.model_names),
-        state=row.state,
-        secret=dict(row.credential.secret),
-    )
+    return account_info_from_row(UpstreamAccount.objects.select_related("credential").get(id=account_id))

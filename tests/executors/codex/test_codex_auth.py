@@ -101,7 +101,8 @@ def test_import_auth_json_and_mismatch_refusal(codex_fake: Any) -> None:
     with pytest.raises(CodexLoginError, match=r"different|names"):
         codex_import_auth_json(data=data, label="bad")
     # ...unless the operator pins one
-    pinned = codex_import_auth_json(data=data, label="pinned", pin_account_id="acc-fake-0001")
+    # (the same ChatGPT account as "imp": a duplicate needs the explicit confirmation)
+    pinned = codex_import_auth_json(data=data, label="pinned", pin_account_id="acc-fake-0001", allow_duplicate=True)
     assert _secret(pinned.id)["account_id"] == "acc-fake-0001"
 
 
@@ -122,9 +123,18 @@ def test_commands_import_and_login_device(codex_fake: Any, tmp_path: Path) -> No
         stdout=out,
     )
     assert "imported" in out.getvalue() and "rt_" not in out.getvalue()
+    from audit.models import AdminAction
+
+    created = AdminAction.objects.get(action="account.create", target_label="cmd")
+    assert created.actor_label.startswith("manage.py codex_import (") and "rt_" not in str(created.changes)
     codex_fake.app.device_pending_polls = 0
     out = StringIO()
-    call_command("codex_login", "--device", "--label", "cmd2", "--auth-url", codex_fake.url, stdout=out)
+    # the same ChatGPT account again, under a new label: refused unless confirmed
+    with pytest.raises(CommandError, match="already added as account 'cmd'"):
+        call_command("codex_login", "--device", "--label", "cmd2", "--auth-url", codex_fake.url, stdout=out)
+    call_command(
+        "codex_login", "--device", "--label", "cmd2", "--auth-url", codex_fake.url, "--allow-duplicate", stdout=out
+    )
     assert "enter the code" in out.getvalue() and "signed in" in out.getvalue()
     with pytest.raises(CommandError):
         call_command("codex_import", "--file", str(tmp_path / "missing.json"), "--label", "x")

@@ -244,3 +244,52 @@ async def test_stateless_resend_keeps_content_derived_session(codex_fake: Any) -
     await _collect(await EXECUTOR.open(_call(info, body=second, request_id="r2")))
     s1, s2 = (r["headers"]["session-id"] for r in codex_fake.requests)
     assert s1 == s2
+
+
+def _turns(dialect: Dialect, system: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Turn 1 and turn 2 of one conversation as a stateless client of `dialect` sends them."""
+    if dialect is Dialect.RESPONSES:
+        dev = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": system}]}]
+        head = dev if system else []
+        answer = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "echo"}]}
+        first = {"model": "gpt-5.5", "stream": True, "input": [*head, MSG]}
+        again = {**MSG, "content": [{"type": "input_text", "text": "again"}]}
+        return first, {**first, "input": [*head, MSG, answer, again]}
+    history: list[dict[str, Any]] = [{"role": "user", "content": "say hi"}]
+    later = [*history, {"role": "assistant", "content": "echo"}, {"role": "user", "content": "again"}]
+    if dialect is Dialect.CHAT:
+        sys_msgs = [{"role": "system", "content": system}] if system else []
+        first = {"model": "gpt-5.5", "stream": True, "messages": [*sys_msgs, *history]}
+        return first, {**first, "messages": [*sys_msgs, *later]}
+    first = {"model": "gpt-5.5", "stream": True, "max_tokens": 64, "messages": history}
+    if system:
+        first["system"] = system
+    return first, {**first, "messages": later}
+
+
+@pytest.mark.parametrize("system", [None, "Answer tersely."])
+@pytest.mark.parametrize("dialect", [Dialect.CHAT, Dialect.RESPONSES, Dialect.MESSAGES])
+async def test_instructions_and_session_stable_across_turns(
+    codex_fake: Any, dialect: Dialect, system: str | None
+) -> None:
+    """Every dialect, with or without a system prompt: the backend gets instructions or a
+    developer item (never neither), caller text maps the same way on both turns, and the
+    content-derived session id is the same for turn 1 and turn 2."""
+    info = await _account(codex_fake)
+    first, second = _turns(dialect, system)
+    for n, body in enumerate((first, second)):
+        await _collect(await EXECUTOR.open(_call(info, body=body, dialect=dialect, request_id=f"t{n}")))
+    sent = [r for r in codex_fake.requests if r["path"] == "/backend-api/codex/responses"]
+    assert len(sent) == 2
+    bodies = [r["json"] for r in sent]
+    for body in bodies:
+        developer = [i for i in body["input"] if i.get("role") == "developer"]
+        if system is None:
+            assert body["instructions"] == "You are a helpful assistant." and not developer
+        elif dialect is Dialect.RESPONSES:
+            assert "instructions" not in body and developer  # the official CLI's shape, kept
+        else:
+            assert body["instructions"] == system  # Chat system / Anthropic system -> instructions
+    assert bodies[0].get("instructions") == bodies[1].get("instructions")
+    s1, s2 = (r["headers"]["session-id"] for r in sent)
+    assert s1 == s2 and s1 == bodies[0]["prompt_cache_key"] == bodies[1]["prompt_cache_key"]

@@ -10,12 +10,18 @@ import pytest
 
 from executors.base import CooldownScope
 from executors.codex import errors, ratelimits
-from executors.codex.request import codex_body
+from executors.codex.request import codex_body as _codex_body
 from formats import UnsupportedFeature
 
 pytestmark = pytest.mark.django_db  # settings only; no queries
 
 MSG = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+DEFAULT = "You are a helpful assistant."
+DEV = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "cli prompt"}]}
+
+
+def codex_body(body: dict[str, Any], default_instructions: str = DEFAULT) -> dict[str, Any]:
+    return _codex_body(body, default_instructions=default_instructions)
 
 
 def test_body_forces_store_and_stream_and_drops_rejected_fields() -> None:
@@ -52,11 +58,45 @@ def test_body_forces_store_and_stream_and_drops_rejected_fields() -> None:
         "stream_options",
         "truncation",
         "service_tier",
-        "instructions",
         "parallel_tool_calls",
     ):
         assert gone not in body, gone
     assert body["include"] == ["reasoning.encrypted_content"]
+    # An empty `instructions` and no developer item: the neutral default goes out instead.
+    assert body["instructions"] == DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("body", "instructions"),
+    [
+        # The official CLI 0.169 shape: developer items, no `instructions` -> sent as is.
+        ({"input": [DEV, MSG]}, None),
+        ({"input": [DEV, MSG], "instructions": ""}, None),
+        # A caller's own instructions win.
+        ({"input": [MSG], "instructions": "be brief"}, "be brief"),
+        # A system item counts as caller text (it goes out as a developer item).
+        ({"input": [{"type": "message", "role": "system", "content": "sys"}, MSG]}, None),
+        # No system text at all -> the default, also for a plain-string input and no input.
+        ({"input": [MSG]}, DEFAULT),
+        ({"input": "hi"}, DEFAULT),
+        ({"input": [MSG], "instructions": None}, DEFAULT),
+    ],
+)
+def test_instructions_added_only_when_the_caller_gave_no_system_text(
+    body: dict[str, Any], instructions: str | None
+) -> None:
+    out = codex_body({"model": "m", **body})
+    assert out.get("instructions") == instructions
+    assert out.get("instructions") or any(i.get("role") == "developer" for i in out["input"])
+
+
+def test_default_instructions_follow_the_account_setting() -> None:
+    from executors.codex.config import codex_config
+
+    assert codex_config({}).default_instructions == DEFAULT
+    cfg = codex_config({"default_instructions": "Answer in French."})
+    assert codex_body({"model": "m", "input": [MSG]}, cfg.default_instructions)["instructions"] == "Answer in French."
+    assert codex_config({"default_instructions": "   "}).default_instructions == DEFAULT  # never blank
 
 
 @pytest.mark.parametrize(

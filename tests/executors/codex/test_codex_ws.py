@@ -129,3 +129,19 @@ async def test_ws_error_frame_is_classified(codex_fake: Any) -> None:
         await EXECUTOR.open(_call(info))
     assert exc.value.status == 429 and exc.value.code == "usage_limit_reached" and exc.value.cooldown
     assert codex_fake.app.ws_log[0]["refused"] is None and not _http(codex_fake)
+
+
+def test_connection_limit_error_frame_is_retryable_elsewhere() -> None:
+    from executors.codex.errors import stream_error
+
+    frame = {
+        "type": "error",
+        "status": 400,
+        "error": {
+            "type": "invalid_request_error",
+            "code": "websocket_connection_limit_reached",
+            "message": "Responses websocket connection limit reached (60 minutes).",
+        },
+    }
+    err = stream_error(frame, {})
+    assert err.code == "websocket_connection_limit_reached" and err.retryable and err.client_status == 502

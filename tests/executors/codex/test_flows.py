@@ -241,10 +241,10 @@ def test_pkce_flow_expired_link(admin_client: Client, codex_fake: Any) -> None:
 # ---------------------------------------------------------------------------- device code
 
 
-def _device_start(client: Client, fake: Any) -> tuple[str, str]:
+def _device_start(client: Client, fake: Any, **extra: Any) -> tuple[str, str]:
     url = BASE + "codex.device/"
     client.get(url)
-    page = _text(client.post(url, _settings(fake)))
+    page = _text(client.post(url, _settings(fake, **extra)))
     match = re.search(r'id="codex-user-code"[^>]*>([0-9A-F-]+)<', page)
     assert match, page[:3000]
     assert f'href="{fake.url}/codex/device"' in page and "I approved it — continue" in page
@@ -347,3 +347,44 @@ def test_relogin_keeps_the_installation_id(admin_client: Client, codex_fake: Any
     assert admin_client.post(url, {"callback": _sign_in(authorize)}).status_code == 302
     again = UpstreamAccount.objects.get(label="codex")
     assert again.pk == first.pk and again.installation_id == first.installation_id
+
+
+def test_board_test_uses_the_accounts_provider_config(admin_client: Client, codex_fake: Any) -> None:
+    """ "Test now" sends what a real request would: the account's own settings, not defaults
+    (it used to build the account view by hand and drop provider_config)."""
+    _import(admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()))
+    account = UpstreamAccount.objects.get(label="codex")
+    account.provider_config = {
+        **account.provider_config,
+        "client_version": "0.170.2",
+        "default_instructions": "Probe from the board.",
+    }
+    account.save(update_fields=["provider_config"])
+
+    assert "Codex: gpt-5.4 answered" in _board_action(admin_client, "test_accounts", account)
+    sent = [r for r in codex_fake.requests if r["path"] == "/backend-api/codex/responses"][-1]
+    assert sent["headers"]["user-agent"].startswith("codex_cli_rs/0.170.2 ")
+    assert sent["json"]["instructions"] == "Probe from the board."
+
+
+def test_the_same_chatgpt_account_twice_is_refused_unless_confirmed(admin_client: Client, codex_fake: Any) -> None:
+    # the first, through the device flow: in the action log with the admin who added it
+    codex_fake.app.device_pending_polls = 0
+    url, _code = _device_start(admin_client, codex_fake)
+    assert admin_client.post(url, {}).status_code == 302
+    created = AdminAction.objects.get(action="account.create", target_label="codex")
+    assert created.actor_label == "boss"
+    # the same ChatGPT account under another label: refused, saying which account has it
+    page = _text(_import(admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()), label="codex-2"))
+    assert "ChatGPT account acc-fake-0001 is already added as account 'codex'" in page
+    assert not UpstreamAccount.objects.filter(label="codex-2").exists()
+    # ticked: added, and logged too
+    done = _import(
+        admin_client, codex_fake, json.dumps(codex_fake.app.auth_json()), label="codex-2", allow_duplicate="on"
+    )
+    assert done.status_code == 302
+    assert AdminAction.objects.get(action="account.create", target_label="codex-2").actor_label == "boss"
+    # and a device sign-in to it, refused after the exchange, says how to add it anyway
+    url, _code = _device_start(admin_client, codex_fake, label="codex-3")
+    page = _text(admin_client.post(url, {}))
+    assert "already added as account" in page and "tick “Add even if already added”" in page

@@ -221,10 +221,10 @@ def test_device_flow_unknown_application(admin_client: Client, gitlab: GitLabFak
 # ------------------------------------------------------------------------------- PKCE
 
 
-def _pkce_start(client: Client, gitlab: GitLabFakes) -> tuple[str, str]:
+def _pkce_start(client: Client, gitlab: GitLabFakes, **extra: Any) -> tuple[str, str]:
     url = BASE + "gitlab.oauth_pkce/"
     client.get(url)
-    page = _text(client.post(url, _connect(gitlab, client_id=CLIENT_ID, redirect_uri=REDIRECT)))
+    page = _text(client.post(url, _connect(gitlab, client_id=CLIENT_ID, redirect_uri=REDIRECT, **extra)))
     match = re.search(r'id="gitlab-authorize-url" href="([^"]+)"', page)
     assert match, page[:2000]
     assert 'name="callback"' in page
@@ -286,7 +286,8 @@ def test_board_test_and_refresh_work_for_gitlab_accounts(admin_client: Client, g
     url = BASE + "gitlab.pat/"
     admin_client.get(url)
     admin_client.post(url, _connect(gitlab, label="duo-pat", token=PAT))
-    url, authorize = _pkce_start(admin_client, gitlab)
+    # (the same GitLab user as the PAT: the duplicate is confirmed)
+    url, authorize = _pkce_start(admin_client, gitlab, allow_duplicate="on")
     admin_client.post(url, {"callback": _approve(authorize)})
     pat, oauth = UpstreamAccount.objects.get(label="duo-pat"), UpstreamAccount.objects.get(label="duo")
 
@@ -312,3 +313,26 @@ def test_board_test_and_refresh_work_for_gitlab_accounts(admin_client: Client, g
     assert "Duo-pat: refresh failed: token valid but this user has no GitLab Duo access" in failed
     pat.refresh_from_db()
     assert pat.state == AccountState.NOT_ENTITLED
+
+
+def test_the_same_gitlab_user_twice_is_refused_unless_confirmed(admin_client: Client, gitlab: GitLabFakes) -> None:
+    from audit.models import AdminAction
+
+    url = BASE + "gitlab.pat/"
+    admin_client.get(url)
+    admin_client.post(url, _connect(gitlab, label="duo-a", token=PAT))
+    # the admin who added it is in the action log (not "system")
+    created = AdminAction.objects.get(action="account.create", target_label="duo-a")
+    assert created.actor_label == "boss"
+    admin_client.get(url)
+    page = _text(admin_client.post(url, _connect(gitlab, label="duo-b", token=PAT)))
+    assert "is already added as account 'duo-a'" in page and "Add even if already added" in page
+    assert not UpstreamAccount.objects.filter(label="duo-b").exists()
+    admin_client.get(url)
+    admin_client.post(url, _connect(gitlab, label="duo-b", token=PAT, allow_duplicate="on"))
+    assert UpstreamAccount.objects.filter(label="duo-b").exists()
+    # signing in again under the same label is a credential replacement, not a duplicate
+    admin_client.get(url)
+    admin_client.post(url, _connect(gitlab, label="duo-a", token=PAT))
+    replaced = AdminAction.objects.get(action="account.credential_replace", target_label="duo-a")
+    assert replaced.actor_label == "boss" and PAT not in str(replaced.changes)

@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.services import DuplicateIdentity
+from audit.services import cli_actor
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS
 from executors.codex.services import CodexLoginError, codex_import_auth_json
 
@@ -24,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--auth-url", default="", help="auth server for refreshes (default auth.openai.com)")
         parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
         parser.add_argument("--account-id", default=None, help="pin the chatgpt_account_id")
+        parser.add_argument(
+            "--allow-duplicate", action="store_true", help="add it even if this ChatGPT account is already an account"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -41,8 +46,10 @@ class Command(BaseCommand):
                 model_names=[m for m in str(opts["models"]).split(",") if m.strip()],
                 provider_config={"auth_url": opts["auth_url"]} if opts["auth_url"] else None,
                 pin_account_id=opts["account_id"],
+                actor=cli_actor("codex_import"),
+                allow_duplicate=opts["allow_duplicate"],
             )
-        except CodexLoginError as exc:
+        except (CodexLoginError, DuplicateIdentity) as exc:
             raise CommandError(str(exc)) from None
         secret = account.credential.secret
         self.stdout.write(

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.services import DuplicateIdentity
+from audit.services import cli_actor
 from executors.codex import oauth
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS
 from executors.codex.services import (
@@ -37,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--account-id", default=None, help="pin the chatgpt_account_id")
         parser.add_argument("--callback", default=None, help="the pasted callback URL (else read from stdin)")
         parser.add_argument("--timeout", type=float, default=900.0, help="device-code approval timeout, seconds")
+        parser.add_argument(
+            "--allow-duplicate", action="store_true", help="add it even if this ChatGPT account is already an account"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         config = {"auth_url": opts["auth_url"]} if opts["auth_url"] else {}
@@ -46,6 +51,7 @@ class Command(BaseCommand):
             "model_names": [m for m in str(opts["models"]).split(",") if m.strip()],
             "provider_config": config,
         }
+        save = {"actor": cli_actor("codex_login"), "allow_duplicate": opts["allow_duplicate"]}
         try:
             if opts["pkce"]:
                 start = codex_pkce_start(**common, workspace_id=opts["workspace_id"])
@@ -55,16 +61,19 @@ class Command(BaseCommand):
                 callback = opts["callback"] or sys.stdin.readline()
                 if not callback.strip():
                     raise CommandError("no callback URL given")
-                account = codex_pkce_complete(callback_url=callback, pin_account_id=opts["account_id"])
+                account = codex_pkce_complete(callback_url=callback, pin_account_id=opts["account_id"], **save)
             else:
                 code = codex_device_start(**common)
                 self.stdout.write(f"Open {code.verification_url} and enter the code: {code.user_code}")
                 self.stdout.write("(valid for 15 minutes; waiting for approval...)")
                 self.stdout.flush()
                 account = codex_device_complete(
-                    device_auth_id=code.device_auth_id, timeout=opts["timeout"], pin_account_id=opts["account_id"]
+                    device_auth_id=code.device_auth_id,
+                    timeout=opts["timeout"],
+                    pin_account_id=opts["account_id"],
+                    **save,
                 )
-        except (CodexLoginError, oauth.OAuthError) as exc:
+        except (CodexLoginError, oauth.OAuthError, DuplicateIdentity) as exc:
             raise CommandError(str(exc)) from None
         secret = account.credential.secret
         self.stdout.write(

@@ -6,6 +6,8 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.services import DuplicateIdentity
+from audit.services import cli_actor
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from executors.gitlab.exceptions import GitLabError
 from executors.gitlab.services import gitlab_pat_add
@@ -29,6 +31,9 @@ class Command(BaseCommand):
             action="store_true",
             help="save the account (state not_entitled) even if the Duo probe fails",
         )
+        parser.add_argument(
+            "--allow-duplicate", action="store_true", help="add it even if this GitLab user is already an account"
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
         token = str(opts["token"] or os.environ.get("GITLAB_TOKEN", ""))
@@ -43,9 +48,13 @@ class Command(BaseCommand):
                 priority=int(opts["priority"]),  # type: ignore[call-overload]
                 weight=int(opts["weight"]),  # type: ignore[call-overload]
                 keep_without_duo=bool(opts["keep_without_duo"]),
+                allow_duplicate=bool(opts["allow_duplicate"]),
+                actor=cli_actor("gitlab_add_pat"),
             )
         except GitLabError as exc:
             raise CommandError(exc.message) from None
+        except DuplicateIdentity as exc:
+            raise CommandError(str(exc)) from None
         pat = (account.provider_config or {}).get("pat", {})
         self.stdout.write(
             f"GitLab account {account.id} '{account.label}' state={account.state}; token scopes "

@@ -7,6 +7,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import UpstreamAccount
+from accounts.services import DuplicateIdentity
+from audit.services import cli_actor
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES
 from executors.gitlab.exceptions import GitLabError, LoginPending
 from executors.gitlab.services import (
@@ -47,6 +49,9 @@ class Command(BaseCommand):
             action="store_true",
             help="save the account (state not_entitled) even if the Duo probe fails",
         )
+        parser.add_argument(
+            "--allow-duplicate", action="store_true", help="add it even if this GitLab user is already an account"
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
         common = {
@@ -59,11 +64,14 @@ class Command(BaseCommand):
             "priority": int(opts["priority"]),  # type: ignore[call-overload]
             "weight": int(opts["weight"]),  # type: ignore[call-overload]
             "keep_without_duo": bool(opts["keep_without_duo"]),
+            "allow_duplicate": bool(opts["allow_duplicate"]),
         }
         try:
             account = self._device(common) if opts["device"] else self._pkce(common, opts)
         except GitLabError as exc:
             raise CommandError(exc.message) from None
+        except DuplicateIdentity as exc:
+            raise CommandError(str(exc)) from None
         self._report(account)
 
     def _device(self, common: dict[str, object]) -> UpstreamAccount:
@@ -76,7 +84,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             time.sleep(interval)
             try:
-                return gitlab_oauth_device_poll(flow_id=start.flow_id)
+                return gitlab_oauth_device_poll(flow_id=start.flow_id, actor=cli_actor("gitlab_login"))
             except LoginPending as pending:
                 interval = pending.interval
         raise CommandError("the device code expired before it was approved; run the command again")
@@ -91,7 +99,7 @@ class Command(BaseCommand):
         self.stdout.write(start.authorize_url)
         self.stdout.flush()
         callback = str(opts["callback"] or "") or input("callback URL or code: ")
-        return gitlab_oauth_pkce_finish(callback=callback, flow_id=start.flow_id)
+        return gitlab_oauth_pkce_finish(callback=callback, flow_id=start.flow_id, actor=cli_actor("gitlab_login"))
 
     def _report(self, account: UpstreamAccount) -> None:
         user = (account.provider_config or {}).get("user", {}).get("username", "?")
