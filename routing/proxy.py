@@ -31,7 +31,6 @@ from formats import (
     decode_response,
     encode_response,
     usage_from,
-    validate_request,
 )
 from formats.tokens import count_tokens
 from observability.metrics import metrics_record
