@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,16 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 FAKE_KEY = "sk-fake-upstream"
 LITELLM_KEY = "sk-bench-master"
 MODEL = "bench-model"
-PORTS = {"fake": 9301, "proxy": 9311, "proxy2w": 9313, "profiled": 9314, "ab": 9315, "litellm": 9321, "portkey": 9331}
+
+
+def _free_port() -> int:
+    # Fixed ports collide with whatever else runs on a shared machine; the kernel picks free ones.
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+PORTS = {name: _free_port() for name in ("fake", "proxy", "proxy2w", "profiled", "ab", "litellm", "portkey")}
 PORTKEY_JS = BENCH / ".portkey/node_modules/@portkey-ai/gateway/build/start-server.js"
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -221,7 +231,7 @@ def _wait_ready(srv: Server, path: str, timeout: float) -> None:
             raise RuntimeError(f"{srv.name} exited early; see {srv.log}:\n{srv.log.read_text()[-2000:]}")
         try:
             r = httpx.get(f"http://{HOST}:{srv.port}{path}", headers=srv.headers, timeout=2)
-            if r.status_code == 200:
+            if r.status_code == 200 and srv.proc.poll() is None:  # ours answered, not another's
                 return
         except httpx.HTTPError:
             pass
@@ -235,6 +245,13 @@ def _cpu_ticks(pid: int, reaped: bool = False) -> int:
     try:
         f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped else 0)
+    except (OSError, IndexError):
+        return 0
+
+
+def _sys_ticks(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12])  # stime
     except (OSError, IndexError):
         return 0
 
@@ -290,6 +307,7 @@ class Monitor:
 
     def __enter__(self) -> Monitor:
         self.t0, self.h0 = self._ticks(self.pids), self._ticks(self.helpers)
+        self.k0 = sum(_sys_ticks(p) for p in self.pids)
         self.s0 = _ticks_by_pid(self.services)
         self.m0 = _machine_ticks()
         self.peak = max(_rss(p) for p in self.workers)
@@ -300,6 +318,7 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         self.cpu_s = (self._ticks(self.pids) - self.t0) / CLK
+        self.sys_s = (sum(_sys_ticks(p) for p in self.pids) - self.k0) / CLK
         self.helper_cpu_s = (self._ticks(self.helpers) - self.h0) / CLK
         self.service_cpu_s = _delta(self.s0, _ticks_by_pid(_service_pids())) / CLK
         self.machine_busy_s = (_machine_ticks()[0] - self.m0[0]) / CLK
@@ -354,6 +373,7 @@ def run_load(srv: Server, wl: Workload) -> Row:
     with Monitor(srv) as mon:
         data = _loadgen(srv, wl)
     data["cpu_s"] = mon.cpu_s
+    data["sys_share"] = mon.sys_s / mon.cpu_s if mon.cpu_s else float("nan")  # kernel share: syscalls
     data["helper_cpu_s"] = mon.helper_cpu_s
     data["service_cpu_s"] = mon.service_cpu_s
     # CPU burnt by processes that are neither this server nor the load generator (the fake
@@ -596,6 +616,7 @@ _NUMERIC = (
     "lag_max_ms",
     "cpu_ms_per_1k",
     "cpu_us_per_event",
+    "sys_share",
     "svc_cpu_share",
     "peak_rss_mb",
     "gen_cpu_util",
@@ -633,15 +654,16 @@ def table(rows: list[Row], wls: list[Workload], base_target: str = "direct") -> 
             base[w.name] = base[by_key[w.twin]]
     head = (
         f"| workload | target | req/s (median; each rep) | x {base_target} | TTFB p50 / p99 ms | added TTFB p50 ms "
-        "| lag p99 / max ms | CPU ms/1k req | CPU µs/event | services CPU % of a core | peak RSS/worker MB "
+        "| lag p99 / max ms | CPU ms/1k req | CPU µs/event | kernel share of CPU | services CPU % of a core "
+        "| peak RSS/worker MB "
         "| others' CPU | status |"
     )
-    out = [head, "|" + "---|" * 13]
+    out = [head, "|" + "---|" * 14]
     nan = float("nan")
     for r in rows:
         d, b = r.data, base.get(r.workload, {})
         if "rps" not in d:
-            out.append(f"| {r.workload} | {r.target} |" + " - |" * 10 + f" {d['status']} |")
+            out.append(f"| {r.workload} | {r.target} |" + " - |" * 11 + f" {d['status']} |")
             continue
         ratio = d["rps"] / b["rps"] if b.get("rps") else nan
         add50 = d["ttfb_p50_ms"] - b.get("ttfb_p50_ms", nan)
@@ -649,7 +671,8 @@ def table(rows: list[Row], wls: list[Workload], base_target: str = "direct") -> 
         out.append(
             f"| {r.workload} | {r.target} | {_f(d['rps'])} ({each}) | {_f(ratio, 2)} | {_f(d['ttfb_p50_ms'], 2)} / "
             f"{_f(d['ttfb_p99_ms'], 2)} | {_f(add50, 2)} | {_f(d['lag_p99_ms'])} / {_f(d['lag_max_ms'])} | "
-            f"{_f(d['cpu_ms_per_1k'], 0)} | {_f(d['cpu_us_per_event'])} | {_f(d['svc_cpu_share'] * 100, 0)} | "
+            f"{_f(d['cpu_ms_per_1k'], 0)} | {_f(d['cpu_us_per_event'])} | {_f(d['sys_share'] * 100, 0)}% | "
+            f"{_f(d['svc_cpu_share'] * 100, 0)} | "
             f"{_f(d['peak_rss_mb'], 0)} | {d.get('others_cpu_share', 0):.0%} | {d['status']} |"
         )
     return "\n".join(out)
@@ -846,7 +869,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--no-scale", action="store_true", help="skip 1 vs 2 web workers")
     ap.add_argument("--profile", action="store_true", help="also profile W1 c=50 and W3 in-process")
     ap.add_argument("--ref", help="benchmark this git ref (exported to a temp dir), not the work tree")
-    ap.add_argument("--ab", help="A/B: add this git ref as a second proxy target ('proxy-B'), alternated")
+    ap.add_argument("--ab", help="A/B: add this git ref as a second proxy target ('proxy@REF'), alternated")
     return ap.parse_args()
 
 
@@ -861,7 +884,7 @@ def start_targets(args: argparse.Namespace, src: Path, src_b: Path | None, env: 
     env["BENCH_KEY"] = key
     targets = [fake, start_proxy("proxy", PORTS["proxy"], src, env, key, 1, celery=True)]
     if src_b is not None:
-        targets.append(start_proxy("proxy-B", PORTS["ab"], src_b, env, key, 1, celery=False))
+        targets.append(start_proxy(f"proxy@{args.ab}", PORTS["ab"], src_b, env, key, 1, celery=False))
     peers = [p for p in args.peers.split(",") if p]
     if "litellm" in peers and (lite := start_litellm(PORTS["litellm"], fake.port)) is not None:
         targets.append(lite)

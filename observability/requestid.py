@@ -77,6 +77,9 @@ async def with_request_id(app: ASGIApp, scope: Scope, receive: Any, send: Any) -
             message = {**message, "headers": [*message.get("headers", ()), *extra]}
         await send(message)
 
+    # Only the start message needs the ids: a streaming sender may send the body messages
+    # straight to the server's send (proxy_project/asgi.py), one coroutine fewer per event.
+    send_with_id.__wrapped__ = send  # type: ignore[attr-defined]
     try:
         await app(scope, receive, send_with_id)
     finally:

@@ -36,6 +36,23 @@ class ApiHandler(ASGIHandler):
         # calls share the process's single sync thread; the API's own DB work uses db_call.
         await self.handle(scope, receive, send)
 
+    async def send_response(self, response: Any, send: Any) -> None:
+        from routing.api.views import SseResponse
+
+        if not isinstance(response, SseResponse):
+            await super().send_response(response, send)
+            return
+        # Streams: each part is one event's bytes; send it as it comes, with none of Django's
+        # per-part wrapping (measured in docs/performance.md). Closing the generator (also when
+        # the client goes away and this task is cancelled) ends the relay and its upstream.
+        headers = [(k.encode("ascii"), v.encode("latin-1")) for k, v in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        body = getattr(send, "__wrapped__", send)
+        async with contextlib.aclosing(response.parts) as parts:
+            async for part in parts:
+                await body({"type": "http.response.body", "body": part, "more_body": True})
+        await body({"type": "http.response.body"})
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []

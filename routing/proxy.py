@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncGenerator[bytes, None] | None = None
     # Called if the server drops a streaming reply without iterating it (client gone early).
     abandon: Callable[[], None] | None = None
 
@@ -345,7 +345,7 @@ def _prewarm_reply(fin: _Finisher, conversation: Conversation, body: dict[str, A
     fin.draft.stream = True
     fin.mark_first_byte()
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         for frame in frames:
             yield frame
 
@@ -465,7 +465,7 @@ def _stream_reply(
     events = response.events
     loop = asyncio.get_running_loop()
 
-    async def generate() -> AsyncIterator[bytes]:
+    async def generate() -> AsyncGenerator[bytes, None]:
         try:
             async for ev in events:
                 for out in relay.feed(ev):

@@ -144,9 +144,8 @@ UPSTREAM_TIMEOUTS = {
     "write": env_float("UPSTREAM_WRITE_TIMEOUT", 60.0),
     "pool": env_float("UPSTREAM_POOL_TIMEOUT", 10.0),
 }
+# Per upstream kind and web worker (one aiohttp pool each, executors/http.py).
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
-# Small pools used in turn (see executors/http.py for why not one big pool).
-UPSTREAM_POOL_SHARDS = env_int("UPSTREAM_POOL_SHARDS", 8)
 # Failover bounds for one client request.
 DISPATCH_MAX_ATTEMPTS = env_int("DISPATCH_MAX_ATTEMPTS", 3)
 # Cooldown after a retryable upstream failure with no Retry-After hint.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
@@ -22,10 +24,20 @@ from routing.proxy import Reply, count_tokens_handle, proxy_handle
 api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url=None, openapi_url=None)
 
 
+class SseResponse(StreamingHttpResponse):
+    """A stream whose parts are finished bytes: `ApiHandler` sends them one ASGI message each,
+    without Django's per-part wrapping (two generator layers, byte coercion, chunking). Any
+    other server path still iterates it as a plain StreamingHttpResponse."""
+
+    def __init__(self, parts: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(parts, **kwargs)
+        self.parts = parts
+
+
 def _to_response(reply: Reply) -> HttpResponse | StreamingHttpResponse:
     if reply.stream is None:
         return HttpResponse(reply.body, status=reply.status, headers=reply.headers)
-    response = StreamingHttpResponse(reply.stream, status=reply.status, headers=reply.headers)
+    response = SseResponse(reply.stream, status=reply.status, headers=reply.headers)
     if reply.abandon is not None:
         # Django runs these when it drops the response, also if it never iterated the stream.
         response._resource_closers.append(reply.abandon)  # type: ignore[attr-defined]
