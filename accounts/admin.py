@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Min, OuterRef, QuerySet, Subquery, Sum, Value, When
+from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -32,7 +32,8 @@ from accounts.flows.operations import (
 )
 from accounts.health import AccountHealth, HealthStatus, accounts_health
 from accounts.key_usage import KeyUsage, keys_usage
-from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.models import ClientKey, Team, UpstreamAccount
+from accounts.providers import API_KEY_KIND, BoardColumn, provider_choices, providers_all
 from accounts.selectors import EffectiveLimits, key_limits_effective, keys_scope_all
 from accounts.services import (
     TeamInUse,
@@ -211,6 +212,14 @@ def _tokens_today(obj: UpstreamAccount) -> int:
     return int(getattr(obj, "in_today", 0) or 0) + int(getattr(obj, "out_today", 0) or 0)
 
 
+def _provider_field(column: BoardColumn) -> Any:
+    def field(obj: UpstreamAccount) -> str:
+        return column.value(obj)
+
+    field.__name__ = column.name
+    return admin.display(description=column.title)(field)
+
+
 @admin.register(UpstreamAccount)
 class UpstreamAccountAdmin(admin.ModelAdmin):
     form = AccountForm
@@ -230,7 +239,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         "usage_today",
         "credential_summary",
         "credential_expiry",
-        "gateway_expiry",
         "created_at",
     ]
     actions = [test_accounts, refresh_accounts, clear_cooldowns, disable_accounts, enable_accounts]
@@ -239,10 +247,12 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         daily = UsageRollup.objects.filter(granularity=Granularity.DAY, bucket=today, account_id=OuterRef("pk"))
         # Subqueries keep the board at one SQL query however many accounts it lists.
+        queryset = super().get_queryset(request)
+        for provider in providers_all():
+            if provider.board_annotate is not None:
+                queryset = provider.board_annotate(queryset)  # e.g. GitLab's gateway-token expiry
         return (
-            super()
-            .get_queryset(request)
-            .select_related("credential")
+            queryset.select_related("credential")
             .annotate(
                 req_today=Coalesce(Subquery(daily.values("account_id").annotate(s=Sum("requests")).values("s")[:1]), 0),
                 in_today=Coalesce(
@@ -250,12 +260,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
                 ),
                 out_today=Coalesce(
                     Subquery(daily.values("account_id").annotate(s=Sum("output_tokens")).values("s")[:1]), 0
-                ),
-                gateway_expires=Subquery(
-                    GatewayToken.objects.filter(account=OuterRef("pk"))
-                    .values("account")
-                    .annotate(m=Min("expires_at"))
-                    .values("m")[:1]
                 ),
             )
         )
@@ -432,9 +436,19 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         cred = getattr(obj, "credential", None)
         return until_label(cred.expires_at) if cred else "—"
 
-    @admin.display(description="gateway token expires")
-    def gateway_expiry(self, obj: UpstreamAccount) -> str:
-        return until_label(getattr(obj, "gateway_expires", None))
+    def get_readonly_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
+        """The account page's fields plus each provider's own (e.g. GitLab's gateway token)."""
+        extra = [c.name for p in providers_all() for c in p.board_columns]
+        return [*super().get_readonly_fields(request, obj), *extra]
+
+    def __getattr__(self, name: str) -> Any:
+        # A provider's own read-only field (accounts.providers.BoardColumn), found by name the
+        # way the admin finds its display methods.
+        for provider in providers_all():
+            for column in provider.board_columns:
+                if column.name == name:
+                    return _provider_field(column)
+        raise AttributeError(name)
 
     @admin.display(description="credential")
     def credential_summary(self, obj: UpstreamAccount) -> str:
@@ -445,7 +459,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
         fields = list(super().get_fields(request, obj))
         cred = getattr(obj, "credential", None) if obj is not None else None
-        if cred is None or cred.kind != CredentialKind.API_KEY:
+        if cred is None or cred.kind != API_KEY_KIND:
             # Sign-in credentials (OAuth, ChatGPT, PAT) are replaced by signing in again through
             # the guided flow; an "API key" typed here would overwrite them with the wrong kind.
             fields = [f for f in fields if f != "api_key"]
@@ -486,9 +500,9 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     def flow_choose_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
+        labels = dict(provider_choices())
         providers = [
-            (ProviderKind(p).label if p in ProviderKind.values else p, flows)
-            for p, flows in flows_by_provider().items()
+            (labels.get(kind, kind), flows) for kind, flows in flows_by_provider().items()
         ]
         context = {**self.admin_site.each_context(request), "title": "Add an account", "providers": providers}
         return TemplateResponse(request, "accounts/flow_choose.html", context)

@@ -9,11 +9,15 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, Team, UpstreamAccount
+from accounts.crypto import reencrypt
+from accounts.models import AccountState, ClientKey, Credential, Team, UpstreamAccount
+from accounts.providers import credential_kind_choices, provider_get, providers_all
 from accounts.validators import provider_config_validate, upstream_url_validate
 from audit.services import admin_action_log, changes_between
+from infra.redact import redact
 from statestore.factory import call_sync
 
 CLIENT_KEY_PREFIX = "sk-team-"
@@ -53,9 +57,9 @@ def account_create(
     provider_config: dict[str, Any] | None = None,
     actor: Any | None = None,
 ) -> UpstreamAccount:
-    if provider not in ProviderKind.values:
+    if provider_get(provider) is None:
         raise ValueError(f"unknown provider {provider!r}")
-    if credential_kind not in CredentialKind.values:
+    if credential_kind not in dict(credential_kind_choices()):
         raise ValueError(f"unknown credential kind {credential_kind!r}")
     base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
     provider_config_validate(provider_config or {})  # and every URL in provider_config
@@ -119,29 +123,6 @@ def account_credential_logged(*, account: UpstreamAccount, created: bool, actor:
     )
 
 
-def account_add_openai_compat(
-    *,
-    label: str,
-    base_url: str,
-    api_key: str,
-    model_names: Iterable[str],
-    priority: int = 0,
-    weight: int = 1,
-    actor: Any | None = None,
-) -> UpstreamAccount:
-    return account_create(
-        label=label,
-        provider=ProviderKind.OPENAI_COMPAT,
-        base_url=base_url,
-        model_names=model_names,
-        credential_kind=CredentialKind.API_KEY,
-        secret={"api_key": api_key},
-        priority=priority,
-        weight=weight,
-        actor=actor,
-    )
-
-
 # Fields whose old -> new values go to the admin action log (never credentials).
 _ACCOUNT_LOGGED = ("label", "provider", "base_url", "enabled", "priority", "weight", "model_names", "state")
 _KEY_LOGGED = (
@@ -178,6 +159,8 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
         fields["base_url"] = upstream_url_validate(fields["base_url"])
     if "provider_config" in fields:
         provider_config_validate(fields["provider_config"] or {})
+    if fields.get("last_error"):
+        fields["last_error"] = redact(fields["last_error"])  # upstream text: never a secret
     with transaction.atomic():
         before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():
@@ -362,14 +345,10 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
     Called from the request path on rare failures; every process skips the account within a
     second through the cache version bump.
     """
-    from django.utils import timezone
-
-    from accounts.models import AccountState
-
     if state not in AccountState.values:
         raise ValueError(f"unknown account state {state!r}")
     UpstreamAccount.objects.filter(id=account_id).update(
-        state=state, last_error=error[:2000], last_error_at=timezone.now()
+        state=state, last_error=redact(error)[:2000], last_error_at=timezone.now()
     )
     cache_version_bump()
 
@@ -378,7 +357,8 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
 
 
 def credentials_rotate(*, actor: Any | None = None) -> int:
-    """Re-encrypt every Credential and GatewayToken under the first PROXY_CREDENTIAL_KEYS key.
+    """Re-encrypt every Credential (and each provider's secret tables, e.g. GitLab's gateway
+    tokens) under the first PROXY_CREDENTIAL_KEYS key.
 
     Rotation: put the new key first (old ones after it, so existing ciphertexts stay readable),
     run this, then drop the old keys. Works on the stored ciphertext directly (the field would
@@ -387,12 +367,10 @@ def credentials_rotate(*, actor: Any | None = None) -> int:
     """
     from django.db import connection
 
-    from accounts.crypto import reencrypt
-    from accounts.models import GatewayToken
-
     count = 0
+    models: list[type[Model]] = [Credential, *(m for p in providers_all() for m in p.secret_models)]
     with transaction.atomic():
-        for model in (Credential, GatewayToken):
+        for model in models:
             table = connection.ops.quote_name(model._meta.db_table)
             with connection.cursor() as cursor:
                 cursor.execute(

@@ -20,6 +20,12 @@ from observability.requestid import with_request_id
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxy_project.settings.base")
 django.setup(set_prefix=False)
 
+# Project modules below read models: imported once Django is set up.
+from audit.flusher import usage_flush_forever  # noqa: E402
+from audit.services import usage_flush  # noqa: E402
+from executors.http import http_clients_close  # noqa: E402
+from statestore import get_store  # noqa: E402
+
 
 class ApiHandler(ASGIHandler):
     """The client API (`/v1/`, health probes) without Django's middleware.
@@ -90,18 +96,11 @@ gc.set_threshold(10_000, 10, 10)
 
 
 async def _startup(state: dict[str, Any]) -> None:
-    from statestore import get_store
-
     if not get_store().shared:
-        from audit.flusher import usage_flush_forever
-
         state["flusher"] = asyncio.create_task(usage_flush_forever())
 
 
 async def _shutdown(state: dict[str, Any]) -> None:
-    from audit.services import usage_flush
-    from executors.http import http_clients_close
-
     task = state.pop("flusher", None)
     if task is not None:
         task.cancel()

@@ -39,7 +39,7 @@ from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import Resolution, catalog_resolve
 from routing.conversation import Conversation
-from routing.dispatch import Affinity, Opened, dispatch_open
+from routing.dispatch import Affinity, Job, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
 from routing.relay import Relay
@@ -247,19 +247,18 @@ async def _handle(
         if req.memo.get("canonical") is not None:  # a large body: its translations off the loop too
             options = [encode_options_for(t.account) for t in resolution.targets]
             await asyncio.to_thread(translations_warm, req.memo, dialect, options)
-        opened = await dispatch_open(
-            resolution=resolution,
-            dialect=dialect,
-            body=req.body,
-            stream=req.stream,
-            draft=fin.draft,
-            affinity=affinity,
-            client_headers=headers,
-            provider_meta=req.provider_meta,
-            memo=req.memo,
+        job = Job(
+            resolution,
+            dialect,
+            req.body,
+            req.stream,
+            headers,
+            req.provider_meta,
+            req.memo,
             session=conversation.session if conversation is not None else None,
             continuation=continuation,
         )
+        opened = await dispatch_open(job, draft=fin.draft, affinity=affinity)
         headers_extra = _dropped_tools(fin, req)
         if not req.stream:
             return await _whole_reply(fin, req, opened, headers_extra)

@@ -26,14 +26,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from django.conf import settings
 
-from accounts.selectors import KeyInfo
 from statestore import CounterLimit, StateStore
 
 log = logging.getLogger(__name__)
+
+class KeyLimits(Protocol):
+    """What the limits read of a developer key (accounts.selectors.KeyInfo has these)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def requests_per_minute(self) -> int | None: ...
+    @property
+    def tokens_per_day(self) -> int | None: ...
+    @property
+    def budgets(self) -> tuple[tuple[int, str], ...]: ...  # (tokens, period)
+
 
 LimitName = Literal["requests_per_minute", "tokens_per_day", "budget", "unavailable"]
 
@@ -77,7 +89,7 @@ def _period_id(now: datetime, period: str) -> str:
     return now.strftime("%Y%m")
 
 
-def _counters(key: KeyInfo, estimated_tokens: int, now: datetime) -> list[tuple[LimitName, CounterLimit, float]]:
+def _counters(key: KeyLimits, estimated_tokens: int, now: datetime) -> list[tuple[LimitName, CounterLimit, float]]:
     """(limit name, counter, seconds until its window ends) for every limit the key has."""
     tag = f"lim:{{{key.id}}}"
     out: list[tuple[LimitName, CounterLimit, float]] = []
@@ -113,7 +125,7 @@ class LimitUsage:
     resets_in: float  # seconds until the window ends
 
 
-async def limits_usage(store: StateStore, *, key: KeyInfo, now: datetime | None = None) -> list[LimitUsage]:
+async def limits_usage(store: StateStore, *, key: KeyLimits, now: datetime | None = None) -> list[LimitUsage]:
     """The key's counters as enforcement sees them, one read (for the admin and the developer page)."""
     now = now or datetime.now(UTC)
     counters = _counters(key, 0, now)
@@ -132,12 +144,12 @@ async def limits_usage(store: StateStore, *, key: KeyInfo, now: datetime | None 
     return out
 
 
-def key_has_limits(key: KeyInfo) -> bool:
+def key_has_limits(key: KeyLimits) -> bool:
     return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets)
 
 
 async def limits_reserve(
-    store: StateStore, *, key: KeyInfo, estimated_tokens: int, now: datetime | None = None
+    store: StateStore, *, key: KeyLimits, estimated_tokens: int, now: datetime | None = None
 ) -> Reservation:
     """Charge one request and `estimated_tokens` to every limit of `key`, or raise LimitExceeded."""
     estimated_tokens = max(0, int(estimated_tokens))

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from django.conf import settings
 
-from accounts.services import account_add_openai_compat, client_key_create
+from accounts.services import client_key_create
+from executors.openai_compat.services import account_add_openai_compat
 from infra.db import db_call
 from tests.fakes.base import FakeServer, Fault
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp

@@ -12,8 +12,10 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.crypto import CredentialDecryptError, decrypt_json
-from accounts.models import Credential, GatewayToken
-from accounts.services import account_add_openai_compat, credentials_rotate
+from accounts.models import Credential
+from accounts.services import credentials_rotate
+from executors.gitlab.models import GatewayToken
+from executors.openai_compat.services import account_add_openai_compat
 
 pytestmark = pytest.mark.django_db
 

@@ -31,9 +31,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from accounts.models import ClientKey, Team, UpstreamAccount
-from accounts.services import account_add_openai_compat, client_key_create, team_create
+from accounts.services import client_key_create, team_create
 from audit.models import AdminAction, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
+from executors.openai_compat.services import account_add_openai_compat
 from routing.models import CatalogEntry
 
 pytestmark = pytest.mark.django_db

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.services import account_add_openai_compat
 from accounts.validators import upstream_url_validate
 from executors.openai_compat.flows import ConnectForm
+from executors.openai_compat.services import account_add_openai_compat
 from tests.fakes.base import Fault
 from tests.support.proxy import seed, usage_rows
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import UpstreamAccount
-from accounts.services import account_add_openai_compat, client_key_create
+from accounts.services import client_key_create
 from audit.models import UsageRecord
 from audit.services import usage_flush
+from executors.openai_compat.services import account_add_openai_compat
 from infra.db import db_call
 
 
