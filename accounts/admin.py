@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value, When
@@ -36,6 +37,7 @@ from accounts.models import ClientKey, Team, UpstreamAccount
 from accounts.providers import API_KEY_KIND, BoardColumn, provider_choices, providers_all
 from accounts.selectors import EffectiveLimits, key_limits_effective, keys_scope_all
 from accounts.services import (
+    TEAM_FIELDS,
     TeamInUse,
     account_delete,
     account_set_enabled,
@@ -131,7 +133,8 @@ def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Up
         account_set_enabled(account=account, enabled=True, actor=request.user)
 
 
-BOARD_REFRESH_SECONDS = 15  # the board re-reads itself (accounts/static/accounts/board.js)
+# How often the board re-reads itself (accounts/static/accounts/board.js); tests shorten it.
+BOARD_REFRESH_SECONDS = 15
 _FLOW_SESSION = "account_flow:"
 _BOARD_ATTR = "_accounts_board"  # per request: {id: (AccountHealth, LiveState)}
 
@@ -273,7 +276,8 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         request._board_sort = True  # type: ignore[attr-defined]
-        extra = {**(extra_context or {}), "refresh_seconds": BOARD_REFRESH_SECONDS}
+        every = getattr(settings, "PROXY_BOARD_REFRESH_SECONDS", BOARD_REFRESH_SECONDS)
+        extra = {**(extra_context or {}), "refresh_seconds": every}
         return super().changelist_view(request, extra)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
@@ -803,27 +807,7 @@ class TeamForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = [
-            "name",
-            "members",
-            "allowed_models",
-            "requests_per_minute",
-            "tokens_per_day",
-            "budget_tokens",
-            "budget_period",
-            "member_key_limit",
-        ]
-
-
-_TEAM_FIELDS = (
-    "name",
-    "allowed_models",
-    "requests_per_minute",
-    "tokens_per_day",
-    "budget_tokens",
-    "budget_period",
-    "member_key_limit",
-)
+        fields = ["members", *TEAM_FIELDS]
 
 
 @admin.register(Team)
@@ -869,7 +853,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in _TEAM_FIELDS if k in data}
+        fields = {k: data[k] for k in TEAM_FIELDS if k in data}
         members = [u.pk for u in data.get("members", [])]
         if change:
             team_update(team=Team.objects.get(pk=obj.pk), member_ids=members, actor=request.user, **fields)

@@ -257,16 +257,20 @@ def client_key_create(
             budget_tokens=budget_tokens,
             budget_period=budget_period,
         )
-        admin_action_log(
-            actor=actor,
-            action="key.create",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={f: [None, getattr(key, f)] for f in _KEY_LOGGED},
-        )
+        _key_logged(key, "key.create", {f: [None, getattr(key, f)] for f in _KEY_LOGGED}, actor)
         transaction.on_commit(cache_version_bump)
     return key, raw
+
+
+def _key_logged(key: ClientKey, action: str, changes: dict[str, Any], actor: Any | None) -> None:
+    admin_action_log(
+        actor=actor,
+        action=action,
+        target_type="client_key",
+        target_id=key.pk,
+        target_label=f"{key.name} ({key.prefix}…)",
+        changes=changes,
+    )
 
 
 def _client_key_new_secret() -> tuple[str, str, str]:
@@ -284,14 +288,7 @@ def client_key_rotate(*, key: ClientKey, actor: Any | None = None) -> str:
         old_prefix = key.prefix
         key.prefix, key.key_hash, key.rotated_at = prefix, digest, timezone.now()
         key.save(update_fields=["prefix", "key_hash", "rotated_at"])
-        admin_action_log(
-            actor=actor,
-            action="key.rotate",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={"prefix": [old_prefix, prefix]},
-        )
+        _key_logged(key, "key.rotate", {"prefix": [old_prefix, prefix]}, actor)
         _on_commit_bump()
     return raw
 
@@ -308,14 +305,7 @@ def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any
         key.save()
         changes = changes_between(before, fields)
         if changes:
-            admin_action_log(
-                actor=actor,
-                action="key.update",
-                target_type="client_key",
-                target_id=key.pk,
-                target_label=f"{key.name} ({key.prefix}…)",
-                changes=changes,
-            )
+            _key_logged(key, "key.update", changes, actor)
         _on_commit_bump()
     return key
 
@@ -323,14 +313,7 @@ def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any
 def client_key_delete(*, key: ClientKey, actor: Any | None = None) -> None:
     """Delete a key (it stops working at once). Its usage records stay, keyed by its old id."""
     with transaction.atomic():
-        admin_action_log(
-            actor=actor,
-            action="key.delete",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={"name": [key.name, None], "owner_id": [key.owner_id, None]},
-        )
+        _key_logged(key, "key.delete", {"name": [key.name, None], "owner_id": [key.owner_id, None]}, actor)
         key.delete()
         _on_commit_bump()
 
@@ -398,7 +381,8 @@ def credentials_rotate(*, actor: Any | None = None) -> int:
 
 # --------------------------------------------------------------------------- teams
 
-_TEAM_LOGGED = (
+# A team's settings (all logged old -> new); the admin form edits exactly these.
+TEAM_FIELDS = (
     "name",
     "allowed_models",
     "requests_per_minute",
@@ -421,7 +405,7 @@ def _member_names(user_ids: Iterable[int]) -> list[str]:
 
 def team_create(*, name: str, member_ids: Iterable[int] = (), actor: Any | None = None, **fields: Any) -> Team:
     """Create a team. `fields` are any of the logged team settings (limits, models...)."""
-    unknown = set(fields) - set(_TEAM_LOGGED)
+    unknown = set(fields) - set(TEAM_FIELDS)
     if unknown:
         raise ValueError(f"cannot set {sorted(unknown)}")
     if "allowed_models" in fields:
@@ -437,7 +421,7 @@ def team_create(*, name: str, member_ids: Iterable[int] = (), actor: Any | None 
             target_id=team.pk,
             target_label=_team_label(team),
             changes={
-                **{f: [None, getattr(team, f)] for f in _TEAM_LOGGED},
+                **{f: [None, getattr(team, f)] for f in TEAM_FIELDS},
                 "members": [None, _member_names(members)],
             },
         )
@@ -450,7 +434,7 @@ def team_update(
 ) -> Team:
     """Change a team's settings and/or members (None = leave members alone). Its keys pick up
     the new limits at once (the cache version is bumped)."""
-    unknown = set(fields) - set(_TEAM_LOGGED)
+    unknown = set(fields) - set(TEAM_FIELDS)
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "allowed_models" in fields:

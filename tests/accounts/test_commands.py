@@ -35,6 +35,7 @@ def test_account_add_list_disable() -> None:
     assert "team-openai" in out and "sk-secret-value" not in out
     listing = _run("account_list")
     assert "team-openai" in listing and "enabled" in listing and "sk-secret-value" not in listing
+    assert "health=idle" in listing and "success(1h)=no attempts" in listing
     _run("account_disable", "team-openai")
     assert not UpstreamAccount.objects.get(label="team-openai").enabled
     _run("account_disable", "team-openai", "--enable")
