@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Min, OuterRef, QuerySet, Subquery, Sum, Value, When
+from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -32,9 +33,11 @@ from accounts.flows.operations import (
 )
 from accounts.health import AccountHealth, HealthStatus, accounts_health
 from accounts.key_usage import KeyUsage, keys_usage
-from accounts.models import ClientKey, CredentialKind, GatewayToken, ProviderKind, Team, UpstreamAccount
+from accounts.models import ClientKey, Team, UpstreamAccount
+from accounts.providers import API_KEY_KIND, BoardColumn, provider_choices, providers_all
 from accounts.selectors import EffectiveLimits, key_limits_effective, keys_scope_all
 from accounts.services import (
+    TEAM_FIELDS,
     TeamInUse,
     account_delete,
     account_set_enabled,
@@ -49,6 +52,7 @@ from accounts.services import (
     team_delete,
     team_update,
 )
+from accounts.validators import provider_config_validate
 from audit.models import Granularity, UsageRollup
 
 
@@ -75,6 +79,7 @@ class AccountForm(forms.ModelForm):
             return {}
         if not isinstance(value, dict):
             raise forms.ValidationError("must be a JSON object")
+        provider_config_validate(value)  # its URLs pass the base URL's SSRF check
         return value
 
     class Meta:
@@ -128,7 +133,8 @@ def enable_accounts(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Up
         account_set_enabled(account=account, enabled=True, actor=request.user)
 
 
-BOARD_REFRESH_SECONDS = 15  # the board re-reads itself (accounts/static/accounts/board.js)
+# How often the board re-reads itself (accounts/static/accounts/board.js); tests shorten it.
+BOARD_REFRESH_SECONDS = 15
 _FLOW_SESSION = "account_flow:"
 _BOARD_ATTR = "_accounts_board"  # per request: {id: (AccountHealth, LiveState)}
 
@@ -209,6 +215,14 @@ def _tokens_today(obj: UpstreamAccount) -> int:
     return int(getattr(obj, "in_today", 0) or 0) + int(getattr(obj, "out_today", 0) or 0)
 
 
+def _provider_field(column: BoardColumn) -> Any:
+    def field(obj: UpstreamAccount) -> str:
+        return column.value(obj)
+
+    field.__name__ = column.name
+    return admin.display(description=column.title)(field)
+
+
 @admin.register(UpstreamAccount)
 class UpstreamAccountAdmin(admin.ModelAdmin):
     form = AccountForm
@@ -228,7 +242,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         "usage_today",
         "credential_summary",
         "credential_expiry",
-        "gateway_expiry",
         "created_at",
     ]
     actions = [test_accounts, refresh_accounts, clear_cooldowns, disable_accounts, enable_accounts]
@@ -237,10 +250,12 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         daily = UsageRollup.objects.filter(granularity=Granularity.DAY, bucket=today, account_id=OuterRef("pk"))
         # Subqueries keep the board at one SQL query however many accounts it lists.
+        queryset = super().get_queryset(request)
+        for provider in providers_all():
+            if provider.board_annotate is not None:
+                queryset = provider.board_annotate(queryset)  # e.g. GitLab's gateway-token expiry
         return (
-            super()
-            .get_queryset(request)
-            .select_related("credential")
+            queryset.select_related("credential")
             .annotate(
                 req_today=Coalesce(Subquery(daily.values("account_id").annotate(s=Sum("requests")).values("s")[:1]), 0),
                 in_today=Coalesce(
@@ -248,12 +263,6 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
                 ),
                 out_today=Coalesce(
                     Subquery(daily.values("account_id").annotate(s=Sum("output_tokens")).values("s")[:1]), 0
-                ),
-                gateway_expires=Subquery(
-                    GatewayToken.objects.filter(account=OuterRef("pk"))
-                    .values("account")
-                    .annotate(m=Min("expires_at"))
-                    .values("m")[:1]
                 ),
             )
         )
@@ -267,7 +276,8 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         request._board_sort = True  # type: ignore[attr-defined]
-        extra = {**(extra_context or {}), "refresh_seconds": BOARD_REFRESH_SECONDS}
+        every = getattr(settings, "PROXY_BOARD_REFRESH_SECONDS", BOARD_REFRESH_SECONDS)
+        extra = {**(extra_context or {}), "refresh_seconds": every}
         return super().changelist_view(request, extra)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
@@ -430,9 +440,19 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
         cred = getattr(obj, "credential", None)
         return until_label(cred.expires_at) if cred else "—"
 
-    @admin.display(description="gateway token expires")
-    def gateway_expiry(self, obj: UpstreamAccount) -> str:
-        return until_label(getattr(obj, "gateway_expires", None))
+    def get_readonly_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
+        """The account page's fields plus each provider's own (e.g. GitLab's gateway token)."""
+        extra = [c.name for p in providers_all() for c in p.board_columns]
+        return [*super().get_readonly_fields(request, obj), *extra]
+
+    def __getattr__(self, name: str) -> Any:
+        # A provider's own read-only field (accounts.providers.BoardColumn), found by name the
+        # way the admin finds its display methods.
+        for provider in providers_all():
+            for column in provider.board_columns:
+                if column.name == name:
+                    return _provider_field(column)
+        raise AttributeError(name)
 
     @admin.display(description="credential")
     def credential_summary(self, obj: UpstreamAccount) -> str:
@@ -443,7 +463,7 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: UpstreamAccount | None = None) -> Any:
         fields = list(super().get_fields(request, obj))
         cred = getattr(obj, "credential", None) if obj is not None else None
-        if cred is None or cred.kind != CredentialKind.API_KEY:
+        if cred is None or cred.kind != API_KEY_KIND:
             # Sign-in credentials (OAuth, ChatGPT, PAT) are replaced by signing in again through
             # the guided flow; an "API key" typed here would overwrite them with the wrong kind.
             fields = [f for f in fields if f != "api_key"]
@@ -484,9 +504,9 @@ class UpstreamAccountAdmin(admin.ModelAdmin):
     def flow_choose_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
+        labels = dict(provider_choices())
         providers = [
-            (ProviderKind(p).label if p in ProviderKind.values else p, flows)
-            for p, flows in flows_by_provider().items()
+            (labels.get(kind, kind), flows) for kind, flows in flows_by_provider().items()
         ]
         context = {**self.admin_site.each_context(request), "title": "Add an account", "providers": providers}
         return TemplateResponse(request, "accounts/flow_choose.html", context)
@@ -787,27 +807,7 @@ class TeamForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = [
-            "name",
-            "members",
-            "allowed_models",
-            "requests_per_minute",
-            "tokens_per_day",
-            "budget_tokens",
-            "budget_period",
-            "member_key_limit",
-        ]
-
-
-_TEAM_FIELDS = (
-    "name",
-    "allowed_models",
-    "requests_per_minute",
-    "tokens_per_day",
-    "budget_tokens",
-    "budget_period",
-    "member_key_limit",
-)
+        fields = ["members", *TEAM_FIELDS]
 
 
 @admin.register(Team)
@@ -853,7 +853,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in _TEAM_FIELDS if k in data}
+        fields = {k: data[k] for k in TEAM_FIELDS if k in data}
         members = [u.pk for u in data.get("members", [])]
         if change:
             team_update(team=Team.objects.get(pk=obj.pk), member_ids=members, actor=request.user, **fields)

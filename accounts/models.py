@@ -8,11 +8,8 @@ from django.db import models
 
 from accounts.crypto import decrypt_json, encrypt_json
 
-
-class ProviderKind(models.TextChoices):
-    OPENAI_COMPAT = "openai_compat", "OpenAI-compatible API key"
-    GITLAB = "gitlab", "GitLab Duo"
-    CODEX = "codex", "OpenAI Codex (ChatGPT sign-in)"
+# Callables, so the choices come from the registered providers (and migrations never list them).
+from accounts.providers import credential_kind_choices, provider_choices
 
 
 class AccountState(models.TextChoices):
@@ -26,7 +23,7 @@ class AccountState(models.TextChoices):
 
 class UpstreamAccount(models.Model):
     label = models.CharField(max_length=100, unique=True)
-    provider = models.CharField(max_length=32, choices=ProviderKind.choices)
+    provider = models.CharField(max_length=32, choices=provider_choices)
     base_url = models.URLField(max_length=500, help_text="For OpenAI-compatible accounts: the URL ending in /v1.")
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=0, help_text="Higher tiers are tried first.")
@@ -74,16 +71,9 @@ class EncryptedJSONField(models.TextField):
         return encrypt_json(value)
 
 
-class CredentialKind(models.TextChoices):
-    API_KEY = "api_key", "API key"
-    OAUTH = "oauth", "OAuth"
-    PAT = "pat", "Personal access token"
-    CHATGPT = "chatgpt", "ChatGPT sign-in"
-
-
 class Credential(models.Model):
     account = models.OneToOneField(UpstreamAccount, on_delete=models.CASCADE, related_name="credential")
-    kind = models.CharField(max_length=16, choices=CredentialKind.choices)
+    kind = models.CharField(max_length=16, choices=credential_kind_choices)
     secret = EncryptedJSONField()
     expires_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -170,25 +160,3 @@ class ClientKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
-
-
-class GatewayToken(models.Model):
-    """A short-lived upstream gateway token minted from the account's credential.
-
-    GitLab Duo: the `direct_access` grants (one row per grant kind), refreshed by Celery ahead
-    of expiry. The token and the headers that must be forwarded verbatim are encrypted.
-    """
-
-    account = models.ForeignKey(UpstreamAccount, on_delete=models.CASCADE, related_name="gateway_tokens")
-    grant_kind = models.CharField(max_length=64)
-    base_url = models.URLField(max_length=500, blank=True, default="")
-    secret = EncryptedJSONField(help_text="{'token': ..., 'headers': {...}}")
-    expires_at = models.DateTimeField()
-    minted_at = models.DateTimeField()
-    model_details = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "grant_kind"], name="one_token_per_grant")]
-
-    def __str__(self) -> str:
-        return f"{self.grant_kind} token for {self.account.label} (expires {self.expires_at:%Y-%m-%d %H:%M})"

@@ -9,11 +9,15 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from accounts.models import ClientKey, Credential, CredentialKind, ProviderKind, Team, UpstreamAccount
-from accounts.validators import upstream_url_validate
+from accounts.crypto import reencrypt
+from accounts.models import AccountState, ClientKey, Credential, Team, UpstreamAccount
+from accounts.providers import credential_kind_choices, provider_get, providers_all
+from accounts.validators import provider_config_validate, upstream_url_validate
 from audit.services import admin_action_log, changes_between
+from infra.redact import redact
 from statestore.factory import call_sync
 
 CLIENT_KEY_PREFIX = "sk-team-"
@@ -53,11 +57,12 @@ def account_create(
     provider_config: dict[str, Any] | None = None,
     actor: Any | None = None,
 ) -> UpstreamAccount:
-    if provider not in ProviderKind.values:
+    if provider_get(provider) is None:
         raise ValueError(f"unknown provider {provider!r}")
-    if credential_kind not in CredentialKind.values:
+    if credential_kind not in dict(credential_kind_choices()):
         raise ValueError(f"unknown credential kind {credential_kind!r}")
     base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
+    provider_config_validate(provider_config or {})  # and every URL in provider_config
     with transaction.atomic():
         account = UpstreamAccount.objects.create(
             label=label,
@@ -118,29 +123,6 @@ def account_credential_logged(*, account: UpstreamAccount, created: bool, actor:
     )
 
 
-def account_add_openai_compat(
-    *,
-    label: str,
-    base_url: str,
-    api_key: str,
-    model_names: Iterable[str],
-    priority: int = 0,
-    weight: int = 1,
-    actor: Any | None = None,
-) -> UpstreamAccount:
-    return account_create(
-        label=label,
-        provider=ProviderKind.OPENAI_COMPAT,
-        base_url=base_url,
-        model_names=model_names,
-        credential_kind=CredentialKind.API_KEY,
-        secret={"api_key": api_key},
-        priority=priority,
-        weight=weight,
-        actor=actor,
-    )
-
-
 # Fields whose old -> new values go to the admin action log (never credentials).
 _ACCOUNT_LOGGED = ("label", "provider", "base_url", "enabled", "priority", "weight", "model_names", "state")
 _KEY_LOGGED = (
@@ -175,6 +157,10 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "base_url" in fields:
         fields["base_url"] = upstream_url_validate(fields["base_url"])
+    if "provider_config" in fields:
+        provider_config_validate(fields["provider_config"] or {})
+    if fields.get("last_error"):
+        fields["last_error"] = redact(fields["last_error"])  # upstream text: never a secret
     with transaction.atomic():
         before = {name: getattr(account, name) for name in fields}
         for name, value in fields.items():
@@ -271,16 +257,20 @@ def client_key_create(
             budget_tokens=budget_tokens,
             budget_period=budget_period,
         )
-        admin_action_log(
-            actor=actor,
-            action="key.create",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={f: [None, getattr(key, f)] for f in _KEY_LOGGED},
-        )
+        _key_logged(key, "key.create", {f: [None, getattr(key, f)] for f in _KEY_LOGGED}, actor)
         transaction.on_commit(cache_version_bump)
     return key, raw
+
+
+def _key_logged(key: ClientKey, action: str, changes: dict[str, Any], actor: Any | None) -> None:
+    admin_action_log(
+        actor=actor,
+        action=action,
+        target_type="client_key",
+        target_id=key.pk,
+        target_label=f"{key.name} ({key.prefix}…)",
+        changes=changes,
+    )
 
 
 def _client_key_new_secret() -> tuple[str, str, str]:
@@ -298,14 +288,7 @@ def client_key_rotate(*, key: ClientKey, actor: Any | None = None) -> str:
         old_prefix = key.prefix
         key.prefix, key.key_hash, key.rotated_at = prefix, digest, timezone.now()
         key.save(update_fields=["prefix", "key_hash", "rotated_at"])
-        admin_action_log(
-            actor=actor,
-            action="key.rotate",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={"prefix": [old_prefix, prefix]},
-        )
+        _key_logged(key, "key.rotate", {"prefix": [old_prefix, prefix]}, actor)
         _on_commit_bump()
     return raw
 
@@ -322,14 +305,7 @@ def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any
         key.save()
         changes = changes_between(before, fields)
         if changes:
-            admin_action_log(
-                actor=actor,
-                action="key.update",
-                target_type="client_key",
-                target_id=key.pk,
-                target_label=f"{key.name} ({key.prefix}…)",
-                changes=changes,
-            )
+            _key_logged(key, "key.update", changes, actor)
         _on_commit_bump()
     return key
 
@@ -337,14 +313,7 @@ def client_key_update(*, key: ClientKey, actor: Any | None = None, **fields: Any
 def client_key_delete(*, key: ClientKey, actor: Any | None = None) -> None:
     """Delete a key (it stops working at once). Its usage records stay, keyed by its old id."""
     with transaction.atomic():
-        admin_action_log(
-            actor=actor,
-            action="key.delete",
-            target_type="client_key",
-            target_id=key.pk,
-            target_label=f"{key.name} ({key.prefix}…)",
-            changes={"name": [key.name, None], "owner_id": [key.owner_id, None]},
-        )
+        _key_logged(key, "key.delete", {"name": [key.name, None], "owner_id": [key.owner_id, None]}, actor)
         key.delete()
         _on_commit_bump()
 
@@ -359,14 +328,10 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
     Called from the request path on rare failures; every process skips the account within a
     second through the cache version bump.
     """
-    from django.utils import timezone
-
-    from accounts.models import AccountState
-
     if state not in AccountState.values:
         raise ValueError(f"unknown account state {state!r}")
     UpstreamAccount.objects.filter(id=account_id).update(
-        state=state, last_error=error[:2000], last_error_at=timezone.now()
+        state=state, last_error=redact(error)[:2000], last_error_at=timezone.now()
     )
     cache_version_bump()
 
@@ -375,7 +340,8 @@ def account_mark_state(*, account_id: int, state: str, error: str) -> None:
 
 
 def credentials_rotate(*, actor: Any | None = None) -> int:
-    """Re-encrypt every Credential and GatewayToken under the first PROXY_CREDENTIAL_KEYS key.
+    """Re-encrypt every Credential (and each provider's secret tables, e.g. GitLab's gateway
+    tokens) under the first PROXY_CREDENTIAL_KEYS key.
 
     Rotation: put the new key first (old ones after it, so existing ciphertexts stay readable),
     run this, then drop the old keys. Works on the stored ciphertext directly (the field would
@@ -384,12 +350,10 @@ def credentials_rotate(*, actor: Any | None = None) -> int:
     """
     from django.db import connection
 
-    from accounts.crypto import reencrypt
-    from accounts.models import GatewayToken
-
     count = 0
+    models: list[type[Model]] = [Credential, *(m for p in providers_all() for m in p.secret_models)]
     with transaction.atomic():
-        for model in (Credential, GatewayToken):
+        for model in models:
             table = connection.ops.quote_name(model._meta.db_table)
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -417,7 +381,8 @@ def credentials_rotate(*, actor: Any | None = None) -> int:
 
 # --------------------------------------------------------------------------- teams
 
-_TEAM_LOGGED = (
+# A team's settings (all logged old -> new); the admin form edits exactly these.
+TEAM_FIELDS = (
     "name",
     "allowed_models",
     "requests_per_minute",
@@ -440,7 +405,7 @@ def _member_names(user_ids: Iterable[int]) -> list[str]:
 
 def team_create(*, name: str, member_ids: Iterable[int] = (), actor: Any | None = None, **fields: Any) -> Team:
     """Create a team. `fields` are any of the logged team settings (limits, models...)."""
-    unknown = set(fields) - set(_TEAM_LOGGED)
+    unknown = set(fields) - set(TEAM_FIELDS)
     if unknown:
         raise ValueError(f"cannot set {sorted(unknown)}")
     if "allowed_models" in fields:
@@ -456,7 +421,7 @@ def team_create(*, name: str, member_ids: Iterable[int] = (), actor: Any | None 
             target_id=team.pk,
             target_label=_team_label(team),
             changes={
-                **{f: [None, getattr(team, f)] for f in _TEAM_LOGGED},
+                **{f: [None, getattr(team, f)] for f in TEAM_FIELDS},
                 "members": [None, _member_names(members)],
             },
         )
@@ -469,7 +434,7 @@ def team_update(
 ) -> Team:
     """Change a team's settings and/or members (None = leave members alone). Its keys pick up
     the new limits at once (the cache version is bumped)."""
-    unknown = set(fields) - set(_TEAM_LOGGED)
+    unknown = set(fields) - set(TEAM_FIELDS)
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "allowed_models" in fields:

@@ -192,7 +192,8 @@ def _reset(dist: Dist) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     from django.db import connection
 
     from accounts.models import ClientKey, UpstreamAccount
-    from accounts.services import account_add_openai_compat, client_key_create
+    from accounts.services import client_key_create
+    from executors.openai_compat.services import account_add_openai_compat
 
     with connection.cursor() as c:
         c.execute("TRUNCATE audit_usagerecord, audit_usagerollup, audit_rollupwatermark RESTART IDENTITY")

@@ -32,7 +32,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 from accounts.models import UpstreamAccount  # noqa: E402
-from accounts.services import account_add_openai_compat  # noqa: E402
+from executors.openai_compat.services import account_add_openai_compat  # noqa: E402
 from routing.affinity import affinity_key, affinity_parse  # noqa: E402
 from routing.catalog import catalog_resolve  # noqa: E402
 from routing.dispatch import Affinity, _reward  # noqa: E402

@@ -94,7 +94,7 @@ def _message(role: str, text: str) -> dict[str, Any]:
 
 
 def opening() -> list[dict[str, Any]]:
-    """What Codex CLI 0.169 sends first (clients.md §3.3): base prompt, skills + permissions,
+    """What Codex CLI 0.169 sends first (docs/protocols/clients.md#codex-cli): base prompt, skills + permissions,
     environment context."""
     return [
         _message("developer", _words(20_000, "You are Codex, a coding agent")),
@@ -319,7 +319,8 @@ async def _session_bench(world: World, requests: int, reps: int) -> dict[str, An
         key = "ws_bytes_in" if ws else "http_bytes_in"
         return lambda: world.fake_stats()[key]
 
-    # the proxy sends even HTTP clients' turns over an upstream socket for gpt-5.5 (§4.4)
+    # the proxy sends even HTTP clients' turns over an upstream socket for gpt-5.5
+    # (docs/protocols/codex.md#transport-http-and-websocket)
     def upstream_bytes() -> int:
         s = world.fake_stats()
         return s["ws_bytes_in"] + s["http_bytes_in"]

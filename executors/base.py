@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
 from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request, hosted_tools_drop
+from infra.redact import redact, redact_values
 
 # UpstreamCall.memo key: hosted tool types the last attempt's translation dropped.
 DROPPED_TOOLS = "dropped_tools"
@@ -23,14 +24,32 @@ _OPTION_KEYS = ("chat_developer_role", "chat_max_tokens_field", "default_max_tok
 
 
 def encode_options_for(account: AccountInfo) -> EncodeOptions:
-    """Translation knobs an admin sets per account in provider_config (formats.md §5.3), e.g.
-    `chat_developer_role` for a Chat server that accepts role "developer"."""
+    """Translation knobs an admin sets per account in provider_config
+    (docs/protocols/translation.md#responses-to-chat), e.g. `chat_developer_role` for a Chat
+    server that accepts role "developer"."""
     config = account.provider_config or {}
     chosen = {k: config[k] for k in _OPTION_KEYS if k in config}
     return EncodeOptions(**chosen) if chosen else _DEFAULT_OPTIONS
 
 
 _DEFAULT_OPTIONS = EncodeOptions()
+
+
+def translate_for(
+    canonical: dict[str, Any], target: Dialect, options: EncodeOptions
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The canonical request in `target`'s dialect, and the hosted tools dropped on the way
+    (a Chat or Messages target cannot run them; offered-only ones are dropped, forced ones
+    raise UnsupportedFeature)."""
+    dropped: tuple[str, ...] = ()
+    if target is not Dialect.RESPONSES:
+        canonical, dropped = hosted_tools_drop(canonical)
+    return encode_request(canonical, target, options=options), dropped
+
+
+def translation_memo_key(target: Dialect, options: EncodeOptions) -> str:
+    """Where a prepared translation of the request to `target` is kept in the request memo."""
+    return f"translation:{target.value}:{options!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,20 +134,23 @@ class UpstreamCall:
         if target is self.dialect:
             body = dict(self.body)
         else:
-            canonical = self.canonical
-            if target is not Dialect.RESPONSES:
-                canonical, dropped = hosted_tools_drop(canonical)
-            body = encode_request(canonical, target, options=encode_options_for(self.account))
+            options = encode_options_for(self.account)
+            # A large body's translation was prepared off the event loop (routing.intake).
+            warm = self.memo.get(translation_memo_key(target, options))
+            translated, dropped = warm if warm is not None else translate_for(self.canonical, target, options)
+            body = dict(translated)
         self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body
 
 
 class UpstreamStreamError(Exception):
-    """The upstream stream broke after it started (cut, malformed event, error event)."""
+    """The upstream stream broke after it started (cut, malformed event, error event).
+
+    The message is redacted here: it reaches the client's error event and the usage record."""
 
     def __init__(self, message: str, code: str = "upstream_stream_error") -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.code = code
 
 
@@ -145,8 +167,12 @@ class UpstreamError(Exception):
     cooldown: seconds to skip this account for `cooldown_scope`; None = no cooldown.
     account_state: a persistent state that needs a human (accounts.models.AccountState value,
         e.g. "auth_failed", "not_entitled", "quota_exhausted"); None = none.
-    refresh_credential: the credential looks stale (e.g. 401): refresh once and retry the same
-        account before any cooldown.
+    refresh_credential: the credential looks stale (e.g. 401): dispatch refreshes it once and
+        retries the same account once; the other fields apply if that does not help.
+
+    The message is upstream text on its way to the client, the usage record, the account's
+    last error and the admin: it is redacted here, at construction (infra.redact), and
+    dispatch also masks the account's own secret values (`redact_values`).
     """
 
     def __init__(
@@ -165,6 +191,7 @@ class UpstreamError(Exception):
         refresh_credential: bool = False,
         backoff: bool = False,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -181,6 +208,12 @@ class UpstreamError(Exception):
         self.refresh_credential = refresh_credential
         # No reset hint: cool down with escalating backoff (used when `cooldown` is None).
         self.backoff = backoff
+
+    def redact_values(self, values: list[str]) -> UpstreamError:
+        """Mask the given secret values (the account's own credential) in the message."""
+        self.message = redact_values(self.message, values)
+        self.args = (self.message,)
+        return self
 
 
 @dataclass(slots=True)
@@ -209,13 +242,18 @@ class Executor(Protocol):
     billing: str
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
-        """Send the request. Raises UpstreamError before any event was produced.
+        """Send the request once. Raises UpstreamError (classified from the provider's error
+        table, executors.errors) before any event was produced; never retries a failure itself:
+        dispatch alone retries, refreshes and fails over.
 
-        For streams, read the upstream's handshake (at least the first event) before
+        For streams, read the upstream's handshake (executors.streaming.open_stream) before
         returning, so an error that arrives as the first event can still fail over.
         """
         ...
 
     async def refresh_credential(self, account: AccountInfo) -> bool:
-        """Refresh the account's credential (single-flight across processes); True if it changed."""
+        """Refresh the account's credential (single-flight across processes); True if it changed.
+
+        Called by dispatch after an error with `refresh_credential`; a failure is raised as a
+        classified UpstreamError (e.g. a dead refresh token: account_state auth_failed)."""
         ...

@@ -1,14 +1,19 @@
-"""Stream plumbing shared by executors: bounded reads, SSE relay, the handshake read."""
+"""Stream plumbing shared by executors: bounded reads, SSE relay, opening a stream (the
+handshake read that decides "error before first content"), assembling a streamed answer."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import httpx
 import orjson
 
 from executors.base import UpstreamError, UpstreamResponse, UpstreamStreamError
-from formats import Dialect, SseEvent, SseParser, UpstreamFormatError
+from executors.errors import bad_response, stream_failed
+from formats import Dialect, SseEvent, SseParser, UpstreamFormatError, is_error_event, is_handshake
+
+RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete"})
 
 
 def looks_like_event(ev: SseEvent) -> bool:
@@ -54,68 +59,93 @@ async def read_bounded(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def event_type(ev: SseEvent) -> str:
-    """The event's type: the SSE `event:` name, else the JSON payload's leading "type"."""
-    if ev.event:
-        return ev.event
-    if ev.data.startswith(b'{"type":'):
-        try:
-            obj = orjson.loads(ev.data)
-        except orjson.JSONDecodeError:
-            return ""
-        if isinstance(obj, dict):
-            return str(obj.get("type") or "")
-    return ""
+# Read at most this many events before committing to an upstream (a handshake is 1-4 events).
+MAX_HANDSHAKE_EVENTS = 16
+StreamErrorOf = Callable[[SseEvent], Awaitable[UpstreamError]]
 
 
-# Events that only open a stream: nothing the client could use has arrived yet.
-_MAX_HANDSHAKE_EVENTS = 16
-
-
-async def open_event_stream(
-    response: httpx.Response,
+async def open_stream(
+    events: AsyncIterator[SseEvent],
     *,
     dialect: Dialect,
     request_id: str,
-    first_event_error: Callable[[SseEvent], UpstreamError | None],
-    events: AsyncIterator[SseEvent] | None = None,
-    handshake: frozenset[str] = frozenset(),
+    error_of: StreamErrorOf,
+    closers: Sequence[Callable[[], Awaitable[Any]]] = (),
+    headers: dict[str, str] | None = None,
+    provider_meta: dict[str, Any] | None = None,
 ) -> UpstreamResponse:
-    """Read the handshake before committing to this upstream, so an error hidden in a 200
-    stream still fails over; then hand back the rest as it arrives. The handshake is the first
-    event plus any that follow while they are of a `handshake` type (e.g. `response.created`):
-    an error among them (`first_event_error`) is raised, not relayed."""
-    stream = events if events is not None else relay_events(response)
+    """The one place an upstream stream is opened: read the handshake and the first real event
+    before committing to this upstream, so an error hidden in a 200 stream (before any content)
+    still fails over; then hand back everything as it arrives.
+
+    `error_of` classifies an error event (the provider's table); `closers` release the
+    upstream (stream, response, socket) when the reply is closed or the open fails."""
     head: list[SseEvent] = []
     try:
         while True:
-            ev = await anext(stream)
-            error = first_event_error(ev)
-            if error is not None:
-                raise error
+            ev = await anext(events)
+            if is_error_event(dialect, ev):
+                raise await error_of(ev)
             head.append(ev)
-            if event_type(ev) not in handshake or len(head) >= _MAX_HANDSHAKE_EVENTS:
+            if not is_handshake(dialect, ev) or len(head) >= MAX_HANDSHAKE_EVENTS:
                 break
     except StopAsyncIteration:
-        raise UpstreamError(
-            status=502,
-            message="upstream stream ended before any event" if not head else "upstream stream ended in its handshake",
-            retryable=True,
-            request_id=request_id,
-            code="upstream_empty_stream",
-        ) from None
+        raise bad_response("upstream stream ended before any content", request_id, "upstream_empty_stream") from None
     except UpstreamStreamError as exc:
-        raise UpstreamError(
-            status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
-        ) from None
+        raise stream_failed(exc, request_id) from None
 
     async def chained() -> AsyncIterator[SseEvent]:
         for item in head:
             yield item
-        async for item in stream:
+        async for item in events:
             yield item
 
-    out = UpstreamResponse(dialect=dialect, request_id=request_id, events=chained())
-    out._closers.append(stream.aclose)  # type: ignore[attr-defined]
-    out._closers.append(response.aclose)
+    out = UpstreamResponse(
+        dialect=dialect,
+        request_id=request_id,
+        events=chained(),
+        headers=headers or {},
+        provider_meta=provider_meta or {},
+    )
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        out._closers.append(aclose)
+    out._closers.extend(closers)
     return out
+
+
+async def assemble_response(opened: UpstreamResponse, error_of: StreamErrorOf) -> UpstreamResponse:
+    """A non-stream client on a streamed Responses upstream: the final response object from the
+    terminal event, its output rebuilt from `output_item.done` events when it came empty."""
+    assert opened.events is not None
+    items: list[Any] = []
+    final: dict[str, Any] | None = None
+    try:
+        async for ev in opened.events:
+            obj = orjson.loads(ev.data)
+            if not isinstance(obj, dict):
+                continue
+            kind = obj.get("type")
+            if kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
+                items.append(obj["item"])
+            elif kind in ("response.failed", "error"):
+                raise await error_of(ev)
+            elif kind in RESPONSES_TERMINAL:
+                final = obj.get("response") if isinstance(obj.get("response"), dict) else None
+                break
+    except UpstreamStreamError as exc:
+        raise stream_failed(exc, opened.request_id) from None
+    finally:
+        await opened.aclose()
+    if final is None:
+        cut = "upstream stream ended before the response completed"
+        raise bad_response(cut, opened.request_id, "upstream_stream_cut")
+    if not final.get("output"):
+        final = {**final, "output": items}
+    return UpstreamResponse(
+        dialect=Dialect.RESPONSES,
+        request_id=opened.request_id,
+        body=final,
+        headers=opened.headers,
+        provider_meta=opened.provider_meta,
+    )

@@ -12,6 +12,7 @@ from .errors import error_body, error_from_upstream
 from .requests import decode_request, encode_request
 from .sse import SseEvent, SseLimitExceeded, SseParser, encode_sse
 from .stream import StreamTranslator
+from .stream_start import event_type, is_error_event, is_handshake
 from .usage import Usage, usage_from, usage_to
 from .validate import validate_request
 
@@ -34,7 +35,10 @@ __all__ = [
     "encode_sse",
     "error_body",
     "error_from_upstream",
+    "event_type",
     "hosted_tools_drop",
+    "is_error_event",
+    "is_handshake",
     "usage_from",
     "usage_to",
     "validate_request",

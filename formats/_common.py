@@ -51,7 +51,8 @@ class EncodeOptions:
     chat_max_tokens_field: str = "max_completion_tokens"
     # Anthropic requires max_tokens; used when the client gave no cap.
     default_max_tokens: int = 8192
-    # Anthropic thinking budgets per Responses reasoning effort (§5.4: configured table).
+    # Anthropic thinking budgets per Responses reasoning effort (docs/protocols/translation.md#responses-to-messages:
+    # configured table).
     thinking_budgets: dict[str, int] = field(
         default_factory=lambda: {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32000}
     )
@@ -124,7 +125,8 @@ NAMESPACE_SEPARATOR = "__"
 
 def expand_namespaces(tools: list[JSONDict]) -> list[tuple[int, JSONDict]]:
     """``(index in tools, tool)`` with each Codex ``namespace`` tool replaced by its member
-    functions, named ``<namespace>__<name>`` (formats.md §5.3): Chat and Messages have no tool
+    functions, named ``<namespace>__<name>`` (docs/protocols/translation.md#responses-to-chat): Chat and Messages have
+    no tool
     grouping, and refusing the namespace made every Codex CLI request on a non-bundled model
     fail. Calls to a member are mapped back (``custom_tool_names`` / ``namespaced_call``)."""
     out: list[tuple[int, JSONDict]] = []
@@ -196,7 +198,8 @@ def custom_input_from_arguments(arguments: str) -> str:
 
 
 def check_call_pairing(items: list[JSONDict], field_name: str = "input") -> None:
-    """Reject duplicate call ids and tool outputs without a preceding call (§5.10)."""
+    """Reject duplicate call ids and tool outputs without a preceding call
+    (docs/protocols/translation.md#rejected-or-dropped)."""
     calls: set[str] = set()
     for i, item in enumerate(items):
         typ = item.get("type")

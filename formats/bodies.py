@@ -316,7 +316,7 @@ def _encode_chat(c: JSONDict, model: str) -> JSONDict:
 
 
 def reasoning_signature(item: JSONDict) -> str:
-    """§5.6: how a reasoning item travels inside an Anthropic ``signature``."""
+    """docs/protocols/translation.md#streams: how a reasoning item travels inside an Anthropic ``signature``."""
     rid = str(item.get("id") or "")
     enc = item.get("encrypted_content") or ""
     if rid.startswith(RS_ANTHROPIC):

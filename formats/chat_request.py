@@ -1,4 +1,4 @@
-"""Chat Completions request <-> canonical (Responses) request, formats.md §5.1 / §5.3."""
+"""Chat Completions request <-> canonical (Responses) request, docs/protocols/translation.md#chat-to-responses."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from ._core import InvalidRequest, JSONDict, UnsupportedFeature, as_dict, dumps_
 
 log = logging.getLogger(__name__)
 
-# Sampling hints with no Responses/Messages equivalent: dropped (§5.10), logged at debug.
+# Sampling hints with no Responses/Messages equivalent: dropped (docs/protocols/translation.md#rejected-or-dropped),
+# logged at debug.
 _CHAT_DROPPED = frozenset(
     {"presence_penalty", "frequency_penalty", "seed", "prediction", "store", "stream_options", "prompt_cache_retention"}
 )
@@ -212,11 +213,21 @@ def decode_chat_request(body: JSONDict) -> JSONDict:
     if isinstance(mods, list) and any(m != "text" for m in mods):
         raise UnsupportedFeature("modalities", "only text output is supported")
 
+    instructions, items = _decode_messages(body["messages"])
     out: JSONDict = {"model": body["model"]}
+    if instructions:
+        out["instructions"] = "\n\n".join(instructions)
+    out["input"] = items
+    _decode_options(body, out)
+    return out
+
+
+def _decode_messages(messages: list[Any]) -> tuple[list[str], list[JSONDict]]:
+    """Chat messages -> (leading system texts, canonical input items)."""
     instructions: list[str] = []
     items: list[JSONDict] = []
     leading = True
-    for i, m in enumerate(body["messages"]):
+    for i, m in enumerate(messages):
         where = f"messages[{i}]"
         role = m["role"]
         if role in ("system", "developer"):
@@ -243,27 +254,8 @@ def decode_chat_request(body: JSONDict) -> JSONDict:
                 parts.append({"type": "refusal", "refusal": m["refusal"]})
             if parts:
                 items.append({"type": "message", "role": "assistant", "content": parts})
-            for j, tc in enumerate(m.get("tool_calls") or []):
-                if tc.get("type", "function") == "custom":
-                    items.append(
-                        {
-                            "type": "custom_tool_call",
-                            "call_id": tc["id"],
-                            "name": tc["custom"]["name"],
-                            "input": tc["custom"].get("input", ""),
-                        }
-                    )
-                elif tc.get("type", "function") == "function":
-                    items.append(
-                        {
-                            "type": "function_call",
-                            "call_id": tc["id"],
-                            "name": tc["function"]["name"],
-                            "arguments": tc["function"].get("arguments") or "",
-                        }
-                    )
-                else:
-                    raise UnsupportedFeature(f"{where}.tool_calls[{j}].type", "unknown tool call type")
+            calls = m.get("tool_calls") or []
+            items.extend(_decode_tool_call(tc, f"{where}.tool_calls[{j}]") for j, tc in enumerate(calls))
         elif role == "tool":
             items.append(
                 {
@@ -280,10 +272,29 @@ def decode_chat_request(body: JSONDict) -> JSONDict:
         if it["type"] == "function_call_output" and it["call_id"] in custom_ids:
             it["type"] = "custom_tool_call_output"
     check_call_pairing(items, "messages")
+    return instructions, items
 
-    if instructions:
-        out["instructions"] = "\n\n".join(instructions)
-    out["input"] = items
+
+def _decode_tool_call(tc: JSONDict, where: str) -> JSONDict:
+    if tc.get("type", "function") == "custom":
+        return {
+            "type": "custom_tool_call",
+            "call_id": tc["id"],
+            "name": tc["custom"]["name"],
+            "input": tc["custom"].get("input", ""),
+        }
+    if tc.get("type", "function") == "function":
+        return {
+            "type": "function_call",
+            "call_id": tc["id"],
+            "name": tc["function"]["name"],
+            "arguments": tc["function"].get("arguments") or "",
+        }
+    raise UnsupportedFeature(f"{where}.type", "unknown tool call type")
+
+
+def _decode_options(body: JSONDict, out: JSONDict) -> None:
+    """Everything but the messages: sampling, limits, tools, reasoning, output format, stops."""
     for key in _CHAT_SAME:
         if body.get(key) is not None:
             out[key] = body[key]
@@ -308,7 +319,6 @@ def decode_chat_request(body: JSONDict) -> JSONDict:
     stop = body.get("stop")
     if stop:
         out["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    return out
 
 
 # ---------------------------------------------------------------- encode: canonical -> chat
@@ -444,6 +454,13 @@ def encode_chat_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
     reject_unencodable(c)
     items = input_items(c)
     check_call_pairing(items)
+    body: JSONDict = {"model": c["model"], "messages": _encode_messages(c, items, opts)}
+    _encode_options(c, opts, body)
+    return body
+
+
+def _encode_messages(c: JSONDict, items: list[JSONDict], opts: EncodeOptions) -> list[JSONDict]:
+    """Canonical instructions and items -> Chat messages (tool calls merged into assistant turns)."""
     messages: list[JSONDict] = []
     if c.get("instructions"):
         messages.append({"role": "system", "content": c["instructions"]})
@@ -505,15 +522,17 @@ def encode_chat_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
                 out = joined_text(out, f"{where}.output")
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": out or ""})
         elif typ == "reasoning":
-            # No Chat field; encrypted content is upstream-specific (§5.3).
+            # No Chat field; encrypted content is upstream-specific (docs/protocols/translation.md#responses-to-chat).
             continue
         else:
             raise UnsupportedFeature(f"{where}.type", f"input item {typ!r} cannot be sent to a Chat upstream")
     flush()
     if not messages:
         raise InvalidRequest("input", "the request has no messages")
+    return messages
 
-    body: JSONDict = {"model": c["model"], "messages": messages}
+
+def _encode_options(c: JSONDict, opts: EncodeOptions, body: JSONDict) -> None:
     for key in ("temperature", "top_p", "user", "metadata", "service_tier", "prompt_cache_key", "safety_identifier"):
         if c.get(key) is not None:
             body[key] = c[key]
@@ -541,7 +560,6 @@ def encode_chat_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
     if c.get("stream"):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    return body
 
 
 def parse_arguments(arguments: Any, where: str) -> Any:

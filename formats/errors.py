@@ -1,4 +1,5 @@
-"""Error bodies per dialect (formats.md §2.7, §4.8, §5.9) and upstream error parsing."""
+"""Error bodies per dialect (docs/protocols/chat-completions.md#errors, docs/protocols/anthropic-messages.md#errors,
+docs/protocols/translation.md#errors-across-dialects) and upstream error parsing."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ _ANTHROPIC_TYPES = frozenset(
         "overloaded_error",
     }
 )
-# §5.9 default codes for OpenAI-shaped bodies, so SDKs and humans get a stable reason.
+# docs/protocols/translation.md#errors-across-dialects default codes for OpenAI-shaped bodies, so SDKs and humans get
+# a stable reason.
 _OPENAI_DEFAULT_CODE = {
     401: "invalid_api_key",
     403: "permission_denied",

@@ -1,4 +1,4 @@
-"""Anthropic Messages request <-> canonical (Responses) request, formats.md §5.2 / §5.4."""
+"""Anthropic Messages request <-> canonical (Responses) request, docs/protocols/translation.md#messages-to-responses."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from .chat_request import parse_arguments, reject_unencodable
 
 log = logging.getLogger(__name__)
 
-# Hints and Anthropic-only bookkeeping with no canonical meaning (§5.2, §5.10).
+# Hints and Anthropic-only bookkeeping with no canonical meaning (docs/protocols/translation.md#messages-to-responses,
+# docs/protocols/translation.md#rejected-or-dropped).
 _MSG_DROPPED = frozenset({"metadata", "context_management", "top_k", "service_tier", "cache_control"})
 _MSG_HANDLED = frozenset(
     {
@@ -59,7 +60,8 @@ def _stable_id(prefix: str, blob: str) -> str:
 
 
 def thinking_to_reasoning(block: JSONDict) -> JSONDict | None:
-    """Anthropic thinking block -> canonical reasoning item (§5.2/§5.6 signature rule)."""
+    """Anthropic thinking block -> canonical reasoning item (docs/protocols/translation.md#messages-to-responses
+    signature rule)."""
     if block.get("type") == "redacted_thinking":
         data = str(block.get("data", ""))
         return {
@@ -220,7 +222,8 @@ def _decode_tools(tools: list[JSONDict]) -> list[JSONDict]:
 
 
 def _budget_to_effort(budget: Any) -> str:
-    # §5.2: a bare budget has no exact equivalent; thresholds mirror the encode table.
+    # docs/protocols/translation.md#messages-to-responses: a bare budget has no exact equivalent; thresholds mirror
+    # the encode table.
     b = budget if isinstance(budget, int) and not isinstance(budget, bool) else 0
     if b < 4096:
         return "low"
@@ -366,13 +369,21 @@ def _reasoning_block(item: JSONDict) -> JSONDict | None:
     if rid.startswith(RS_ANTHROPIC):
         text = "".join(s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict))
         return {"type": "thinking", "thinking": text, "signature": enc}
-    return None  # an OpenAI reasoning blob: Anthropic cannot verify it (§5.10 foreign signature)
+    # an OpenAI reasoning blob: Anthropic cannot verify it (docs/protocols/translation.md#rejected-or-dropped foreign
+    # signature)
+    return None
 
 
 def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
     reject_unencodable(c)
     items = input_items(c)
     check_call_pairing(items)
+    system, turns = _encode_turns(c, items, opts)
+    return _messages_body(c, opts, system, turns)
+
+
+def _encode_turns(c: JSONDict, items: list[JSONDict], opts: EncodeOptions) -> tuple[list[str], list[JSONDict]]:
+    """Canonical items -> (system texts, Anthropic turns)."""
     system: list[str] = [c["instructions"]] if c.get("instructions") else []
     turns: list[JSONDict] = []
 
@@ -393,7 +404,8 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
             if role in ("system", "developer"):
                 text = joined_text(parts, f"{where}.content")
                 if leading or not opts.anthropic_mid_conversation_system:
-                    system.append(text)  # position lost when folded (§5.4)
+                    # position lost when folded (docs/protocols/translation.md#responses-to-messages)
+                    system.append(text)
                 else:
                     turns.append({"role": "system", "content": text})
                 continue
@@ -449,7 +461,10 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
             t["content"].sort(key=lambda b: 0 if b.get("type") == "tool_result" else 1)
     if not turns:
         raise InvalidRequest("input", "the request has no messages")
+    return system, turns
 
+
+def _messages_body(c: JSONDict, opts: EncodeOptions, system: list[str], turns: list[JSONDict]) -> JSONDict:
     body: JSONDict = {"model": c["model"]}
     max_tokens = c.get("max_output_tokens") or opts.default_max_tokens
     body["max_tokens"] = max_tokens
@@ -479,7 +494,8 @@ def encode_messages_request(c: JSONDict, opts: EncodeOptions) -> JSONDict:
         budget = min(opts.thinking_budgets.get(str(effort), opts.thinking_budgets.get("medium", 8192)), max_tokens - 1)
         if budget >= 1024:  # Anthropic's minimum; below it thinking cannot be enabled
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-            # Anthropic rejects sampling changes with thinking on; they are hints (§5.10).
+            # Anthropic rejects sampling changes with thinking on; they are hints
+            # (docs/protocols/translation.md#rejected-or-dropped).
             body.pop("temperature", None)
             body.pop("top_p", None)
     fmt = as_dict(c.get("text")).get("format")

@@ -27,7 +27,8 @@ def _encode_responses_request(c: JSONDict) -> JSONDict:
     if isinstance(c.get("input"), list):
         kept = []
         for item in input_items(c):
-            # Anthropic-signed thinking cannot be verified by an OpenAI upstream (§5.2).
+            # Anthropic-signed thinking cannot be verified by an OpenAI upstream
+            # (docs/protocols/translation.md#messages-to-responses).
             if item.get("type") == "reasoning" and str(item.get("id", "")).startswith(RS_ANTHROPIC):
                 continue
             kept.append(item)
@@ -38,7 +39,8 @@ def _encode_responses_request(c: JSONDict) -> JSONDict:
 def encode_request(canonical: JSONDict, dialect: Dialect, *, options: EncodeOptions | None = None) -> JSONDict:
     """Canonical Responses request -> upstream body in ``dialect``.
 
-    Raises UnsupportedFeature for constructs the target cannot express (§5.10).
+    Raises UnsupportedFeature for constructs the target cannot express
+    (docs/protocols/translation.md#rejected-or-dropped).
     """
     opts = options or DEFAULT_OPTIONS
     if dialect is Dialect.CHAT:

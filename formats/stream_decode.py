@@ -1,6 +1,7 @@
 """Upstream stream -> canonical Responses events (dicts without ``sequence_number``).
 
-Decoders for Chat and Messages sources emit the *full* canonical sequence (§3.6): created,
+Decoders for Chat and Messages sources emit the *full* canonical sequence
+(docs/protocols/responses.md#ordering-rules): created,
 in_progress, added before any delta, a done for every added, and a terminal event whose
 ``response.output`` lists every item. They keep only the current output (needed for the
 terminal event), never the event history.
@@ -274,7 +275,7 @@ class CanonicalBuilder:
 
 
 class ChatDecoder:
-    """Chat completion chunks -> canonical events (§5.6, last paragraph)."""
+    """Chat completion chunks -> canonical events (docs/protocols/translation.md#streams, last paragraph)."""
 
     def __init__(self, custom_tools: Collection[str]) -> None:
         self.b = CanonicalBuilder(custom_tools)
@@ -348,7 +349,8 @@ class ChatDecoder:
         out: list[JSONDict] = []
         it = self.calls.get(idx)
         if it is None:
-            # Items are sequential in Responses (§3.5): a new call closes whatever is open.
+            # Items are sequential in Responses (docs/protocols/responses.md#stream-events): a new call closes
+            # whatever is open.
             # OpenAI streams parallel calls one after another; a server that interleaves
             # them loses the late fragments of an already-closed call (see docs/formats.md).
             if self.cur is not None:
@@ -374,7 +376,7 @@ class ChatDecoder:
 
 
 class MessagesDecoder:
-    """Anthropic Messages events -> canonical events (§5.6, reverse direction)."""
+    """Anthropic Messages events -> canonical events (docs/protocols/translation.md#streams, reverse direction)."""
 
     def __init__(self, custom_tools: Collection[str]) -> None:
         self.b = CanonicalBuilder(custom_tools)
@@ -388,7 +390,7 @@ class MessagesDecoder:
 
     def _merge_usage(self, u: Any) -> None:
         if isinstance(u, dict):
-            # message_delta usage is cumulative: later values overwrite (§4.6).
+            # message_delta usage is cumulative: later values overwrite (docs/protocols/anthropic-messages.md#stream).
             self.raw_usage.update({k: v for k, v in u.items() if v is not None})
             self.b.usage = usage_from(Dialect.MESSAGES, self.raw_usage)
 
@@ -498,7 +500,7 @@ class ResponsesDecoder:
             typ = ev.event or ""
             data["type"] = typ
         if typ.startswith("codex."):
-            return []  # Codex-only rate-limit/metadata events (§3.5)
+            return []  # Codex-only rate-limit/metadata events (docs/protocols/responses.md#stream-events)
         if typ in TERMINAL_TYPES:
             self.terminal = True
             u = as_dict(data.get("response")).get("usage")

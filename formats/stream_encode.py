@@ -1,6 +1,7 @@
 """Canonical Responses events -> client stream events in the target dialect.
 
-Encoders are tolerant of what real Responses upstreams do (§3.6 "tolerated"): items that
+Encoders are tolerant of what real Responses upstreams do (docs/protocols/responses.md#ordering-rules "tolerated"):
+items that
 only appear as ``output_item.done``, ``.done`` events without deltas, missing
 ``content_part`` events. They keep O(items) state, never the text itself.
 """
@@ -157,7 +158,7 @@ class ChatEncoder:
                 out.append(self._tool(oi, {"function": {"arguments": tail}}))
             self.args_seen.add(oi)
         elif typ == "message" and oi not in self.item_text:
-            # An upstream that only sent output_item.done (tolerated by §3.6).
+            # An upstream that only sent output_item.done (tolerated by docs/protocols/responses.md#ordering-rules).
             self.item_text.add(oi)
             for p in item.get("content") or []:
                 if p.get("type") == "output_text" and p.get("text"):
@@ -414,7 +415,7 @@ class MessagesEncoder:
             if oi in self.item_blocks or not (text or enc):
                 return self._close() if self._is_open("thinking", oi) else []
             out += self._thinking(oi, text)
-        # §5.6: the signature carries "<encrypted_content>@<reasoning_id>" for replay.
+        # docs/protocols/translation.md#streams: the signature carries "<encrypted_content>@<reasoning_id>" for replay.
         out.append(self._delta({"type": "signature_delta", "signature": reasoning_signature(item)}))
         return out + self._close()
 

@@ -1,4 +1,4 @@
-"""Token usage in one canonical record, mapped per formats.md §5.8.
+"""Token usage in one canonical record, mapped per docs/protocols/translation.md#usage.
 
 Canonical meaning (same as Responses): ``input_tokens`` is the *total* prompt size and
 includes both cache reads (``cached_tokens``) and cache writes (``cache_creation_tokens``);
@@ -72,7 +72,7 @@ def usage_to(dialect: Dialect, u: Usage) -> JSONDict:
     if dialect is Dialect.RESPONSES:
         details: JSONDict = {"cached_tokens": u.cached_tokens}
         if u.cache_creation_tokens:
-            # Optional extension (§3.8) so an Anthropic cache-write count survives the hub.
+            # Optional extension (docs/protocols/responses.md#usage) so an Anthropic cache-write count survives the hub.
             details["cache_write_tokens"] = u.cache_creation_tokens
         return {
             "input_tokens": u.input_tokens,

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -42,65 +41,35 @@ class _Fixed:
         return self._families
 
 
-async def _account_state(families: dict[str, GaugeMetricFamily]) -> None:
-    from accounts.selectors import accounts_enabled
-    from audit.services import usage_buffer_depth
-    from state.cooldown import cooldowns_list
-    from state.quota import quota_snapshots
-    from statestore import get_store
+# State read at scrape time, one collector per owner (accounts: account state, cooldowns and
+# quota; audit: the usage buffer), registered from their AppConfig.ready().
+StateCollector = Callable[[], Awaitable[list[Metric]]]
+_collectors: list[StateCollector] = []
 
-    store = get_store()
-    accounts = await accounts_enabled()
-    cooldowns = await asyncio.gather(*(cooldowns_list(store, account_id=a.id) for a in accounts))
-    quotas = await asyncio.gather(*(quota_snapshots(store, account_id=a.id) for a in accounts))
-    now = time.time()
-    for account, views, snaps in zip(accounts, cooldowns, quotas, strict=True):
-        families["state"].add_metric([account.label, account.provider, account.state], 1)
-        for view in views:
-            families["cooldown"].add_metric([account.label, view.scope], round(view.remaining, 3))
-        for snap in snaps:
-            labels = [account.label, snap.family, snap.window]
-            families["quota"].add_metric(labels, snap.used_percent)
-            if snap.resets_at is not None:
-                families["quota_reset"].add_metric(labels, max(0.0, round(snap.resets_at - now, 3)))
-    families["buffer"].add_metric([], await usage_buffer_depth())
+
+def state_collector_register(collect: StateCollector) -> None:
+    if collect not in _collectors:
+        _collectors.append(collect)
 
 
 async def state_families() -> list[Metric]:
-    families = {
-        "cooldown": GaugeMetricFamily(
-            "llmproxy_cooldown_remaining_seconds",
-            "Seconds left on each live cooldown, by account and scope (account | family:F | model:M).",
-            labels=["account", "scope"],
-        ),
-        "quota": GaugeMetricFamily(
-            "llmproxy_quota_used_percent",
-            "Last upstream quota reading, percent of the window used.",
-            labels=["account", "family", "window"],
-        ),
-        "quota_reset": GaugeMetricFamily(
-            "llmproxy_quota_resets_in_seconds",
-            "Seconds until the quota window resets (when the upstream said).",
-            labels=["account", "family", "window"],
-        ),
-        "state": GaugeMetricFamily(
-            "llmproxy_account_info",
-            "Enabled accounts and their state (1 per account).",
-            labels=["account", "provider", "state"],
-        ),
-        "buffer": GaugeMetricFamily(
-            "llmproxy_usage_buffer_depth", "Usage records waiting in the buffer to be written."
-        ),
-    }
     ok = 1.0
+    families: list[Metric] = []
     try:
-        await asyncio.wait_for(_account_state(families), timeout=STATE_TIMEOUT_SECONDS)
-    except Exception:  # report the failure as a metric; the request-path metrics still serve
-        log.warning("metrics: reading shared state failed", exc_info=True)
-        ok = 0.0
+        async with asyncio.timeout(STATE_TIMEOUT_SECONDS):
+            results = await asyncio.gather(*(collect() for collect in _collectors), return_exceptions=True)
+    except TimeoutError:
+        results = [TimeoutError("reading shared state timed out")]
+    for result in results:
+        if isinstance(result, BaseException):
+            # Report the failure as a metric; the request-path metrics still serve.
+            log.warning("metrics: reading shared state failed", exc_info=result)
+            ok = 0.0
+        else:
+            families.extend(result)
     up = GaugeMetricFamily("llmproxy_state_scrape_ok", "1 if cooldowns, quotas and buffer depth were read.")
     up.add_metric([], ok)
-    return [*families.values(), up]
+    return [*families, up]
 
 
 def _render_process_metrics() -> bytes:

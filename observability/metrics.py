@@ -20,17 +20,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # prometheus_client opens its files lazily and fails if the folder is missing.
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 from prometheus_client import Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from audit.services import UsageDraft
 
 log = logging.getLogger(__name__)
 
@@ -135,37 +132,39 @@ _code_label = _Capped(200)
 
 
 class _KnownModels:
-    """Client-visible catalog names, refreshed at most every PROXY_CACHE_TTL_SECONDS (and
-    when the account/catalog caches change generation). Unknown names become "other"."""
+    """Client-visible catalog names, refreshed at most every `ttl` seconds (and when the
+    account/catalog caches change generation). Unknown names become "other". The catalog's
+    owner (routing) plugs its source in at start-up: `known_models_source`."""
 
     names: frozenset[str] = frozenset()
     loaded_at = -1e9
     generation = -1
-    generation_of: Callable[[], int] | None = None
+    source: Callable[[], Awaitable[Iterable[str]]] | None = None
+    generation_of: Callable[[], int] = staticmethod(lambda: 0)
     ttl = 30.0
 
 
 _models = _KnownModels()
 
 
+def known_models_source(
+    names: Callable[[], Awaitable[Iterable[str]]], *, generation: Callable[[], int], ttl: float
+) -> None:
+    """Where the model label's known names come from (routing.apps registers the catalog)."""
+    _models.source, _models.generation_of, _models.ttl = names, generation, ttl
+
+
 async def _model_label(name: str) -> str:
     if not name:
         return NONE
-    if _models.generation_of is None:
-        # Imported on first use, not at module load: accounts/ imports this module.
-        from django.conf import settings
-
-        from accounts.selectors import cache_generation
-
-        _models.generation_of, _models.ttl = cache_generation, settings.PROXY_CACHE_TTL_SECONDS
+    if _models.source is None:
+        return OTHER  # no catalog registered: keep the label bounded
     now = time.monotonic()
     generation = _models.generation_of()
     if now - _models.loaded_at > _models.ttl or generation != _models.generation:
-        from routing.catalog import catalog_models
-
-        # Both caches behind catalog_models are warm on the request path; this costs no query
-        # in steady state and runs once per TTL per process.
-        _models.names = frozenset(await catalog_models())
+        # The caches behind the catalog are warm on the request path; this costs no query in
+        # steady state and runs once per TTL per process.
+        _models.names = frozenset(await _models.source())
         _models.loaded_at, _models.generation = now, generation
     return name if name in _models.names else OTHER
 
@@ -188,7 +187,38 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def record_draft(d: UsageDraft, model: str) -> None:
+class RequestRecord(Protocol):
+    """What the request metrics read of a finished request (audit.services.UsageDraft)."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def surface(self) -> str: ...
+    @property
+    def outcome(self) -> Any: ...
+    @property
+    def requested_model(self) -> str: ...
+    @property
+    def account_label(self) -> str: ...
+    @property
+    def duration_ms(self) -> int: ...
+    @property
+    def ttfb_ms(self) -> int | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def error_code(self) -> str: ...
+    @property
+    def attempt_log(self) -> Sequence[dict[str, Any]]: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+
+
+def record_draft(d: RequestRecord, model: str) -> None:
     """Record one finished request (sync part; `model` is already a bounded label)."""
     surface = d.surface
     outcome = str(d.outcome)
@@ -214,7 +244,7 @@ def record_draft(d: UsageDraft, model: str) -> None:
         _child(TOKENS, model, account, "cached").inc(d.cached_tokens)
 
 
-async def metrics_record(draft: UsageDraft) -> None:
+async def metrics_record(draft: RequestRecord) -> None:
     """The one call per request (from `_Finisher.finish()`); never raises."""
     try:
         record_draft(draft, await _model_label(draft.requested_model))

@@ -1,5 +1,6 @@
 """Log formatting: plain lines for humans, one JSON object per line for machines, with the
-request ids on every line and secrets redacted as a safety net.
+request ids on every line and secrets redacted as a safety net (infra.redact, the same
+redaction the failure layer applies to upstream texts).
 
 Chosen by LOG_FORMAT (plain | json) in settings. The JSON formatter is ~30 lines on orjson
 (already a dependency, and fast) rather than python-json-logger: we need a fixed set of
@@ -9,35 +10,13 @@ fields plus `extra=`, nothing else that library offers.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from infra.redact import redact
 from observability.requestid import client_request_id_get, request_id_get
-
-# Secrets that must never reach a log line, whatever a careless message interpolates:
-# client keys (sk-team-…) and upstream keys (sk-…, sk-proj-…, sk-ant-…), GitLab tokens
-# (glpat-…, gloas-…, …), bearer credentials, and JWTs (Codex/ChatGPT access and id tokens).
-_SECRET = re.compile(
-    r"(?P<sk>\bsk-[A-Za-z0-9_-]{6,})"
-    r"|(?P<gl>\bgl[a-z]{2,5}-[A-Za-z0-9_-]{10,})"
-    r"|(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}"
-    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)"
-)
-
-
-def _mask(match: re.Match[str]) -> str:
-    if match.group("bearer"):
-        return match.group("bearer") + "[REDACTED]"
-    value = match.group(0)
-    # Keep a short, non-secret prefix (sk-team-, glpat-) so a reader knows what it was.
-    return value[: value.find("-") + 1] + "[REDACTED]" if not match.group("jwt") else "[REDACTED-JWT]"
-
-
-def redact(text: str) -> str:
-    return _SECRET.sub(_mask, text) if text else text
 
 
 class RedactSecretsFilter(logging.Filter):

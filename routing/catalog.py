@@ -6,8 +6,8 @@ Sources, merged without churning the names clients use:
 - admin aliases (`CatalogEntry.targets`) resolving a stable name to upstream models in order;
 - per-account prefixes (`provider_config["model_prefix"]`, e.g. `team-b/gpt-4.1`) that pin
   a request to one account;
-- facts per model or family (responses-only, WebSocket preference, context window): built-in
-  defaults below, overridable by catalog entries.
+- facts per model or family (responses-only, WebSocket preference, context window): each
+  provider's defaults (accounts.providers), overridable by catalog entries.
 """
 
 from __future__ import annotations
@@ -19,22 +19,11 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.providers import provider_get
 from accounts.selectors import AccountInfo, account_usable, accounts_enabled, cache_generation
 from executors.base import ModelFacts
 from infra.db import db_call
 from routing.models import CatalogEntry, Strategy
-
-# Built-in facts by family; the admin can override any of them with a CatalogEntry.
-DEFAULT_FACTS: dict[str, dict[str, Any]] = {
-    # HTTP /chat/completions rejects the gpt-5.5 family on OpenAI-compatible accounts.
-    "gpt-5.5": {"responses_only": True, "prefer_websockets": True},
-    "gpt-5.6-sol": {"prefer_websockets": True},
-    "gpt-5.6-terra": {"prefer_websockets": True},
-    "gpt-5.6-luna": {"prefer_websockets": True},
-    "gpt-5.4": {"prefer_websockets": True},
-    "gpt-5.4-mini": {"prefer_websockets": True},
-    "gpt-5.2": {"prefer_websockets": True},
-}
 
 _DATED = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview)$")
 
@@ -118,9 +107,11 @@ def catalog_cache_clear() -> None:
     _cache.entries = None
 
 
-def _facts(name: str, entries: dict[str, _Entry]) -> ModelFacts:
+def _facts(name: str, entries: dict[str, _Entry], provider: str) -> ModelFacts:
+    """The provider's defaults for the model's family, then admin catalog entries on top."""
     family = model_family(name)
-    merged: dict[str, Any] = dict(DEFAULT_FACTS.get(family, {}))
+    spec = provider_get(provider)
+    merged: dict[str, Any] = dict(spec.model_facts.get(family, {})) if spec is not None else {}
     for key in (family, name):  # the exact name wins over its family
         entry = entries.get(key)
         if entry is not None:
@@ -143,12 +134,12 @@ async def catalog_resolve(model: str) -> Resolution:
         if pinned:
             return Resolution(
                 model,
-                [Target(a, rest, _facts(rest, entries)) for a in pinned if rest in a.model_names],
+                [Target(a, rest, _facts(rest, entries, a.provider)) for a in pinned if rest in a.model_names],
                 Strategy.FILL_FIRST,
             )
     entry = entries.get(model)
     names = list(entry.targets) if entry is not None and entry.targets else [model]
-    targets = [Target(a, n, _facts(n, entries)) for n in names for a in accounts if n in a.model_names]
+    targets = [Target(a, n, _facts(n, entries, a.provider)) for n in names for a in accounts if n in a.model_names]
     return Resolution(model, targets, entry.strategy if entry is not None else Strategy.ROUND_ROBIN)
 
 

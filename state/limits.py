@@ -38,14 +38,27 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from django.conf import settings
 
-from accounts.selectors import KeyInfo
 from statestore import CounterLimit, StateStore, held_key
 
 log = logging.getLogger(__name__)
+
+
+class KeyLimits(Protocol):
+    """What the limits read of a developer key (accounts.selectors.KeyInfo has these)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def requests_per_minute(self) -> int | None: ...
+    @property
+    def tokens_per_day(self) -> int | None: ...
+    @property
+    def budgets(self) -> tuple[tuple[int, str], ...]: ...  # (tokens, period)
+
 
 LimitName = Literal[
     "requests_per_minute", "tokens_per_day", "budget", "money_budget", "team_money_budget", "unavailable"
@@ -138,7 +151,7 @@ def _window(name: str, amount: int, limit: int, now: datetime, period: str) -> t
 
 
 def _counters(
-    key: KeyInfo, tokens: int, cost_nano: int, money: Sequence[MoneyLimit], now: datetime
+    key: KeyLimits, tokens: int, cost_nano: int, money: Sequence[MoneyLimit], now: datetime
 ) -> list[tuple[LimitName, _Kind, CounterLimit, float]]:
     """(limit name, kind, counter, seconds until its window ends) for every limit that applies."""
     tag = f"lim:{{{key.id}}}"
@@ -173,7 +186,7 @@ class LimitUsage:
 
 
 async def limits_usage(
-    store: StateStore, *, key: KeyInfo, money: Sequence[MoneyLimit] = (), now: datetime | None = None
+    store: StateStore, *, key: KeyLimits, money: Sequence[MoneyLimit] = (), now: datetime | None = None
 ) -> list[LimitUsage]:
     """The key's counters as enforcement sees them, one read (for the admin and the developer page)."""
     now = now or datetime.now(UTC)
@@ -196,14 +209,14 @@ async def limits_usage(
     return out
 
 
-def key_has_limits(key: KeyInfo, money: Sequence[MoneyLimit] = ()) -> bool:
+def key_has_limits(key: KeyLimits, money: Sequence[MoneyLimit] = ()) -> bool:
     return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets) or bool(money)
 
 
 async def limits_reserve(
     store: StateStore,
     *,
-    key: KeyInfo,
+    key: KeyLimits,
     estimated_tokens: int,
     estimated_cost_nano: int = 0,
     money: Sequence[MoneyLimit] = (),

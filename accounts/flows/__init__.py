@@ -1,8 +1,7 @@
 """Guided add-account flows for the admin: a registry of step-by-step flows per provider.
 
-A provider plugs in by adding `accounts/<provider>/flows.py` with `FLOWS = [MyFlow, ...]`
-(classes derived from accounts.flows.base.AccountFlow); the registry finds it by name, so
-nothing here changes when GitLab or Codex arrive.
+A provider lists its flows (classes derived from accounts.flows.base.AccountFlow) in the
+Provider it registers (accounts.providers); nothing here names a provider.
 """
 
 from accounts.flows.base import AccountFlow, FlowError, Step

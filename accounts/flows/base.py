@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from django import forms
 
 from accounts.models import UpstreamAccount
+from infra.redact import redact
 
 
 class FlowError(Exception):
@@ -22,7 +23,7 @@ class FlowError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-        self.detail = detail[:500]
+        self.detail = redact(detail)[:500]  # upstream text shown in the admin: no secrets
 
 
 def allow_duplicate_field(what: str) -> forms.BooleanField:
@@ -61,7 +62,7 @@ class AccountFlow(ABC):
     """
 
     key: ClassVar[str]  # unique, e.g. "openai_compat.api_key"
-    provider: ClassVar[str]  # accounts.models.ProviderKind value
+    provider: ClassVar[str]  # the registered provider kind (accounts.providers)
     title: ClassVar[str]
     description: ClassVar[str] = ""
     steps: ClassVar[tuple[Step, ...]]

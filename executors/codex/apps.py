@@ -1,7 +1,7 @@
-from django.apps import AppConfig
+from executors import apps
 
 
-class CodexApp(AppConfig):
+class CodexApp(apps.ProviderApp):
     name = "executors.codex"
     label = "codex"
     verbose_name = "OpenAI Codex"

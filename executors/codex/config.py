@@ -14,7 +14,9 @@ from typing import Any
 
 from django.conf import settings
 
-CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # public client, no secret (codex.md §2.1)
+from accounts.validators import upstream_url_checked
+
+CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # public client, no secret (docs/protocols/codex.md#sign-in-chatgpt-oauth)
 DEFAULT_AUTH_URL = "https://auth.openai.com"
 DEFAULT_BASE_URL = "https://chatgpt.com/backend-api/codex"
 PKCE_REDIRECT_URI = "http://localhost:1455/auth/callback"
@@ -24,7 +26,7 @@ SCOPES = "openid profile email offline_access"
 FIRST_PARTY_ORIGINATORS = frozenset({"codex_cli_rs", "codex-tui", "codex_exec", "codex_vscode"})
 DEFAULT_MODELS = ("gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.2")
 
-# The CLI release whose fingerprint we present (codex.md §1: 0.144+ unlocks the gpt-5.6
+# The CLI release whose fingerprint we present (docs/protocols/codex.md#request-fingerprint: 0.144+ unlocks the gpt-5.6
 # family in the catalog). Bump with CLI releases; per account via provider_config.
 _DEFAULTS: dict[str, Any] = {
     "auth_url": DEFAULT_AUTH_URL,
@@ -36,12 +38,13 @@ _DEFAULTS: dict[str, Any] = {
     "arch": "arm64",
     "terminal": "iTerm.app/3.6.10",
     "beta_features": "",
-    # Refresh-ahead: the access token lives ~10 days (§2.7); refresh a day early in Celery,
+    # Refresh-ahead: the access token lives ~10 days (docs/protocols/codex.md#token-refresh); refresh a day early in
+    # Celery,
     # and inline on the request path when less than this many seconds are left.
     "refresh_ahead_seconds": 86400,
     "inline_refresh_seconds": 300,
     # Upstream WebSocket transport for models the catalog flags `prefer_websockets` and for
-    # clients on a WebSocket (§4.4).
+    # clients on a WebSocket (docs/protocols/codex.md#transport-http-and-websocket).
     "websockets": True,
     # A socket kept for a client conversation is replaced before the backend's 60-minute cap.
     "websocket_max_age_seconds": 3300,
@@ -71,7 +74,7 @@ class CodexConfig:
 
     @property
     def user_agent(self) -> str:
-        # codex.md §5.1: `{originator}/{version} ({os} {os_version}; {arch}) {terminal}`.
+        # docs/protocols/codex.md#request-fingerprint: `{originator}/{version} ({os} {os_version}; {arch}) {terminal}`.
         # Never a product suffix: wrapper suffixes draw selective 401s.
         return (
             f"{self.originator}/{self.client_version} ({self.os_name} {self.os_version}; {self.arch}) {self.terminal}"
@@ -94,6 +97,9 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
             value = getattr(settings, f"CODEX_{key.upper()}", default)
         values[key] = value
     values["auth_url"] = str(values["auth_url"]).rstrip("/")
+    if per_account.get("auth_url"):
+        # Refresh tokens are sent there: checked again where it is used (accounts/validators.py).
+        values["auth_url"] = upstream_url_checked(values["auth_url"])
     values["refresh_ahead_seconds"] = float(values["refresh_ahead_seconds"])
     values["inline_refresh_seconds"] = float(values["inline_refresh_seconds"])
     values["websockets"] = _flag(values["websockets"])

@@ -1,4 +1,4 @@
-"""Codex backend failures → UpstreamError (codex.md §8.3, §9).
+"""What the Codex backend's failures mean, as tables (docs/protocols/codex.md, "Errors").
 
 Quota is metered per (account, model family): a `usage_limit_reached` cools that family until
 its `resets_at`; a 429 is never retried on the same account (the CLI does not either).
@@ -11,10 +11,27 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from django.conf import settings
 
 from accounts.models import AccountState
 from executors.base import CooldownScope, UpstreamError
+from executors.errors import (
+    CATCH_ALL,
+    FORBIDDEN,
+    Rule,
+    Signal,
+    all_of,
+    any_of,
+    anything,
+    default_cooldown,
+    gateway_status,
+    kind,
+    rest_account,
+    retry_after,
+    seconds,
+    status,
+    text,
+)
+from executors.errors import classify as classify_table
 
 HTML_403_MESSAGE = (
     "the Codex backend refused the request with an HTML 403 (chatgpt.com WAF/Cloudflare). This usually means "
@@ -33,7 +50,7 @@ _TYPE_STATUS = {
     "usage_limit_reached": 429,
     "usage_not_included": 429,
 }
-# Request faults: the client's answer, no cooldown, no failover (§8.3).
+# Request faults: the client's answer, no cooldown, no failover (docs/protocols/codex.md#errors).
 _REQUEST_FAULTS = frozenset(
     {
         "previous_response_not_found",
@@ -92,6 +109,125 @@ def usage_limit_wait(err: Mapping[str, Any], headers: Mapping[str, str], now: fl
     return retry if retry and retry > 0 else None
 
 
+def _limit_wait(s: Signal) -> float:
+    wait = usage_limit_wait(s.detail, s.headers, s.now)
+    return wait if wait is not None else default_cooldown()
+
+
+def _request_fault(s: Signal) -> bool:
+    return bool(s.kinds & _REQUEST_FAULTS) or 400 <= s.status < 500
+
+
+def _overload(s: Signal) -> bool:
+    return bool(s.kinds & _OVERLOAD) or s.status >= 500 or s.status == 0
+
+
+# What the Codex backend's failures mean (docs/protocols/codex.md, "Errors"); first match wins.
+TABLE: tuple[Rule, ...] = (
+    # Quota is metered per (account, model family): cool that family until its reset.
+    Rule(
+        kind("usage_limit_reached"),
+        code="usage_limit_reached",
+        as_status=429,
+        error_type="rate_limit_error",
+        cooldown=_limit_wait,
+        client_status=429,
+    ),
+    Rule(
+        kind("usage_not_included"),
+        code="usage_not_included",
+        as_status=429,
+        account_state=AccountState.NOT_ENTITLED,
+        scope=CooldownScope.ACCOUNT,
+        client_status=502,
+    ),
+    # The model, not the account, is full: try elsewhere, no cooldown.
+    Rule(text("at capacity"), code="model_at_capacity", client_status=503),
+    # A per-minute burst limit: fail over, short backoff, never the same account again now.
+    Rule(
+        any_of(status(429), kind("rate_limit_error", "rate_limit_exceeded")),
+        fallback_code="rate_limit_exceeded",
+        as_status=429,
+        error_type="rate_limit_error",
+        cooldown=retry_after(lambda s: min(5.0, default_cooldown())),
+        client_status=429,
+    ),
+    Rule(
+        all_of(status(401), kind("token_invalidated")),
+        code="codex_upstream_unavailable",
+        account_state=AccountState.SESSION_TERMINATED,
+        client_status=503,
+        message=lambda s: "the ChatGPT session of this Codex account was terminated (token_invalidated)",
+    ),
+    # A stale access token: dispatch refreshes once and retries once before anything else.
+    rest_account(status(401), seconds(default_cooldown), code="upstream_auth_failed", refresh=True),
+    FORBIDDEN,
+    # The backend does not know the model: another account may; rest (account, model) briefly.
+    Rule(
+        all_of(status(404), kind("model_not_found", "not_found_error")),
+        code="model_not_found",
+        scope=CooldownScope.MODEL,
+        backoff=True,
+    ),
+    # Any other 404 is a regional incident on /codex/responses, not a dead account: retry
+    # later, never disable.
+    Rule(
+        status(404),
+        fallback_code="upstream_not_found",
+        cooldown=seconds(lambda: min(60.0, default_cooldown())),
+        scope=CooldownScope.ACCOUNT,
+        client_status=502,
+    ),
+    # The socket's 60-minute cap (docs/protocols/codex.md#transport-http-and-websocket): the
+    # executor replaces the socket first; reaching here means the new one was refused too,
+    # which another account may not be.
+    Rule(kind("websocket_connection_limit_reached"), code="websocket_connection_limit_reached", client_status=502),
+    Rule(
+        kind("routing_unsupported"),
+        code="routing_unsupported",
+        retryable=False,
+        client_status=502,
+        message=lambda s: f"{s.message} (this model needs the WebSocket transport, not implemented)",
+    ),
+    # Request faults: the client's answer, no cooldown, no failover.
+    Rule(
+        _request_fault,
+        code=lambda s: s.code or s.etype or "invalid_request",
+        retryable=False,
+        client_status=lambda s: s.status if 400 <= s.status < 500 else 400,
+    ),
+    Rule(
+        _overload,
+        code=lambda s: s.code or s.etype or "upstream_overloaded",
+        cooldown=seconds(5.0),
+        scope=CooldownScope.ACCOUNT,
+        client_status=gateway_status,
+    ),
+    CATCH_ALL,
+)
+
+# An HTML page instead of JSON: chatgpt.com's WAF/Cloudflare, not the Codex backend.
+HTML_TABLE: tuple[Rule, ...] = (
+    # Fingerprint mismatch or a Cloudflare challenge: short cooldown, loud message.
+    Rule(
+        status(403),
+        code="codex_fingerprint_rejected",
+        cooldown=lambda s: max(10.0, min(default_cooldown(), 60.0)),
+        scope=CooldownScope.ACCOUNT,
+        client_status=502,
+        message=lambda s: HTML_403_MESSAGE,
+    ),
+    Rule(
+        anything,
+        code="upstream_error",
+        cooldown=seconds(5.0),
+        scope=CooldownScope.ACCOUNT,
+        client_status=gateway_status,
+        message=lambda s: f"Codex backend answered HTTP {s.status} with an HTML page",
+    ),
+)
+
+
 def classify(
     *,
     status: int,
@@ -101,210 +237,38 @@ def classify(
     request_id: str = "",
     now: float | None = None,
 ) -> UpstreamError:
-    now = time.time() if now is None else now
-    default = float(settings.DEFAULT_COOLDOWN_SECONDS)
+    """One HTTP reply of the backend (JSON `{"error":{...}}`, `{"detail": "..."}`, or HTML)."""
     if "text/html" in content_type or body.lstrip()[:1] == b"<":
-        if status == 403:
-            # Fingerprint mismatch or a Cloudflare challenge: short cooldown, loud message.
-            return UpstreamError(
-                status=403,
-                message=HTML_403_MESSAGE,
-                code="codex_fingerprint_rejected",
-                retryable=True,
-                cooldown=max(10.0, min(default, 60.0)),
-                cooldown_scope=CooldownScope.ACCOUNT,
-                request_id=request_id,
-                client_status=502,
-            )
-        return UpstreamError(
-            status=status,
-            message=f"Codex backend answered HTTP {status} with an HTML page",
-            code="upstream_error",
-            retryable=True,
-            cooldown=5.0,
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=503 if status in (503, 529) else 502,
-        )
-    obj = _parse(body)
-    err, message = _error_fields(obj)
-    etype = str(err.get("type") or "")
-    code = str(err.get("code") or "")
-    message = message or f"Codex backend answered HTTP {status}"
-    return classify_error(
-        status=status,
-        etype=etype,
-        code=code,
-        message=message,
-        err=err,
-        headers=headers,
-        request_id=request_id,
-        now=now,
-    )
+        return classify_table(HTML_TABLE, Signal(status=status, message="", headers=headers, request_id=request_id))
+    err, message = _error_fields(_parse(body))
+    return classify_error(status=status, err=err, message=message, headers=headers, request_id=request_id, now=now)
 
 
 def classify_error(
     *,
     status: int,
-    etype: str,
-    code: str,
-    message: str,
     err: Mapping[str, Any],
+    message: str,
     headers: Mapping[str, str],
     request_id: str = "",
     now: float | None = None,
 ) -> UpstreamError:
-    now = time.time() if now is None else now
-    default = float(settings.DEFAULT_COOLDOWN_SECONDS)
-    kinds = {etype, code}
-
-    if "usage_limit_reached" in kinds:
-        wait = usage_limit_wait(err, headers, now)
-        return UpstreamError(
-            status=429,
-            message=message,
-            code="usage_limit_reached",
-            error_type="rate_limit_error",
-            retryable=True,
-            cooldown=wait if wait is not None else default,
-            cooldown_scope=CooldownScope.FAMILY,
-            request_id=request_id,
-            client_status=429,
-        )
-    if "usage_not_included" in kinds:
-        return UpstreamError(
-            status=429,
-            message=message,
-            code="usage_not_included",
-            retryable=True,
-            account_state=AccountState.NOT_ENTITLED,
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=502,
-        )
-    if "at capacity" in message.lower():
-        # The model, not the account, is full: try elsewhere, no cooldown.
-        return UpstreamError(
-            status=status or 429,
-            message=message,
-            code="model_at_capacity",
-            retryable=True,
-            request_id=request_id,
-            client_status=503,
-        )
-    if status == 429 or kinds & {"rate_limit_error", "rate_limit_exceeded"}:
-        # A per-minute burst limit: fail over, short backoff, never the same account again now.
-        retry = _num(headers.get("retry-after"))
-        return UpstreamError(
-            status=429,
-            message=message,
-            code=code or "rate_limit_exceeded",
-            error_type="rate_limit_error",
-            retryable=True,
-            cooldown=retry if retry and retry > 0 else min(5.0, default),
-            cooldown_scope=CooldownScope.FAMILY,
-            request_id=request_id,
-            client_status=429,
-        )
-    if status == 401:
-        if "token_invalidated" in kinds:
-            return UpstreamError(
-                status=401,
-                message="the ChatGPT session of this Codex account was terminated (token_invalidated)",
-                code="codex_upstream_unavailable",
-                retryable=True,
-                account_state=AccountState.SESSION_TERMINATED,
-                request_id=request_id,
-                client_status=503,
-            )
-        # A stale access token: refresh once and retry once before anything else.
-        return UpstreamError(
-            status=401,
-            message=message,
-            code="upstream_auth_failed",
-            retryable=True,
-            refresh_credential=True,
-            cooldown=default,
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=502,
-        )
-    if status == 403:
-        return UpstreamError(
-            status=403,
-            message=message,
-            code=code or "upstream_forbidden",
-            retryable=True,
-            cooldown=default,
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=502,
-        )
-    if status == 404 and not (kinds & {"model_not_found", "not_found_error"}):
-        # A regional incident on /codex/responses, not a dead account: retry later, never disable.
-        return UpstreamError(
-            status=404,
-            message=message,
-            code=code or "upstream_not_found",
-            retryable=True,
-            cooldown=min(60.0, default),
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=502,
-        )
-    if "websocket_connection_limit_reached" in kinds:
-        # The socket's 60-minute cap (§4.2): the executor replaces the socket first; reaching
-        # here means the new one was refused too, which another account may not be.
-        return UpstreamError(
-            status=status or 400,
-            message=message,
-            code="websocket_connection_limit_reached",
-            retryable=True,
-            request_id=request_id,
-            client_status=502,
-        )
-    if "routing_unsupported" in kinds:
-        return UpstreamError(
-            status=status or 400,
-            message=f"{message} (this model needs the WebSocket transport, not implemented)",
-            code="routing_unsupported",
-            retryable=False,
-            request_id=request_id,
-            client_status=502,
-        )
-    if kinds & _REQUEST_FAULTS or (400 <= status < 500):
-        return UpstreamError(
-            status=status or 400,
-            message=message,
-            code=code or etype or "invalid_request",
-            error_type=etype or None,
-            retryable=False,
-            request_id=request_id,
-            client_status=status if 400 <= status < 500 else 400,
-        )
-    if kinds & _OVERLOAD or status >= 500 or status == 0:
-        return UpstreamError(
-            status=status or 503,
-            message=message,
-            code=code or etype or "upstream_overloaded",
-            retryable=True,
-            cooldown=5.0,
-            cooldown_scope=CooldownScope.ACCOUNT,
-            request_id=request_id,
-            client_status=503 if status in (0, 503, 529) else 502,
-        )
-    return UpstreamError(
+    signal = Signal(
+        now=time.time() if now is None else now,
         status=status,
-        message=message,
-        code=code or "upstream_error",
-        retryable=True,
+        message=message or f"Codex backend answered HTTP {status}",
+        etype=str(err.get("type") or ""),
+        code=str(err.get("code") or ""),
+        headers=headers,
         request_id=request_id,
-        client_status=502,
+        detail=err,
     )
+    return classify_table(TABLE, signal)
 
 
 def stream_error(event: Mapping[str, Any], headers: Mapping[str, str], request_id: str = "") -> UpstreamError:
-    """A terminal failure inside a 200 stream (`response.failed` or `error`), classified like HTTP (§9)."""
+    """A terminal failure inside a 200 stream (`response.failed` or `error`), classified like HTTP
+    (docs/protocols/codex.md#stream-quirks)."""
     if event.get("type") == "response.failed":
         response = event.get("response")
         err = dict(response.get("error") or {}) if isinstance(response, Mapping) else {}
@@ -316,6 +280,4 @@ def stream_error(event: Mapping[str, Any], headers: Mapping[str, str], request_i
     if status is None:
         status = float(_TYPE_STATUS.get(etype) or _TYPE_STATUS.get(code) or (503 if {etype, code} & _OVERLOAD else 502))
     message = str(err.get("message") or "the Codex backend reported a failure")
-    return classify_error(
-        status=int(status), etype=etype, code=code, message=message, err=err, headers=headers, request_id=request_id
-    )
+    return classify_error(status=int(status), err=err, message=message, headers=headers, request_id=request_id)

@@ -1,13 +1,15 @@
 """OpenAI Codex upstream (ChatGPT sign-in): `POST {base}/responses` over HTTP + SSE, or the
-responses WebSocket (§4.2) for models the catalog flags `prefer_websockets`.
+responses WebSocket (docs/protocols/codex.md#transport-http-and-websocket) for models the catalog flags
+`prefer_websockets`.
 
 Every client dialect is translated to Responses, the Codex body rules are applied, and the
 header set is rebuilt from scratch with the official CLI's fingerprint and a resolved
-identity (codex.md §5-§6). The upstream is always streamed; a non-stream client gets the
+identity (docs/protocols/codex.md#request-fingerprint). The upstream is always streamed; a non-stream client gets the
 final response object assembled from the events. The handshake events are read before
-returning, so an error hidden in a 200 stream still fails over (§8.3).
+returning, so an error hidden in a 200 stream still fails over (docs/protocols/codex.md#errors).
 
-Transport (§4.4 product rule): the upstream WebSocket is used when the account allows it
+Transport (docs/protocols/codex.md#transport-http-and-websocket product rule): the upstream WebSocket is used when the
+account allows it
 (provider_config `websockets`, default true) and the model is flagged `prefer_websockets` in
 the catalog (UpstreamCall.facts). Its frames feed the same event filter, handshake buffering
 and error mapping as SSE. A failed handshake falls back to HTTP SSE within the same request
@@ -33,7 +35,7 @@ from executors.codex.config import CodexConfig, codex_config
 from executors.codex.identity import Identity, TurnIds, resolve_identity
 from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
 from executors.codex.services import CodexRefreshError, codex_token_refresh
-from executors.codex.stream import HANDSHAKE, CodexEventFilter
+from executors.codex.stream import CodexEventFilter
 from executors.codex.websocket import (
     SLOT,
     KeptSocket,
@@ -46,7 +48,7 @@ from executors.codex.websocket import (
 )
 from executors.errors import classify_transport_error
 from executors.http import http_client
-from executors.streaming import read_bounded, relay_events
+from executors.streaming import assemble_response, open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from observability.metrics import ws_upstream_reconnect
 from state.quota import quota_family_for_model, quota_snapshot_set
@@ -55,7 +57,6 @@ from statestore import get_store
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
-_MAX_HANDSHAKE_EVENTS = 16  # §8.3: buffer at most this many handshake events
 _KEPT_HEADERS = ("x-request-id", "openai-model", "x-codex-active-limit", "x-codex-turn-state", "cf-ray")
 
 
@@ -68,7 +69,8 @@ def _lower(headers: httpx.Headers) -> dict[str, str]:
 
 
 def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str, str]:
-    """A WebSocket error frame carries its own status and headers (§4.2), e.g. the rate-limit
+    """A WebSocket error frame carries its own status and headers
+    (docs/protocols/codex.md#transport-http-and-websocket), e.g. the rate-limit
     headers of a `usage_limit_reached`; they win over the handshake's."""
     extra = obj.get("headers")
     if isinstance(extra, Mapping):
@@ -76,7 +78,8 @@ def _event_headers(obj: Mapping[str, Any], headers: dict[str, str]) -> dict[str,
     return headers
 
 
-# Errors after which a kept socket is replaced and the turn sent again in full (§4.2): the
+# Errors after which a kept socket is replaced and the turn sent again in full
+# (docs/protocols/codex.md#transport-http-and-websocket): the
 # backend's 60-minute cap, a continuation the socket no longer holds, a socket that closed.
 _REPLACE_ALWAYS = frozenset(
     {"websocket_connection_limit_reached", "previous_response_not_found", "upstream_socket_closed"}
@@ -131,8 +134,12 @@ class CodexExecutor:
         return cached
 
     async def refresh_credential(self, account: AccountInfo) -> bool:
+        """After a 401 (dispatch calls this once): rotate the tokens unless a sibling already did."""
         before = self._secret(account).get("access_token")
-        outcome = await codex_token_refresh(store=get_store(), account_id=account.id, stale_access_token=before)
+        try:
+            outcome = await codex_token_refresh(store=get_store(), account_id=account.id, stale_access_token=before)
+        except CodexRefreshError as exc:
+            raise _refresh_failed(exc, "Codex credential rejected and refresh failed") from None
         self._fresh[self._key(account)] = outcome.secret
         return outcome.secret.get("access_token") != before
 
@@ -146,26 +153,9 @@ class CodexExecutor:
         try:
             outcome = await codex_token_refresh(store=get_store(), account_id=account.id)
         except CodexRefreshError as exc:
-            if exc.terminal:
-                raise UpstreamError(
-                    status=401,
-                    message=f"Codex credential is dead: {exc}",
-                    code="upstream_auth_failed",
-                    retryable=True,
-                    account_state=AccountState.AUTH_FAILED,
-                    client_status=502,
-                ) from None
-            if expires > now:
+            if not exc.terminal and expires > now:
                 return secret  # still valid for a moment; the next request retries the refresh
-            raise UpstreamError(
-                status=401,
-                message=f"Codex token expired and refresh failed: {exc}",
-                code="upstream_auth_failed",
-                retryable=True,
-                cooldown=30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            ) from None
+            raise _refresh_failed(exc, "Codex token expired and refresh failed") from None
         self._fresh[self._key(account)] = outcome.secret
         return outcome.secret
 
@@ -188,36 +178,8 @@ class CodexExecutor:
         )
         body = apply_identity(body, ident)
         secret = await self._usable_secret(account, cfg)
-        try:
-            return await self._attempt(call, cfg, secret, ident, body)
-        except UpstreamError as exc:
-            if not exc.refresh_credential:
-                raise
-        # §2.7 step 5: a 401 on a request → refresh once (single-flight), retry once.
-        try:
-            changed = await self.refresh_credential(account)
-        except CodexRefreshError as exc:
-            raise UpstreamError(
-                status=401,
-                message=f"Codex credential rejected and refresh failed: {exc}",
-                code="upstream_auth_failed",
-                retryable=True,
-                account_state=AccountState.AUTH_FAILED if exc.terminal else None,
-                cooldown=None if exc.terminal else 30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            ) from None
-        if not changed:
-            raise UpstreamError(
-                status=401,
-                message="Codex rejected a freshly refreshed token",
-                code="upstream_auth_failed",
-                retryable=True,
-                cooldown=30.0,
-                cooldown_scope=CooldownScope.ACCOUNT,
-                client_status=502,
-            )
-        return await self._attempt(call, cfg, self._secret(account), ident, body)
+        # A 401 is classified `refresh_credential`: dispatch refreshes once and retries once.
+        return await self._attempt(call, cfg, secret, ident, body)
 
     async def _attempt(
         self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, body: dict[str, Any]
@@ -257,7 +219,8 @@ class CodexExecutor:
                 await self._note_usage_limit(call, err, resp_headers)
                 raise err
             ctype = resp_headers.get("content-type", "")
-            # The backend sends SSE without a content type (§9); only an explicit non-SSE type is wrong.
+            # The backend sends SSE without a content type (docs/protocols/codex.md#stream-quirks); only an explicit
+            # non-SSE type is wrong.
             if ctype and "text/event-stream" not in ctype:
                 raw = await read_bounded(response, _MAX_ERROR_BODY)
                 raise errors.classify(
@@ -279,7 +242,8 @@ class CodexExecutor:
             raise
 
     async def _wants_websocket(self, call: UpstreamCall, cfg: CodexConfig) -> bool:
-        # §4.4 product rule: the account allows it and the client is on a WebSocket or the
+        # docs/protocols/codex.md#transport-http-and-websocket product rule: the account allows it and the client is
+        # on a WebSocket or the
         # catalog flags the model.
         if not (cfg.websockets and (call.session is not None or call.facts.prefer_websockets)):
             return False
@@ -299,7 +263,8 @@ class CodexExecutor:
                 try:
                     conn, resp_headers = await ws_open(ws_url(call.account.base_url), headers)
                 except WsHandshakeFailed as exc:
-                    # §4.4: fall back to HTTP SSE for this request; remember it for a while.
+                    # docs/protocols/codex.md#transport-http-and-websocket: fall back to HTTP SSE for this request;
+                    # remember it for a while.
                     log.info("codex: WebSocket %s for %s; using HTTP SSE", exc, call.upstream_model)
                     await ws_remember_failure(call.account.id, call.upstream_model, str(exc))
                     return None
@@ -385,7 +350,7 @@ class CodexExecutor:
         family = (
             ratelimits.active_limit(headers)
             or await quota_family_for_model(store, account_id=call.account.id, model=call.upstream_model)
-            or call.upstream_model  # default: one family per model (§8.2)
+            or call.upstream_model  # default: one family per model (docs/protocols/codex.md#errors)
         )
         # Spent until the reset: selection sees zero headroom for exactly this family.
         await quota_snapshot_set(
@@ -425,84 +390,32 @@ class CodexExecutor:
                 if out is not None:
                     return obj, out
 
-        kept = {k: v for k, v in headers.items() if k in _KEPT_HEADERS}
-        meta = ident.provider_meta()
-
-        if not call.stream:
-            # Stream upstream anyway (the backend insists) and assemble the final object.
-            try:
-                while (item := await next_visible()) is not None:
-                    obj, _ = item
-                    if obj.get("type") in ("response.failed", "error"):
-                        raise await self._failed(call, obj, headers, request_id)
-                    if filt.terminal is not None:
-                        break  # a WebSocket stays open after the terminal event
-            except UpstreamStreamError as exc:
-                raise UpstreamError(
-                    status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
-                ) from None
-            await close(filt.terminal)
-            final = filt.final_response()
-            if final is None:
-                raise UpstreamError(
-                    status=502,
-                    message="stream closed before response.completed",
-                    code="upstream_stream_cut",
-                    retryable=True,
-                    request_id=request_id,
-                )
-            return UpstreamResponse(
-                dialect=Dialect.RESPONSES, request_id=request_id, body=final, headers=kept, provider_meta=meta
-            )
-
-        # Handshake: hold the first events until real content (or an error) shows up.
-        buffered: list[SseEvent] = []
-        try:
-            while True:
-                item = await next_visible()
-                if item is None:
-                    raise UpstreamError(
-                        status=502,
-                        message="stream closed before response.completed",
-                        code="upstream_stream_cut",
-                        retryable=True,
-                        request_id=request_id,
-                    )
-                obj, out = item
-                if obj.get("type") in ("response.failed", "error"):
-                    raise await self._failed(call, obj, headers, request_id)
-                buffered.append(out)
-                if obj.get("type") not in HANDSHAKE or len(buffered) >= _MAX_HANDSHAKE_EVENTS:
-                    break
-        except UpstreamStreamError as exc:
-            raise UpstreamError(
-                status=502, message=str(exc), code=exc.code, retryable=True, request_id=request_id
-            ) from None
-
-        async def relay() -> AsyncGenerator[SseEvent, None]:
-            for ev in buffered:
-                yield ev
-            if filt.terminal is not None:
-                return
-            try:
-                while (item := await next_visible()) is not None:
-                    yield item[1]
-                    if filt.terminal is not None:
-                        return
-            except UpstreamStreamError as exc:
-                raise CodexStreamError(str(exc), exc.code) from None
+        async def visible() -> AsyncGenerator[SseEvent, None]:
+            # codex.* events feed the quota readings and are never forwarded; the stream ends
+            # at the terminal event (a WebSocket stays open after it).
+            while (item := await next_visible()) is not None:
+                yield item[1]
+                if filt.terminal is not None:
+                    return
             raise CodexStreamError("Codex stream closed before response.completed", "upstream_stream_cut")
 
-        events = relay()
-        opened = UpstreamResponse(
-            dialect=Dialect.RESPONSES, request_id=request_id, events=events, headers=kept, provider_meta=meta
-        )
-        opened._closers.append(events.aclose)
+        async def error_of(ev: SseEvent) -> UpstreamError:
+            return await self._failed(call, orjson.loads(ev.data), headers, request_id)
+
         raw_close = getattr(raw_events, "aclose", None)
-        if raw_close is not None:
-            opened._closers.append(raw_close)
-        opened._closers.append(lambda: close(filt.terminal))
-        return opened
+        opened = await open_stream(
+            visible(),
+            dialect=Dialect.RESPONSES,
+            request_id=request_id,
+            error_of=error_of,
+            closers=(*((raw_close,) if raw_close is not None else ()), lambda: close(filt.terminal)),
+            headers={k: v for k, v in headers.items() if k in _KEPT_HEADERS},
+            provider_meta=ident.provider_meta(),
+        )
+        if call.stream:
+            return opened
+        # The backend insists on streaming: a non-stream client gets the assembled final object.
+        return await assemble_response(opened, error_of)
 
     async def _failed(
         self, call: UpstreamCall, obj: Mapping[str, Any], headers: dict[str, str], request_id: str
@@ -511,6 +424,20 @@ class CodexExecutor:
         err = errors.stream_error(obj, headers, request_id)
         await self._note_usage_limit(call, err, headers)
         return err
+
+
+def _refresh_failed(exc: CodexRefreshError, what: str) -> UpstreamError:
+    """A failed token refresh: a dead refresh token needs a human, anything else rests a while."""
+    return UpstreamError(
+        status=401,
+        message=f"{what}: {exc}",
+        code="upstream_auth_failed",
+        retryable=True,
+        account_state=AccountState.AUTH_FAILED if exc.terminal else None,
+        cooldown=None if exc.terminal else 30.0,
+        cooldown_scope=CooldownScope.ACCOUNT,
+        client_status=502,
+    )
 
 
 EXECUTOR = CodexExecutor()

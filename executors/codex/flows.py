@@ -1,5 +1,6 @@
 """Codex (ChatGPT sign-in) accounts in the guided add-account UI: paste-callback PKCE, device
-code, and `auth.json` import (codex.md §2.2, §2.3, §2.6).
+code, and `auth.json` import (docs/protocols/codex.md#sign-in-chatgpt-oauth,
+docs/protocols/codex.md#importing-authjson).
 
 The flows only collect input and turn outcomes into words; every wire call and every write
 goes through executors.codex.services (the same code as `manage.py codex_login` /
@@ -27,10 +28,10 @@ from accounts.flows.base import (
     allow_duplicate_field,
     duplicate_error,
 )
-from accounts.models import ProviderKind, UpstreamAccount
+from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
 from accounts.validators import upstream_url_validate
-from executors.codex import oauth
+from executors.codex import KIND, oauth
 from executors.codex.config import DEFAULT_AUTH_URL, DEFAULT_BASE_URL, DEFAULT_MODELS, PKCE_REDIRECT_URI
 from executors.codex.services import (
     CodexLoginError,
@@ -43,7 +44,7 @@ from executors.codex.services import (
 )
 
 # The device page re-polls on its own; never faster than this even if the server says less.
-# A device code (and its pending login in the store) is valid this long (§2.3).
+# A device code (and its pending login in the store) is valid this long (docs/protocols/codex.md#sign-in-chatgpt-oauth).
 _DEVICE_TTL_SECONDS = 15 * 60
 # auth.json is a few KB; a bundle of many accounts stays well below this.
 _MAX_AUTH_JSON = 200_000
@@ -114,7 +115,7 @@ class _AccountForm(forms.Form):
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=ProviderKind.CODEX).first()
+        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
         if other is not None:
             raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
         return label
@@ -228,7 +229,7 @@ def _save_kwargs(state: dict[str, Any], actor: Any) -> dict[str, Any]:
 
 
 class _CodexFlow(AccountFlow):
-    provider = ProviderKind.CODEX
+    provider = KIND
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
         if step.name != self.steps[0].name:

@@ -1,10 +1,10 @@
 """Codex request identity: which session/thread/turn/window/installation ids a request carries.
 
-codex.md §6. Every id is resolved in a fixed order — dedicated header → caller body
+docs/protocols/codex.md#identity. Every id is resolved in a fixed order — dedicated header → caller body
 `client_metadata` → caller turn metadata → proxy default — and then projected onto every
 surface (headers, flat `client_metadata`, the turn-metadata JSON in both places) so the
 upstream never sees two values for one id. The session-id default is itself a chain:
-Responses snapshot metadata → content-derived id (§6.3) → a new UUIDv7.
+Responses snapshot metadata → content-derived id (docs/protocols/codex.md#identity) → a new UUIDv7.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ COMPACTION = {
     "phase": "standalone_turn",
     "strategy": "memento",
 }
-SEPARATOR = "\u0001"  # §6.3: keeps JSON-looking instructions from colliding with a first item
+# docs/protocols/codex.md#identity: keeps JSON-looking instructions from colliding with a first item
+SEPARATOR = "\u0001"
 _MAX_ID = 200
 
 
@@ -73,7 +74,8 @@ def first_input_item(input_value: Any) -> Any:
 
 
 def content_session_id(instructions: Any, input_value: Any) -> str | None:
-    """§6.3: UUID-shaped SHA-256 of instructions + U+0001 + JSON(first input item); None if no input."""
+    """docs/protocols/codex.md#identity: UUID-shaped SHA-256 of instructions + U+0001 + JSON(first input item); None
+    if no input."""
     first = first_input_item(input_value)
     if first is None:
         return None
@@ -104,7 +106,7 @@ def _parse_turn_metadata(raw: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
-    """The validated subset of a Responses snapshot's provider_meta (§6.4)."""
+    """The validated subset of a Responses snapshot's provider_meta (docs/protocols/codex.md#identity)."""
 
     session_id: str | None = None
     window_generation: int | None = None
@@ -145,7 +147,8 @@ class Identity:
         return {"session_id": self.session_id, "window_generation": self.window_generation}
 
     def turn_metadata_header(self) -> str:
-        # The header copy is ASCII-escaped and drops `tool_namespaces_info` (§5.1).
+        # The header copy is ASCII-escaped and drops `tool_namespaces_info`
+        # (docs/protocols/codex.md#request-fingerprint).
         header_copy = {k: v for k, v in self.turn_metadata.items() if k != "tool_namespaces_info"}
         return json.dumps(header_copy, separators=(",", ":"), ensure_ascii=True)
 
@@ -158,6 +161,58 @@ def _first(*values: Any) -> tuple[str | None, int]:
     return None, -1
 
 
+def _session(
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    caller_cm: Mapping[str, Any],
+    turn_meta: Mapping[str, Any],
+    snap: SnapshotMeta,
+) -> tuple[str, str]:
+    """(session id, where it came from): header, body, turn metadata, snapshot, content, new."""
+    session, idx = _first(
+        headers.get("session-id"), headers.get("session_id"), caller_cm.get("session_id"), turn_meta.get("session_id")
+    )
+    source = ("header", "header", "body", "turn_metadata")[idx] if session else ""
+    if session is None and snap.session_id:
+        session, source = snap.session_id, "snapshot"
+    if session is None:
+        derived = content_session_id(body.get("instructions"), body.get("input"))
+        if derived:
+            session, source = derived, "content"
+    if session is None:
+        session, source = uuid7(), "new"
+    return session, source
+
+
+def _turn_meta_complete(
+    out_meta: dict[str, Any], turn_meta: Mapping[str, Any], *, compaction: bool, root_turn: str, model: str
+) -> None:
+    """After the identity keys: the caller's other turn-metadata keys, then the defaults."""
+    for key, value in turn_meta.items():
+        if key not in out_meta and key not in TURN_IDENTITY_KEYS:
+            out_meta[key] = value
+    if compaction:
+        out_meta["compaction"] = dict(COMPACTION)
+    out_meta.setdefault("root_turn_id", root_turn)
+    out_meta.setdefault("turn_started_at_unix_ms", int(time.time() * 1000))
+    out_meta.setdefault("model", model)
+
+
+def _client_metadata(
+    caller_cm: Mapping[str, Any], ids: Mapping[str, str], out_meta: Mapping[str, Any]
+) -> dict[str, str]:
+    """The caller's non-identity keys, then the resolved ids and the turn metadata."""
+    client_metadata: dict[str, str] = {}
+    for key, value in caller_cm.items():
+        if key in CM_IDENTITY_KEYS:
+            continue
+        # The backend takes a string -> string map (docs/protocols/codex.md#request-body-rules).
+        client_metadata[key] = value if isinstance(value, str) else canonical_json(value)
+    client_metadata.update(ids)
+    client_metadata["x-codex-turn-metadata"] = canonical_json(out_meta)
+    return client_metadata
+
+
 def resolve_identity(
     *,
     headers: Mapping[str, str],
@@ -168,7 +223,7 @@ def resolve_identity(
     model: str,
     compaction: bool = False,
 ) -> Identity:
-    """Resolve every id (§6.2) and build the outbound client_metadata and turn metadata.
+    """Resolve every id (docs/protocols/codex.md#identity) and build the outbound client_metadata and turn metadata.
 
     `body` is the Responses body after translation (its `client_metadata`, `instructions`
     and `input` are read); `headers` are the caller's, lower-cased.
@@ -182,19 +237,7 @@ def resolve_identity(
         **_parse_turn_metadata(headers.get("x-codex-turn-metadata")),
     }
     snap = SnapshotMeta.parse(snapshot_meta)
-
-    session, idx = _first(
-        headers.get("session-id"), headers.get("session_id"), caller_cm.get("session_id"), turn_meta.get("session_id")
-    )
-    source = ("header", "header", "body", "turn_metadata")[idx] if session else ""
-    if session is None and snap.session_id:
-        session, source = snap.session_id, "snapshot"
-    if session is None:
-        derived = content_session_id(body.get("instructions"), body.get("input"))
-        if derived:
-            session, source = derived, "content"
-    if session is None:
-        session, source = uuid7(), "new"
+    session, source = _session(headers, body, caller_cm, turn_meta, snap)
 
     thread, _ = _first(headers.get("thread-id"), caller_cm.get("thread_id"), turn_meta.get("thread_id"))
     thread = thread or session
@@ -214,32 +257,16 @@ def resolve_identity(
     if request_kind in ("turn", "prewarm", "compaction"):
         out_meta["installation_id"] = install
     out_meta.update(session_id=session, thread_id=thread, turn_id=turn, window_id=window, request_kind=request_kind)
-    for key, value in turn_meta.items():
-        if key not in out_meta and key not in TURN_IDENTITY_KEYS:
-            out_meta[key] = value
-    if compaction:
-        out_meta["compaction"] = dict(COMPACTION)
-    out_meta.setdefault("root_turn_id", root_turn)
-    out_meta.setdefault("turn_started_at_unix_ms", int(time.time() * 1000))
-    out_meta.setdefault("model", model)
-
-    client_metadata: dict[str, str] = {}
-    for key, value in caller_cm.items():
-        if key in CM_IDENTITY_KEYS:
-            continue
-        # The backend takes a string -> string map (§5.2).
-        client_metadata[key] = value if isinstance(value, str) else canonical_json(value)
-    client_metadata.update(
-        {
-            "x-codex-installation-id": install,
-            "session_id": session,
-            "thread_id": thread,
-            "turn_id": turn,
-            "root_turn_id": root_turn,
-            "x-codex-window-id": window,
-            "x-codex-turn-metadata": canonical_json(out_meta),
-        }
-    )
+    _turn_meta_complete(out_meta, turn_meta, compaction=compaction, root_turn=root_turn, model=model)
+    ids = {
+        "x-codex-installation-id": install,
+        "session_id": session,
+        "thread_id": thread,
+        "turn_id": turn,
+        "root_turn_id": root_turn,
+        "x-codex-window-id": window,
+    }
+    client_metadata = _client_metadata(caller_cm, ids, out_meta)
     extra = {}
     for name in ("x-codex-turn-state", "x-codex-parent-thread-id", "x-openai-subagent", "x-codex-beta-features"):
         value = _text(headers.get(name))
@@ -262,7 +289,7 @@ def resolve_identity(
 
 
 class TurnIds:
-    """One turn id per client request, reused by every upstream dispatch of it (§6.2).
+    """One turn id per client request, reused by every upstream dispatch of it (docs/protocols/codex.md#identity).
 
     Retries and failover for one request run in one process, so a bounded in-process map
     keyed by the proxy's request id is enough.

@@ -1,4 +1,4 @@
-"""ChatGPT token claims, decoded WITHOUT verifying the signature (codex.md §2.5).
+"""ChatGPT token claims, decoded WITHOUT verifying the signature (docs/protocols/codex.md#token-claims).
 
 The proxy is not a relying party: it only reads which ChatGPT account/plan a token it was
 handed belongs to and when it expires. The upstream verifies the token on every call.

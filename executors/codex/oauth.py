@@ -1,4 +1,5 @@
-"""ChatGPT OAuth wire calls (codex.md §2): PKCE pieces, code exchange, device code, refresh.
+"""ChatGPT OAuth wire calls (docs/protocols/codex.md#sign-in-chatgpt-oauth): PKCE pieces, code exchange, device code,
+refresh.
 
 Pure HTTP + parsing; no database. Services in executors/codex/services.py decide what to
 store and when. Every call takes the auth base URL so tests and demos point it at the fake.
@@ -19,7 +20,8 @@ from executors.codex.config import DEVICE_REDIRECT_PATH, PKCE_REDIRECT_URI, SCOP
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
-# Refresh errors after which the refresh token can never work again (§2.7; Floway's wider set).
+# Refresh errors after which the refresh token can never work again (docs/protocols/codex.md#token-refresh; Floway's
+# wider set).
 TERMINAL_REFRESH_CODES = frozenset(
     {
         "refresh_token_expired",
@@ -68,7 +70,7 @@ def pkce_pair() -> PkcePair:
 
 
 def new_state() -> str:
-    # §2.1: 32 random bytes, base64url without padding.
+    # docs/protocols/codex.md#sign-in-chatgpt-oauth: 32 random bytes, base64url without padding.
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
@@ -159,7 +161,8 @@ def _token_set(body: Any) -> TokenSet:
 
 
 def exchange_code(cfg: CodexConfig, *, code: str, verifier: str, redirect_uri: str) -> TokenSet:
-    # Form-encoded; never send `state` (the server answers 400 unknown_parameter) — §2.4.
+    # Form-encoded; never send `state` (the server answers 400 unknown_parameter) —
+    # docs/protocols/codex.md#sign-in-chatgpt-oauth.
     data = {
         "grant_type": "authorization_code",
         "code": code,
@@ -199,7 +202,8 @@ def device_start(cfg: CodexConfig) -> DeviceCode:
     if not body.get("device_auth_id") or not user_code:
         raise OAuthError("device-code start returned no device_auth_id/user_code")
     try:
-        interval = float(body.get("interval") or 5)  # may be a string or an int (§2.3)
+        # may be a string or an int (docs/protocols/codex.md#sign-in-chatgpt-oauth)
+        interval = float(body.get("interval") or 5)
     except (TypeError, ValueError):
         interval = 5.0
     return DeviceCode(str(body["device_auth_id"]), str(user_code), max(1.0, interval), cfg.auth_url + "/codex/device")
@@ -234,7 +238,8 @@ def device_redirect_uri(cfg: CodexConfig) -> str:
 
 
 async def refresh_tokens(cfg: CodexConfig, *, refresh_token: str) -> TokenSet:
-    """The official JSON refresh request (§2.7). The refresh token rotates on every call."""
+    """The official JSON refresh request (docs/protocols/codex.md#token-refresh). The refresh token rotates on every
+    call."""
     body = {"client_id": cfg.client_id, "grant_type": "refresh_token", "refresh_token": refresh_token}
     async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
         response = await client.post(f"{cfg.auth_url}/oauth/token", json=body, headers=_headers(cfg))

@@ -1,4 +1,5 @@
-"""Codex rate-limit readings from response headers (§7.1) and `codex.rate_limits` events (§7.2).
+"""Codex rate-limit readings from response headers (docs/protocols/codex.md#rate-limit-signals) and
+`codex.rate_limits` events (docs/protocols/codex.md#rate-limit-signals).
 
 Header families are keyed by limit id: `x-codex-…` is the family "codex", `x-codex-bengalfox-…`
 is "codex_bengalfox". The plain "codex" family carries whichever limit is active for this

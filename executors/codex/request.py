@@ -1,5 +1,7 @@
-"""The outbound Codex request: body rules (codex.md §5.2, formats.md §5.10) and the header set
-rebuilt from scratch with the official CLI's fingerprint (§5.1, §6.1)."""
+"""The outbound Codex request: body rules (docs/protocols/codex.md#request-body-rules,
+docs/protocols/translation.md#rejected-or-dropped) and the header set
+rebuilt from scratch with the official CLI's fingerprint (docs/protocols/codex.md#request-fingerprint,
+docs/protocols/codex.md#identity)."""
 
 from __future__ import annotations
 
@@ -94,7 +96,8 @@ def codex_body(body: dict[str, Any], *, default_instructions: str) -> dict[str, 
     if isinstance(include, list) and any(isinstance(x, str) and "logprobs" in x for x in include):
         raise UnsupportedFeature("include", "log-probabilities are not available on Codex accounts")
 
-    # Conversation state stays in the proxy (snapshots); the backend insists on both (§5.2).
+    # Conversation state stays in the proxy (snapshots); the backend insists on both
+    # (docs/protocols/codex.md#request-body-rules).
     out["store"] = False
     out["stream"] = True
     if not out.get("instructions"):
@@ -118,7 +121,7 @@ def codex_body(body: dict[str, Any], *, default_instructions: str) -> dict[str, 
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}]
     if isinstance(items, list):
-        # `compaction_trigger` is a control signal, not a conversation item (§6.2).
+        # `compaction_trigger` is a control signal, not a conversation item (docs/protocols/codex.md#identity).
         out["input"] = [_item(i) for i in items if not (isinstance(i, dict) and i.get("type") == "compaction_trigger")]
     if "instructions" not in out and not _has_developer_item(out.get("input")):
         # Keep what the caller sent (the official CLI's prompt travels as developer items);

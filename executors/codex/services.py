@@ -5,7 +5,7 @@ Credential secret layout (encrypted `Credential.secret`, kind "chatgpt"):
     last_refresh (epoch s), expires_at (epoch s or None), installation_id (mirror of the
     account's column, so the executor needs no extra query).
 
-Refresh tokens rotate on every use and a reused one is dead (codex.md §2.7), so refresh is
+Refresh tokens rotate on every use and a reused one is dead (docs/protocols/codex.md#token-refresh), so refresh is
 single-flight per account across processes (a state-store lock), persists the new tokens in
 one transaction under a row lock *before* anyone uses them, and on `invalid_grant` /
 `refresh_token_reused` re-reads storage to tell "a sibling already rotated it" from "dead".
@@ -26,10 +26,10 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import DuplicateIdentity, account_credential_logged, cache_version_bump
-from accounts.validators import upstream_url_validate
-from executors.codex import oauth
+from accounts.validators import provider_config_validate, upstream_url_validate
+from executors.codex import KIND, CredentialKind, oauth
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig, codex_config
 from executors.codex.jwt import ChatGPTClaims, claims_or_none
 from infra.db import db_call
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 PENDING_TTL_SECONDS = 15 * 60  # device codes live 15 min; a pasted callback is quicker
 _LOCK_TTL_SECONDS = 60.0  # bounds how long a crashed refresher blocks the account
-_STALE_AFTER_SECONDS = 8 * 86400  # §2.7: refresh when exp is unreadable and last_refresh is older
+# docs/protocols/codex.md#token-refresh: refresh when exp is unreadable and last_refresh is older
+_STALE_AFTER_SECONDS = 8 * 86400
 
 
 class CodexLoginError(Exception):
@@ -95,7 +96,7 @@ def _identity(access: ChatGPTClaims | None, id_claims: ChatGPTClaims | None, pin
     access_id = access.account_id if access else None
     id_token_id = id_claims.account_id if id_claims else None
     if access_id and id_token_id and access_id != id_token_id and not pin_account_id:
-        # §2.5: tokens from two ChatGPT accounts are almost certainly a botched export.
+        # docs/protocols/codex.md#token-claims: tokens from two ChatGPT accounts are almost certainly a botched export.
         raise CodexLoginError(
             f"the access token names ChatGPT account {access_id} but the id token names {id_token_id}; "
             "pin the intended one with --account-id"
@@ -136,7 +137,7 @@ def codex_secret_build(
 
 def _codex_duplicate(chatgpt_account_id: str, *, label: str) -> str | None:
     """Label of another Codex account signed in to the same ChatGPT account, if any."""
-    for cred in Credential.objects.filter(account__provider=ProviderKind.CODEX).select_related("account"):
+    for cred in Credential.objects.filter(account__provider=KIND).select_related("account"):
         if cred.account.label != label and _secret_of(cred).get("account_id") == chatgpt_account_id:
             return cred.account.label
     return None
@@ -155,16 +156,15 @@ def codex_account_save(
 ) -> UpstreamAccount:
     """Create the Codex account `label`, or replace the credential of the existing one.
 
-    A new account gets a fresh random installation id (the model default, §6.6); a
+    A new account gets a fresh random installation id (the model default, docs/protocols/codex.md#identity); a
     re-login keeps it, so the account keeps looking like the same install. A new label for a
     ChatGPT account that is already here raises DuplicateIdentity unless allow_duplicate.
     """
     base_url = upstream_url_validate(base_url)  # SSRF guard (accounts/validators.py)
-    if provider_config and provider_config.get("auth_url"):
-        upstream_url_validate(str(provider_config["auth_url"]))
+    provider_config_validate(dict(provider_config or {}))  # auth_url and any other URL in it
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
-        if account is not None and account.provider != ProviderKind.CODEX:
+        if account is not None and account.provider != KIND:
             raise CodexLoginError(f"account '{label}' exists and is not a Codex account")
         created = account is None
         if account is None and not allow_duplicate:
@@ -174,7 +174,7 @@ def codex_account_save(
         if account is None:
             account = UpstreamAccount.objects.create(
                 label=label,
-                provider=ProviderKind.CODEX,
+                provider=KIND,
                 base_url=base_url.rstrip("/"),
                 model_names=sorted({m.strip() for m in model_names if m.strip()}),
                 provider_config=dict(provider_config or {}),
@@ -242,7 +242,8 @@ def codex_pkce_start(
     provider_config: Mapping[str, Any] | None = None,
     workspace_id: str = "",
 ) -> PkceStart:
-    """Paste-callback PKCE (§2.2): the operator opens `url`, then pastes the dead-localhost URL."""
+    """Paste-callback PKCE (docs/protocols/codex.md#sign-in-chatgpt-oauth): the operator opens `url`, then pastes the
+    dead-localhost URL."""
     cfg = codex_config(provider_config)
     pair = oauth.pkce_pair()
     state = oauth.new_state()
@@ -310,7 +311,8 @@ def codex_device_start(
     model_names: Iterable[str] = DEFAULT_MODELS,
     provider_config: Mapping[str, Any] | None = None,
 ) -> oauth.DeviceCode:
-    """Device code (§2.3): show `verification_url` and `user_code`; then codex_device_complete."""
+    """Device code (docs/protocols/codex.md#sign-in-chatgpt-oauth): show `verification_url` and `user_code`; then
+    codex_device_complete."""
     cfg = codex_config(provider_config)
     code = oauth.device_start(cfg)
     _pending_set(
@@ -368,7 +370,8 @@ def codex_device_complete(
 
 
 def _token_block(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Find the token fields in the formats of §2.6 (CLI auth.json, flat files, bundles)."""
+    """Find the token fields in the formats of docs/protocols/codex.md#importing-authjson (CLI auth.json, flat files,
+    bundles)."""
     tokens = data.get("tokens")
     if isinstance(tokens, Mapping):
         if data.get("auth_mode") not in (None, "chatgpt", "chatgptAuthTokens"):
@@ -542,7 +545,7 @@ async def codex_token_refresh(
         if not force and not _needs_refresh(
             secret, stale_access_token=stale_access_token, min_valid=min_valid, now=time.time()
         ):
-            # A sibling refreshed while we queued for the lock (§2.7 step 4).
+            # A sibling refreshed while we queued for the lock (docs/protocols/codex.md#token-refresh step 4).
             changed = stale_access_token is not None and secret.get("access_token") != stale_access_token
             return RefreshOutcome(secret, refreshed=False, reason="sibling" if changed else "fresh")
         sent = str(secret.get("refresh_token") or "")
@@ -555,7 +558,8 @@ async def codex_token_refresh(
             if exc.code in oauth.ROTATED_ELSEWHERE_CODES:
                 current, _ = await db_call(_load, account_id)
                 if current.get("refresh_token") != sent:
-                    # §2.7 step 3: a sibling won the race; its tokens are already stored.
+                    # docs/protocols/codex.md#token-refresh step 3: a sibling won the race; its tokens are already
+                    # stored.
                     return RefreshOutcome(current, refreshed=False, reason="sibling")
             if exc.terminal:
                 await db_call(_mark_failed, account_id, f"refresh failed: {exc.code or exc}")
@@ -586,7 +590,7 @@ def codex_accounts_refresh_due(*, now: float | None = None) -> dict[int, str]:
     now = time.time() if now is None else now
     results: dict[int, str] = {}
     rows = Credential.objects.select_related("account").filter(
-        account__provider=ProviderKind.CODEX, account__enabled=True, account__state=AccountState.ACTIVE
+        account__provider=KIND, account__enabled=True, account__state=AccountState.ACTIVE
     )
     for cred in rows:
         cfg = codex_config(cred.account.provider_config)

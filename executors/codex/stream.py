@@ -1,4 +1,4 @@
-"""Turn the Codex backend's SSE into a normal Responses stream (codex.md §9).
+"""Turn the Codex backend's SSE into a normal Responses stream (docs/protocols/codex.md#stream-quirks).
 
 - `codex.rate_limits` / `codex.response.metadata` are consumed (quota readings), never forwarded;
 - a `response.completed` whose `output` is empty gets it rebuilt from the
@@ -18,7 +18,6 @@ from executors.base import UpstreamStreamError
 from formats import SseEvent
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-HANDSHAKE = frozenset({"response.created", "response.in_progress", "codex.rate_limits", "codex.response.metadata"})
 _ID_PREFIX = {
     "message": "msg_",
     "reasoning": "rs_",

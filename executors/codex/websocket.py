@@ -1,4 +1,4 @@
-"""Upstream WebSocket transport for Codex accounts (codex.md §4.2, §4.4).
+"""Upstream WebSocket transport for Codex accounts (docs/protocols/codex.md#transport-http-and-websocket).
 
 `GET {base}/responses` upgraded to a WebSocket with the HTTP fingerprint headers plus the
 `OpenAI-Beta` flag; the request is one `{"type":"response.create", …body…}` text frame and
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 WS_BETA = "responses_websockets=2026-02-06"
 FALLBACK_TTL = 600.0  # a refused handshake pins (account, model) to HTTP SSE this long
 OPEN_TIMEOUT = 15.0
-READ_TIMEOUT = 300.0  # the CLI's idle timeout (§4.2)
+READ_TIMEOUT = 300.0  # the CLI's idle timeout (docs/protocols/codex.md#transport-http-and-websocket)
 MAX_FRAME = 32 * 1024 * 1024  # a response.completed frame carries the whole output
 # Headers that describe an HTTP body; meaningless on an upgrade request.
 _HTTP_ONLY = frozenset({"accept", "content-type", "accept-encoding", "content-length"})
@@ -46,7 +46,8 @@ SLOT = "codex"  # this provider's slot in an UpstreamSession
 
 class KeptSocket:
     """One upstream socket and what it holds: the backend keeps the last response of a
-    socket in memory (codex.md §4.2), so a turn that continues `last_response_id` on the same
+    socket in memory (docs/protocols/codex.md#transport-http-and-websocket), so a turn that continues
+    `last_response_id` on the same
     socket may send only its new input items.
 
     With a session (a client WebSocket) the socket outlives the request and serves the

@@ -1,7 +1,7 @@
-from django.apps import AppConfig
+from executors import apps
 
 
-class GitLabApp(AppConfig):
+class GitLabApp(apps.ProviderApp):
     name = "executors.gitlab"
     label = "gitlab"
     verbose_name = "GitLab Duo"

@@ -1,7 +1,8 @@
 """GitLab Duo models as data: the AI gateway's proxy allow-list, stable aliases, admin overrides.
 
-The gateway lists nothing on its proxy paths (gitlab-duo.md §7), so the allow-list is kept here
-and each entry carries its provider path; routing by provider (not by name substrings, §7.3)
+The gateway lists nothing on its proxy paths (docs/protocols/gitlab-duo.md#models), so the allow-list is kept here
+and each entry carries its provider path; routing by provider (not by name substrings,
+docs/protocols/gitlab-duo.md#models)
 keeps a `duo-chat-opus-*` alias off the OpenAI gateway. Admins adjust it per account through
 `provider_config` (all keys optional):
 
@@ -19,7 +20,7 @@ ANTHROPIC = "anthropic"
 OPENAI = "openai"
 PROVIDERS = (ANTHROPIC, OPENAI)
 
-# gitlab-duo.md §7.1 (AI gateway models.yml entries with proxy_provider, Aug 2026).
+# docs/protocols/gitlab-duo.md#models (AI gateway models.yml entries with proxy_provider, Aug 2026).
 ALLOW_LIST: dict[str, str] = {
     "claude-opus-4-5-20251101": ANTHROPIC,
     "claude-opus-4-6": ANTHROPIC,
@@ -46,7 +47,8 @@ ALLOW_LIST: dict[str, str] = {
     "gpt-5.1": OPENAI,
 }
 
-# Stable names clients can keep in their configuration while the allow-list churns (§7.4).
+# Stable names clients can keep in their configuration while the allow-list churns
+# (docs/protocols/gitlab-duo.md#models).
 # `gitlab-duo` is the gateway's default chat model; the third-party `duo-chat-*` names are
 # accepted because existing client configs use them (`duo-chat-gpt-5-codex` is left out: its
 # target is not on the allow-list and would only ever produce 400 "Unsupported model").

@@ -1,6 +1,6 @@
 """The few GitLab instance endpoints the proxy calls, as small async functions.
 
-Only HTTP and response shapes live here (gitlab-duo.md §2-§3); what a status *means* for the
+Only HTTP and response shapes live here (docs/protocols/gitlab-duo.md#sign-in-and-tokens); what a status *means* for the
 account is decided by the callers in oauth.py / grants.py / services.py.
 """
 
@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from executors.gitlab.exceptions import GitLabError
+from executors.http import http_client
 
 GRANT_PATH = "/api/v4/ai/third_party_agents/direct_access"
 USER_AGENT = "team-llm-proxy (GitLab Duo account)"
@@ -32,8 +33,6 @@ async def instance_client() -> AsyncIterator[httpx.AsyncClient]:
 
 def pooled_client() -> httpx.AsyncClient:
     """The per-loop pooled client for the request path (minting on demand)."""
-    from executors.http import http_client
-
     return http_client("gitlab_instance")
 
 

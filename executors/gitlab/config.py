@@ -3,7 +3,8 @@
 provider_config keys (all non-secret):
     instance_url   GitLab instance, default https://gitlab.com
     gateway_url    AI gateway base, default https://cloud.gitlab.com/ai (self-managed gateways
-                   differ and the third-party grant does not return a base URL, §3.3)
+                   differ and the third-party grant does not return a base URL,
+                   docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant)
     auth           "oauth" | "pat"
     oauth          {"client_id", "redirect_uri", "scopes"}  (the client secret, if any, is in
                    the encrypted credential: a confidential app's later refreshes need it)
@@ -22,19 +23,24 @@ from datetime import datetime
 from typing import Any
 
 from accounts.models import Credential, UpstreamAccount
+from accounts.validators import upstream_url_checked
 
 DEFAULT_INSTANCE_URL = "https://gitlab.com"
 DEFAULT_GATEWAY_URL = "https://cloud.gitlab.com/ai"
-# gitlab-duo.md §2.1: `api` because gitlab-lsp-style checks and GraphQL need it; read_user for identity.
+# docs/protocols/gitlab-duo.md#sign-in-and-tokens: `api` because gitlab-lsp-style checks and GraphQL need it;
+# read_user for identity.
 DEFAULT_SCOPES = "api read_user"
 
 
 def instance_url(config: Mapping[str, Any]) -> str:
-    return str(config.get("instance_url") or DEFAULT_INSTANCE_URL).rstrip("/")
+    configured = config.get("instance_url")
+    # A configured URL is checked again where it is used (SSRF guard, accounts/validators.py).
+    return upstream_url_checked(str(configured)) if configured else DEFAULT_INSTANCE_URL
 
 
 def gateway_url(config: Mapping[str, Any]) -> str:
-    return str(config.get("gateway_url") or DEFAULT_GATEWAY_URL).rstrip("/")
+    configured = config.get("gateway_url")
+    return upstream_url_checked(str(configured)) if configured else DEFAULT_GATEWAY_URL
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Each carries a stable `kind`, a human message that names the cause (never a generic
 "login failed"), GitLab's own error text, and the account state the failure implies
-(gitlab-duo.md §8), so commands, Celery and the executor all react the same way.
+(docs/protocols/gitlab-duo.md#errors), so commands, Celery and the executor all react the same way.
 """
 
 from __future__ import annotations

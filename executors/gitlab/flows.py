@@ -25,9 +25,10 @@ from accounts.flows.base import (
     allow_duplicate_field,
     duplicate_error,
 )
-from accounts.models import ProviderKind, UpstreamAccount
+from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
 from accounts.validators import upstream_url_validate
+from executors.gitlab import KIND
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from executors.gitlab.exceptions import GitLabError, LoginPending
 from executors.gitlab.services import (
@@ -112,7 +113,7 @@ class _AccountForm(forms.Form):
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=ProviderKind.GITLAB).first()
+        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
         if other is not None:
             raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
         return label
@@ -195,7 +196,7 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
 
 class GitLabPatFlow(AccountFlow):
     key = "gitlab.pat"
-    provider = ProviderKind.GITLAB
+    provider = KIND
     title = "GitLab Duo — personal access token (PAT)"
     description = "Paste a glpat- token. Simplest; the token is checked and GitLab Duo access is probed first."
     steps = (
@@ -230,7 +231,7 @@ class GitLabPatFlow(AccountFlow):
 
 class GitLabDeviceFlow(DeviceCodeFlow):
     key = "gitlab.oauth_device"
-    provider = ProviderKind.GITLAB
+    provider = KIND
     title = "GitLab Duo — OAuth, device code"
     description = (
         "Sign in as the GitLab user in any browser and type a code; the token refreshes itself. "
@@ -329,7 +330,7 @@ def _pkce_alive(flow_id: str) -> bool:
 
 class GitLabPkceFlow(AccountFlow):
     key = "gitlab.oauth_pkce"
-    provider = ProviderKind.GITLAB
+    provider = KIND
     title = "GitLab Duo — OAuth, authorization code + PKCE"
     description = (
         "Open a GitLab sign-in link, approve, and paste back the address you were redirected to. "

@@ -9,7 +9,8 @@ Where a grant lives, fastest first:
    for the minter's result; a failed mint leaves its error in the store for a few seconds so
    waiters (and the next requests) report it instead of minting again (never hammer GitLab).
 
-A mint 429 sets a backoff key (Retry-After, else 60 s, §8) during which nobody mints; a still
+A mint 429 sets a backoff key (Retry-After, else 60 s, docs/protocols/gitlab-duo.md#errors) during which nobody mints;
+a still
 valid (if near-expiry) token is served meanwhile.
 """
 
@@ -23,7 +24,9 @@ import httpx
 import orjson
 
 from accounts.crypto import decrypt_json, encrypt_json
-from accounts.models import AccountState, CredentialKind
+from accounts.models import AccountState
+from executors.errors import retry_after_seconds
+from executors.gitlab import CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.config import gitlab_account_load
 from executors.gitlab.exceptions import GitLabError
@@ -38,7 +41,8 @@ from infra.db import db_call
 from observability.metrics import counts_refresh
 from statestore import LockNotAcquired, StateStore
 
-# Serve a cached token until 5 min before it expires (§6); the Celery task re-mints 10 min ahead.
+# Serve a cached token until 5 min before it expires (docs/protocols/gitlab-duo.md#lifetimes-and-caching); the Celery
+# task re-mints 10 min ahead.
 SERVE_MARGIN = 300.0
 AHEAD_WINDOW = 600.0
 # Near-expiry tokens are still served while minting is rate limited, down to this margin.
@@ -47,7 +51,8 @@ _MINT_LOCK_TTL = 30.0
 _MINT_WAIT = 25.0
 _MINT_ERROR_TTL = 10.0
 _MINT_BACKOFF_DEFAULT = 60.0
-# Header entries that must never be forwarded from the grant (§3.3: clients drop them).
+# Header entries that must never be forwarded from the grant
+# (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant: clients drop them).
 _DROPPED_HEADERS = frozenset({"authorization", "x-api-key"})
 
 
@@ -183,7 +188,8 @@ async def _mint_single_flight(
     while True:
         backoff = await store.ttl(_backoff_key(account_id))
         if backoff is not None and backoff > 0:
-            # Rate limited: a token that still works beats no token (§8 "serve from cached UJWT").
+            # Rate limited: a token that still works beats no token (docs/protocols/gitlab-duo.md#errors "serve from
+            # cached UJWT").
             if _ok(fallback, time.time(), rejected, _LAST_RESORT_MARGIN):
                 return fallback  # type: ignore[return-value]
             raise GitLabError(
@@ -234,7 +240,7 @@ async def _mint(account_id: int, store: StateStore, client: httpx.AsyncClient) -
     token, kind = await gitlab_access_token(account_id=account_id, store=store, client=client)
     reply = await gl.request(client, "POST", account.instance_url + gl.GRANT_PATH, token=token)
     if reply.status == 401 and kind == CredentialKind.OAUTH:
-        # Revoked or rotated elsewhere: one forced refresh, one retry (§8).
+        # Revoked or rotated elsewhere: one forced refresh, one retry (docs/protocols/gitlab-duo.md#errors).
         token, kind = await gitlab_access_token(account_id=account_id, store=store, client=client, rejected=token)
         reply = await gl.request(client, "POST", account.instance_url + gl.GRANT_PATH, token=token)
     if not reply.ok:
@@ -256,13 +262,13 @@ async def _mint(account_id: int, store: StateStore, client: httpx.AsyncClient) -
     await _store_write(store, account_id, grant)
     _local[account_id] = grant
     if account.state in (AccountState.NOT_ENTITLED, AccountState.AUTH_FAILED):
-        # A successful mint proves the entitlement is back (re-probe, §8).
+        # A successful mint proves the entitlement is back (re-probe, docs/protocols/gitlab-duo.md#errors).
         await db_call(gitlab_account_state_set, account_id=account_id, state=AccountState.ACTIVE)
     return grant
 
 
 def grant_from_reply(body: object, *, gateway_url: str) -> GatewayGrant:
-    # §2.6: usable only with both `token` and `headers`.
+    # docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant: usable only with both `token` and `headers`.
     if not isinstance(body, dict) or not body.get("token") or not isinstance(body.get("headers"), dict):
         raise GitLabError(
             "GitLab answered the third-party-agents grant without a token and headers",
@@ -271,17 +277,20 @@ def grant_from_reply(body: object, *, gateway_url: str) -> GatewayGrant:
         )
     headers = {str(k): str(v) for k, v in body["headers"].items() if str(k).lower() not in _DROPPED_HEADERS}
     expires_at = body.get("expires_at")
-    # §6: one hour is the documented lifetime when GitLab omits the expiry.
+    # docs/protocols/gitlab-duo.md#lifetimes-and-caching: one hour is the documented lifetime when GitLab omits the
+    # expiry.
     exp = float(expires_at) if isinstance(expires_at, int | float) else time.time() + 3600.0
     return GatewayGrant(token=str(body["token"]), headers=headers, expires_at=exp, gateway_url=gateway_url)
 
 
 async def grant_error(reply: gl.Reply, *, instance_url: str, client: httpx.AsyncClient, token: str) -> GitLabError:
-    """Name the cause of a refused third-party-agents grant (§2.6, §3.3, §8)."""
+    """Name the cause of a refused third-party-agents grant
+    (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant, docs/protocols/gitlab-duo.md#errors)."""
     status, text = reply.status, reply.text
     lowered = text.lower()
     if status == 401:
-        # 401 on the grant while /user answers 200 = valid token without Duo (§2.6).
+        # 401 on the grant while /user answers 200 = valid token without Duo
+        # (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
         user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
         if user.ok:
             return GitLabError(
@@ -332,8 +341,6 @@ async def grant_error(reply: gl.Reply, *, instance_url: str, client: httpx.Async
             account_state=AccountState.NOT_ENTITLED,
         )
     if status == 429:
-        from executors.errors import retry_after_seconds
-
         wait = retry_after_seconds(reply.headers)
         return GitLabError(
             "GitLab rate-limited gateway token minting",

@@ -1,4 +1,5 @@
-"""GitLab OAuth tokens: parsing token replies and the rotating refresh (gitlab-duo.md §2.4).
+"""GitLab OAuth tokens: parsing token replies and the rotating refresh
+(docs/protocols/gitlab-duo.md#sign-in-and-tokens).
 
 Every refresh invalidates both the old access token and the old refresh token, so:
 - only one process refreshes an account at a time (a state-store lock, shared by every
@@ -16,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from accounts.models import AccountState, CredentialKind
+from accounts.models import AccountState
+from executors.gitlab import CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.config import GitLabAccount, gitlab_account_load
 from executors.gitlab.exceptions import GitLabError
@@ -25,13 +27,15 @@ from infra.db import db_call
 from observability.metrics import counts_refresh
 from statestore import LockNotAcquired, StateStore
 
-# Refresh when at most this much access-token life remains (§2.4, §6).
+# Refresh when at most this much access-token life remains (docs/protocols/gitlab-duo.md#sign-in-and-tokens,
+# docs/protocols/gitlab-duo.md#lifetimes-and-caching).
 REFRESH_MARGIN = 300.0
 _LOCK_TTL = 30.0
 
 
 def token_secret(body: Any, *, client_secret: str | None = None) -> tuple[dict[str, Any], float | None]:
-    """Credential secret from a /oauth/token reply; expiry = created_at + expires_in (§2.2)."""
+    """Credential secret from a /oauth/token reply; expiry = created_at + expires_in
+    (docs/protocols/gitlab-duo.md#sign-in-and-tokens)."""
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
         raise GitLabError("GitLab's token reply has no access_token", kind=GitLabError.LOGIN)
     expires_in = body.get("expires_in")
@@ -148,19 +152,7 @@ async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
             # Rotated by another process between our read and our POST: not a dead account.
             return str(fresh.secret.get("access_token", ""))
         message = "GitLab refused the refresh token (revoked, or already used); log in again with gitlab_login"
-        await db_call(
-            gitlab_account_state_set,
-            account_id=account.id,
-            state=AccountState.AUTH_FAILED,
-            message=f"{message} (GitLab said: {reply.text})",
-        )
-        raise GitLabError(
-            message,
-            kind=GitLabError.AUTH_FAILED,
-            status=reply.status,
-            upstream_text=reply.text,
-            account_state=AccountState.AUTH_FAILED,
-        )
+        raise await _auth_failed(account.id, message, reply)
     if reply.status == 429 or reply.status >= 500:
         raise GitLabError(
             f"GitLab token refresh failed with HTTP {reply.status}; will retry",
@@ -170,13 +162,18 @@ async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
         )
     # invalid_client & co: the OAuth application itself is misconfigured or deleted.
     message = f"GitLab rejected the OAuth application on refresh (HTTP {reply.status}); check client id/secret"
+    raise await _auth_failed(account.id, message, reply)
+
+
+async def _auth_failed(account_id: int, message: str, reply: Any) -> GitLabError:
+    """The refresh can never work again: the account needs a new login (state recorded)."""
     await db_call(
         gitlab_account_state_set,
-        account_id=account.id,
+        account_id=account_id,
         state=AccountState.AUTH_FAILED,
         message=f"{message} (GitLab said: {reply.text})",
     )
-    raise GitLabError(
+    return GitLabError(
         message,
         kind=GitLabError.AUTH_FAILED,
         status=reply.status,

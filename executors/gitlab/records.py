@@ -9,8 +9,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountState, Credential, GatewayToken, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import cache_version_bump
+from executors.gitlab.models import GatewayToken
+from infra.redact import redact
 
 GRANT_KIND = "third_party_agents"
 
@@ -24,7 +26,8 @@ def gitlab_account_state_set(*, account_id: int, state: str, message: str = "") 
     with transaction.atomic():
         fields: dict[str, Any] = {"state": state}
         if state != AccountState.ACTIVE or message:
-            fields.update(last_error=message[:2000], last_error_at=timezone.now())
+            # GitLab's own text is quoted in the reason: no secret may reach the admin.
+            fields.update(last_error=redact(message)[:2000], last_error_at=timezone.now())
         changed = UpstreamAccount.objects.filter(pk=account_id).exclude(**fields).update(**fields)
         if changed:
             transaction.on_commit(cache_version_bump)

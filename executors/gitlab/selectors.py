@@ -8,10 +8,12 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import AccountState, ProviderKind, UpstreamAccount
+from accounts.models import AccountState, UpstreamAccount
 from accounts.selectors import AccountInfo
+from executors.gitlab import KIND
 
-# §8: accounts refused for entitlement are re-probed every 6-24 h (a seat may be assigned later).
+# docs/protocols/gitlab-duo.md#errors: accounts refused for entitlement are re-probed every 6-24 h (a seat may be
+# assigned later).
 REPROBE_AFTER = timedelta(hours=6)
 
 
@@ -25,7 +27,7 @@ def gitlab_account_ids_for_refresh() -> list[int]:
     reprobe = Q(state=AccountState.NOT_ENTITLED) & (
         Q(last_error_at__isnull=True) | Q(last_error_at__lt=timezone.now() - REPROBE_AFTER)
     )
-    rows = UpstreamAccount.objects.filter(provider=ProviderKind.GITLAB, enabled=True).filter(
+    rows = UpstreamAccount.objects.filter(provider=KIND, enabled=True).filter(
         Q(state=AccountState.ACTIVE) | reprobe
     )
     return list(rows.order_by("id").values_list("id", flat=True))

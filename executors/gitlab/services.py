@@ -23,12 +23,13 @@ import httpx
 from django.db import transaction
 
 from accounts.crypto import decrypt_json, encrypt_json
-from accounts.models import AccountState, Credential, CredentialKind, ProviderKind, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import DuplicateIdentity, account_create, account_credential_logged, cache_version_bump
 from accounts.validators import upstream_url_validate
+from executors.gitlab import KIND, CredentialKind
 from executors.gitlab import client as gl
 from executors.gitlab.catalog import gitlab_model_names
-from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES
+from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES, gitlab_account_load
 from executors.gitlab.exceptions import GitLabError, LoginPending
 from executors.gitlab.grants import (
     AHEAD_WINDOW,
@@ -143,7 +144,8 @@ def gitlab_oauth_device_start(
     keep_without_duo: bool = False,
     allow_duplicate: bool = False,
 ) -> DeviceStart:
-    """Start the device authorization grant (§2.3); show `user_code`/`verification_uri` to a human."""
+    """Start the device authorization grant (docs/protocols/gitlab-duo.md#sign-in-and-tokens); show
+    `user_code`/`verification_uri` to a human."""
     instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
         label=label,
@@ -263,7 +265,8 @@ def gitlab_oauth_pkce_start(
     keep_without_duo: bool = False,
     allow_duplicate: bool = False,
 ) -> PkceStart:
-    """Authorization code + PKCE (S256), paste-callback style (§2.2): open `authorize_url`,
+    """Authorization code + PKCE (S256), paste-callback style (docs/protocols/gitlab-duo.md#sign-in-and-tokens): open
+    `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
     instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     record = _account_settings(
@@ -356,7 +359,8 @@ class _Probe:
 
 
 async def _probe(client: httpx.AsyncClient, *, instance_url: str, gateway_url: str, token: str) -> _Probe:
-    """Identity, then the Duo entitlement probe: mint the third-party-agents grant (§2.6).
+    """Identity, then the Duo entitlement probe: mint the third-party-agents grant
+    (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
     A valid token says nothing about Duo; the grant is the one thing the proxy needs."""
     user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
     if not user.ok:
@@ -392,7 +396,7 @@ def _gitlab_duplicate(instance_url: str, user: dict[str, Any], *, label: str) ->
     if user_id is None:
         return None  # the probe could not tell who this is: nothing to compare
     instance = instance_url.rstrip("/")
-    for other in UpstreamAccount.objects.filter(provider=ProviderKind.GITLAB).exclude(label=label):
+    for other in UpstreamAccount.objects.filter(provider=KIND).exclude(label=label):
         config = other.provider_config or {}
         if (
             str(config.get("instance_url", "")).rstrip("/") == instance
@@ -430,7 +434,7 @@ def _account_save(
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None:
-            if account.provider != ProviderKind.GITLAB:
+            if account.provider != KIND:
                 raise GitLabError(f"label {label!r} belongs to a non-GitLab account", kind=GitLabError.LOGIN)
             # Re-login of an existing account: keep the admin's model/transport overrides.
             config = {**(account.provider_config or {}), **config}
@@ -448,7 +452,7 @@ def _account_save(
                     )
             account = account_create(
                 label=label,
-                provider=ProviderKind.GITLAB,
+                provider=KIND,
                 base_url=record["instance_url"],
                 model_names=(),
                 credential_kind=kind,
@@ -494,7 +498,8 @@ class PatInfo:
 
 
 async def _pat_check(client: httpx.AsyncClient, *, instance_url: str, token: str) -> PatInfo:
-    """§2.5 step 1: the token is active, has a usable scope and has not expired."""
+    """docs/protocols/gitlab-duo.md#sign-in-and-tokens step 1: the token is active, has a usable scope and has not
+    expired."""
     reply = await gl.request(client, "GET", f"{instance_url}/api/v4/personal_access_tokens/self", token=token)
     if reply.status == 401:
         raise GitLabError(
@@ -591,8 +596,6 @@ def gitlab_credential_refresh(*, account_id: int) -> bool:
     """Force-refresh an OAuth account's pair now (admin action / command); True if it changed."""
 
     async def run(store: StateStore, client: httpx.AsyncClient) -> bool:
-        from executors.gitlab.config import gitlab_account_load
-
         before = await db_call(gitlab_account_load, account_id)
         if before.kind != CredentialKind.OAUTH:
             return False

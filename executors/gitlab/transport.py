@@ -1,15 +1,18 @@
 """How one request reaches GitLab: a small transport strategy chosen per (account, model).
 
-- GatewayTransport: the AI gateway's vendor proxy (§4) — Anthropic Messages for Claude models,
+- GatewayTransport: the AI gateway's vendor proxy (docs/protocols/gitlab-duo.md#ai-gateway-proxy) — Anthropic Messages
+for Claude models,
   OpenAI Chat Completions or Responses for GPT models. Native SSE passes through unchanged;
   `formats` translates the client's body only when its dialect differs.
-- CodeSuggestionsFallback: the instance's code-suggestions endpoint (§5.1), text only, SSE
+- CodeSuggestionsFallback: the instance's code-suggestions endpoint (docs/protocols/gitlab-duo.md#instance-fallbacks),
+text only, SSE
   mapped incrementally to Chat Completions chunks. Lossy; explicit opt-in per model.
-- ChatRestFallback: the instance's /api/v4/chat/completions (§5.2), where an admin enabled it;
+- ChatRestFallback: the instance's /api/v4/chat/completions (docs/protocols/gitlab-duo.md#instance-fallbacks), where
+an admin enabled it;
   non-streaming, ≤1000 characters. Lossy; explicit opt-in.
 
 Everything a transport cannot carry is refused with formats.UnsupportedFeature naming the
-field, never dropped silently (§5.3).
+field, never dropped silently (docs/protocols/gitlab-duo.md#instance-fallbacks).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from formats import Dialect, SseEvent, UnsupportedFeature
 
 USER_AGENT = "team-llm-proxy"
 ANTHROPIC_VERSION = "2023-06-01"
-# Header names the gateway grant must never override or add (§3.3).
+# Header names the gateway grant must never override or add
+# (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
 _NEVER_FORWARD = frozenset({"authorization", "x-api-key"})
 
 
@@ -44,7 +48,8 @@ class Prepared:
 
 
 def grant_headers(grant: GatewayGrant) -> dict[str, str]:
-    """The grant's headers verbatim (minus credentials), plus what §4.2 requires if absent."""
+    """The grant's headers verbatim (minus credentials), plus what docs/protocols/gitlab-duo.md#ai-gateway-proxy
+    requires if absent."""
     out = {k: v for k, v in grant.headers.items() if k.lower() not in _NEVER_FORWARD}
     present = {k.lower() for k in out}
     if "x-gitlab-authentication-type" not in present:
@@ -95,7 +100,8 @@ class GatewayTransport(Transport):
             if ch.get("anthropic-beta"):
                 headers["anthropic-beta"] = ch["anthropic-beta"]
         else:
-            headers["User-Agent"] = USER_AGENT  # the OpenAI path forwards it (§4.4)
+            # the OpenAI path forwards it (docs/protocols/gitlab-duo.md#ai-gateway-proxy)
+            headers["User-Agent"] = USER_AGENT
         return Prepared(url=grant.gateway_url + self.path, headers=headers, body=body)
 
 
@@ -162,7 +168,8 @@ class CodeSuggestionsFallback(Transport):
         body = {
             "current_file": {
                 "file_name": "conversation.md",
-                "content_above_cursor": transcript[-400_000:],  # §5.1 field limit
+                # docs/protocols/gitlab-duo.md#instance-fallbacks field limit
+                "content_above_cursor": transcript[-400_000:],
                 "content_below_cursor": "",
             },
             "intent": "generation",
@@ -183,7 +190,8 @@ class CodeSuggestionsFallback(Transport):
 
 
 class ChatRestFallback(Transport):
-    """POST {instance}/api/v4/chat/completions: a bare JSON string back, no streaming (§5.2).
+    """POST {instance}/api/v4/chat/completions: a bare JSON string back, no streaming
+    (docs/protocols/gitlab-duo.md#instance-fallbacks).
     Only where the instance enables it (FF access_rest_chat; 404 elsewhere)."""
 
     name = "fallback:chat_rest"
@@ -250,7 +258,8 @@ def transport_for(call: UpstreamCall, model: str, config: Mapping[str, Any]) -> 
 
 
 class CodeSuggestionsToChat:
-    """Maps the v4 code-suggestions SSE (stream_start / content_chunk / stream_end, §5.1) to
+    """Maps the v4 code-suggestions SSE (stream_start / content_chunk / stream_end,
+    docs/protocols/gitlab-duo.md#instance-fallbacks) to
     Chat Completions chunks as each event arrives (never collect-then-replay)."""
 
     def __init__(self, model: str, prompt_text: str) -> None:
@@ -300,7 +309,7 @@ class CodeSuggestionsToChat:
         out = self.start()
         out.append(self._chunk({}, "stop"))
         completion = count_text(self.text)
-        # Usage is a local estimate on this path (§5.3).
+        # Usage is a local estimate on this path (docs/protocols/gitlab-duo.md#instance-fallbacks).
         usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,

@@ -1,7 +1,7 @@
-from django.apps import AppConfig
+from executors import apps
 
 
-class OpenAICompatApp(AppConfig):
+class OpenAICompatApp(apps.ProviderApp):
     name = "executors.openai_compat"
     label = "openai_compat"
     verbose_name = "OpenAI-compatible API"

@@ -3,7 +3,7 @@
 Chat Completions is the upstream dialect, except for models the catalog marks responses-only
 (e.g. the gpt-5.5 family), which go to `{base}/responses` — always streamed upstream, and
 assembled into one response object when the client did not stream. Streams are relayed event
-by event as they arrive.
+by event as they arrive. Failures are classified by the generic HTTP table (executors.errors).
 """
 
 from __future__ import annotations
@@ -12,22 +12,31 @@ from typing import Any
 
 import httpx
 import orjson
-from django.conf import settings
 
 from accounts.selectors import AccountInfo
-from executors.base import UpstreamCall, UpstreamError, UpstreamResponse, UpstreamStreamError
-from executors.errors import classify_http_error, classify_transport_error
+from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
+from executors.errors import (
+    HTTP_TABLE,
+    Rule,
+    Signal,
+    anything,
+    bad_response,
+    classify,
+    classify_transport_error,
+    closing_on_error,
+    http_signal,
+    seconds,
+)
 from executors.http import http_client
-from executors.streaming import open_event_stream, read_bounded
+from executors.streaming import assemble_response, open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent, error_from_upstream
 
-__all__ = ["EXECUTOR", "OpenAICompatExecutor", "UpstreamStreamError"]
+__all__ = ["EXECUTOR", "OpenAICompatExecutor"]
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
-_RESPONSES_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
-# A Responses stream opens with these; a failure right after them can still fail over.
-_RESPONSES_HANDSHAKE = frozenset({"response.created", "response.in_progress"})
+# An error event before any content: fail over, a short cooldown for (account, family).
+_STREAM_TABLE = (Rule(anything, cooldown=seconds(5.0), client_status=502),)
 
 
 def _chat_body(call: UpstreamCall) -> dict[str, Any]:
@@ -48,18 +57,12 @@ def _responses_body(call: UpstreamCall) -> dict[str, Any]:
     return body
 
 
-def _chat_first_error(ev: SseEvent) -> UpstreamError | None:
-    if not ev.data.startswith(b'{"error"'):
-        return None
-    message, _type, code = error_from_upstream(Dialect.CHAT, 500, ev.data)
-    return UpstreamError(status=502, message=message, retryable=True, code=code or "upstream_error", cooldown=5.0)
+def _stream_error_of(dialect: Dialect, request_id: str) -> Any:
+    async def error_of(ev: SseEvent) -> UpstreamError:
+        message, _type, code = error_from_upstream(dialect, 500, ev.data)
+        return classify(_STREAM_TABLE, Signal(status=502, message=message, code=code or "", request_id=request_id))
 
-
-def _responses_first_error(ev: SseEvent) -> UpstreamError | None:
-    if ev.event in ("error", "response.failed") or ev.data.startswith(b'{"type":"error"'):
-        message, _type, code = error_from_upstream(Dialect.RESPONSES, 500, ev.data)
-        return UpstreamError(status=502, message=message, retryable=True, code=code or "upstream_error", cooldown=5.0)
-    return None
+    return error_of
 
 
 class OpenAICompatExecutor:
@@ -101,125 +104,57 @@ class OpenAICompatExecutor:
                 raw = b""
             finally:
                 await response.aclose()
-            message, _type, code = error_from_upstream(Dialect.CHAT, response.status_code, raw)
-            raise classify_http_error(
-                status=response.status_code,
-                headers=response.headers,
-                message=message,
-                code=code,
-                default_cooldown=settings.DEFAULT_COOLDOWN_SECONDS,
-                request_id=response.headers.get("x-request-id", ""),
-            )
+            request_id = response.headers.get("x-request-id", "")
+            raise classify(HTTP_TABLE, http_signal(response.status_code, raw, response.headers, request_id))
         return response
 
     async def _open_chat(self, call: UpstreamCall) -> UpstreamResponse:
         response = await self._send(call, "/chat/completions", _chat_body(call), call.stream)
         request_id = response.headers.get("x-request-id", "")
-        try:
+        async with closing_on_error(response.aclose):
             if call.stream:
                 _require_sse(response, request_id)
-                return await open_event_stream(
-                    response, dialect=Dialect.CHAT, request_id=request_id, first_event_error=_chat_first_error
+                return await open_stream(
+                    relay_events(response),
+                    dialect=Dialect.CHAT,
+                    request_id=request_id,
+                    error_of=_stream_error_of(Dialect.CHAT, request_id),
+                    closers=(response.aclose,),
                 )
             raw = await read_bounded(response, _MAX_BODY)
             await response.aclose()
             return UpstreamResponse(dialect=Dialect.CHAT, request_id=request_id, body=_json_object(raw, request_id))
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise classify_transport_error(exc) from None
-        except BaseException:
-            await response.aclose()
-            raise
 
     async def _open_responses(self, call: UpstreamCall) -> UpstreamResponse:
         response = await self._send(call, "/responses", _responses_body(call), True)
         request_id = response.headers.get("x-request-id", "")
-        try:
+        async with closing_on_error(response.aclose):
             if "application/json" in response.headers.get("content-type", ""):
                 # Some servers answer a stream request with the bare response object.
                 raw = await read_bounded(response, _MAX_BODY)
                 await response.aclose()
                 body = _json_object(raw, request_id)
                 if call.stream:
-                    raise UpstreamError(
-                        status=502,
-                        message="upstream answered a stream request with JSON",
-                        retryable=True,
-                        request_id=request_id,
-                        code="upstream_bad_response",
-                    )
+                    raise bad_response("upstream answered a stream request with JSON", request_id)
                 return UpstreamResponse(dialect=Dialect.RESPONSES, request_id=request_id, body=body)
             _require_sse(response, request_id)
-            opened = await open_event_stream(
-                response,
+            error_of = _stream_error_of(Dialect.RESPONSES, request_id)
+            opened = await open_stream(
+                relay_events(response),
                 dialect=Dialect.RESPONSES,
                 request_id=request_id,
-                first_event_error=_responses_first_error,
-                handshake=_RESPONSES_HANDSHAKE,
+                error_of=error_of,
+                closers=(response.aclose,),
             )
             if call.stream:
                 return opened
-            return await _assemble_response(opened, request_id)
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            raise classify_transport_error(exc) from None
-        except BaseException:
-            await response.aclose()
-            raise
-
-
-async def _assemble_response(opened: UpstreamResponse, request_id: str) -> UpstreamResponse:
-    """A non-stream client on a streamed upstream call: the final response object, built from
-    `response.completed` (its output rebuilt from `output_item.done` events when empty)."""
-    assert opened.events is not None
-    items: list[Any] = []
-    final: dict[str, Any] | None = None
-    try:
-        async for ev in opened.events:
-            obj = orjson.loads(ev.data)
-            kind = obj.get("type")
-            if kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
-                items.append(obj["item"])
-            elif kind in _RESPONSES_TERMINAL:
-                final = obj.get("response") if isinstance(obj.get("response"), dict) else None
-                if kind == "response.failed":
-                    raise UpstreamError(
-                        status=502,
-                        message=str((final or {}).get("error") or "upstream response failed"),
-                        retryable=True,
-                        request_id=request_id,
-                        code="upstream_error",
-                    )
-                break
-    except UpstreamStreamError as exc:
-        raise UpstreamError(
-            status=502, message=str(exc), retryable=True, request_id=request_id, code=exc.code
-        ) from None
-    finally:
-        await opened.aclose()
-    if final is None:
-        raise UpstreamError(
-            status=502,
-            message="upstream stream ended before the response completed",
-            retryable=True,
-            request_id=request_id,
-            code="upstream_stream_cut",
-        )
-    if not final.get("output"):
-        final = {**final, "output": items}
-    return UpstreamResponse(dialect=Dialect.RESPONSES, request_id=request_id, body=final)
+            return await assemble_response(opened, error_of)
 
 
 def _require_sse(response: httpx.Response, request_id: str) -> None:
     ctype = response.headers.get("content-type", "")
     if "text/event-stream" not in ctype:
-        raise UpstreamError(
-            status=502,
-            message=f"upstream answered a stream request with {ctype or 'no content type'}",
-            retryable=True,
-            request_id=request_id,
-            code="upstream_bad_response",
-        )
+        raise bad_response(f"upstream answered a stream request with {ctype or 'no content type'}", request_id)
 
 
 def _json_object(raw: bytes, request_id: str) -> dict[str, Any]:
@@ -228,13 +163,7 @@ def _json_object(raw: bytes, request_id: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        raise UpstreamError(
-            status=502,
-            message="upstream returned a body that is not a JSON object",
-            retryable=True,
-            request_id=request_id,
-            code="upstream_bad_response",
-        )
+        raise bad_response("upstream returned a body that is not a JSON object", request_id)
     return body
 
 

@@ -8,9 +8,10 @@ import httpx
 from django import forms
 
 from accounts.flows.base import AccountFlow, FlowError, Step
-from accounts.models import ProviderKind, UpstreamAccount
-from accounts.services import account_add_openai_compat
+from accounts.models import UpstreamAccount
 from accounts.validators import upstream_url_validate
+from executors.openai_compat import KIND
+from executors.openai_compat.services import account_add_openai_compat
 
 DISCOVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -97,7 +98,7 @@ def discover_models(base_url: str, api_key: str) -> list[str]:
 
 class OpenAICompatApiKeyFlow(AccountFlow):
     key = "openai_compat.api_key"
-    provider = ProviderKind.OPENAI_COMPAT
+    provider = KIND
     title = "OpenAI-compatible API (API key)"
     description = "Any server speaking the OpenAI API: OpenAI, Azure-style gateways, vLLM, Ollama, LiteLLM…"
     steps = (

@@ -34,13 +34,12 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_BEAT_SCHEDULE_FILENAME = str(_VAR_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# Every periodic task, in one place.
+# The product's own periodic tasks; each provider adds its own (accounts.providers, merged by
+# proxy_project/celery.py).
 CELERY_BEAT_SCHEDULE = {
     "usage-flush": {"task": "audit.tasks.usage_flush_task", "schedule": 2.0},
-    "gitlab-tokens-refresh": {"task": "executors.gitlab.tasks.gitlab_tokens_refresh_task", "schedule": 120.0},
     # Incremental (watermark on id) and idempotent; dashboards lag raw records by <= 1 min.
     "usage-rollups": {"task": "audit.tasks.rollups_update_task", "schedule": 60.0},
-    "codex-refresh-ahead": {"task": "executors.codex.tasks.codex_refresh_due_task", "schedule": 900.0},
     "snapshot-cleanup": {"task": "routing.tasks.snapshot_cleanup_task", "schedule": 3600.0},
     # Account health, budgets, quota windows: one alert per change of state.
     "alerts-check": {"task": "alerts.tasks.alerts_check_task", "schedule": 60.0},

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import ClientKey, UpstreamAccount
-from accounts.services import account_add_openai_compat
 from audit.models import AdminAction
+from executors.openai_compat.services import account_add_openai_compat
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
@@ -85,7 +85,7 @@ def test_key_created_with_limits_and_shown_once(boss_client: Client) -> None:
 
 def test_provider_config_is_editable_as_json(admin_client: Any) -> None:
     from accounts.models import UpstreamAccount
-    from accounts.services import account_add_openai_compat
+    from executors.openai_compat.services import account_add_openai_compat
 
     account = account_add_openai_compat(label="cfg", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])
     url = f"/admin/accounts/upstreamaccount/{account.pk}/change/"
@@ -131,7 +131,8 @@ def test_a_new_api_key_saved_on_the_change_page_replaces_the_credential(admin_cl
 
 
 def test_sign_in_accounts_offer_no_api_key_field(admin_client: Any) -> None:
-    from accounts.models import Credential, CredentialKind
+    from accounts.models import Credential
+    from executors.gitlab import CredentialKind
 
     account = account_add_openai_compat(label="o", base_url="http://127.0.0.1:9/v1", api_key="x", model_names=["m"])
     Credential.objects.filter(account=account).update(kind=CredentialKind.OAUTH)

@@ -35,6 +35,7 @@ def test_account_add_list_disable() -> None:
     assert "team-openai" in out and "sk-secret-value" not in out
     listing = _run("account_list")
     assert "team-openai" in listing and "enabled" in listing and "sk-secret-value" not in listing
+    assert "health=idle" in listing and "success(1h)=no attempts" in listing
     _run("account_disable", "team-openai")
     assert not UpstreamAccount.objects.get(label="team-openai").enabled
     _run("account_disable", "team-openai", "--enable")
@@ -64,8 +65,9 @@ def test_cooldown_clear_command(transactional_db: None) -> None:
     from django.conf import settings
 
     from accounts.models import AccountState
-    from accounts.services import account_add_openai_compat, account_mark_state
+    from accounts.services import account_mark_state
     from audit.models import AdminAction
+    from executors.openai_compat.services import account_add_openai_compat
     from state.cooldown import cooldown_start, cooldowns_list, family_scope
     from statestore.factory import call_sync
 
@@ -89,7 +91,8 @@ def test_cooldown_clear_command(transactional_db: None) -> None:
 
 def test_cooldown_clear_says_plainly_it_cannot_see_the_embedded_store(transactional_db: None, settings: Any) -> None:
     from accounts.models import AccountState
-    from accounts.services import account_add_openai_compat, account_mark_state
+    from accounts.services import account_mark_state
+    from executors.openai_compat.services import account_add_openai_compat
 
     settings.REDIS_URL = ""  # the embedded mode: the server's cooldowns are in its own memory
     account = account_add_openai_compat(label="c", base_url="http://127.0.0.1:9/v1", api_key="k", model_names=["m"])

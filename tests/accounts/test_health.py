@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from accounts.health import HealthStatus, accounts_health
 from accounts.models import AccountState, UpstreamAccount
-from accounts.services import account_add_openai_compat, account_mark_state, account_update
+from accounts.services import account_mark_state, account_update
 from audit.models import UsageRecord
+from executors.openai_compat.services import account_add_openai_compat
 from tests.support.proxy import seed, usage_rows
 
 pytestmark = pytest.mark.django_db

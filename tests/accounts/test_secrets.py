@@ -7,7 +7,8 @@ from django.db import connection
 
 from accounts.crypto import CredentialDecryptError, decrypt_json, encrypt_json
 from accounts.models import ClientKey, Credential
-from accounts.services import account_add_openai_compat, client_key_create, client_key_hash
+from accounts.services import client_key_create, client_key_hash
+from executors.openai_compat.services import account_add_openai_compat
 
 pytestmark = pytest.mark.django_db
 

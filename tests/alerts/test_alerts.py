@@ -17,11 +17,12 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 
 from accounts.models import AccountState, CredentialKind, UpstreamAccount
-from accounts.services import account_add_openai_compat, account_create, client_key_create, team_create
+from accounts.services import account_create, client_key_create, team_create
 from alerts.models import AlertChannel, AlertEvent, ChannelKind
 from alerts.services import alert_channel_save, alerts_check
 from audit.models import UsageRecord
 from audit.rollups import rollups_update
+from executors.openai_compat.services import account_add_openai_compat
 from pricing.models import MoneyBudget
 from pricing.services import money_budget_save
 from state.quota import quota_snapshot_set

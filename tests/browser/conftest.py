@@ -61,3 +61,17 @@ def browser() -> Iterator[Any]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def codex_server() -> Iterator[Any]:
+    """The fake ChatGPT auth server + Codex backend, for the browser tests that add Codex accounts."""
+    from tests.fakes.base import FakeServer
+    from tests.fakes.codex import CodexFakeApp
+
+    server = FakeServer(CodexFakeApp())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

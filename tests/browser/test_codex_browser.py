@@ -6,7 +6,6 @@ page's own polling), and both accounts on the board."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,6 @@ from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp, make_jwt
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def codex_server() -> Iterator[FakeServer[CodexFakeApp]]:
-    server = FakeServer(CodexFakeApp())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _settings(driver: Any, fake: FakeServer[CodexFakeApp], label: str) -> None:

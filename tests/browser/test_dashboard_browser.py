@@ -16,9 +16,10 @@ from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 
 from accounts.models import CredentialKind
-from accounts.services import account_add_openai_compat, account_create, client_key_create, team_create
+from accounts.services import account_create, client_key_create, team_create
 from audit.models import UsageRecord
 from audit.rollups import rollups_update
+from executors.openai_compat.services import account_add_openai_compat
 from tests.browser.test_admin_browser import _click_and_wait, _fill
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]

@@ -2,7 +2,8 @@
 exact reason when the client (or what the proxy/upstream saw) is not what a real user needs.
 
 CLIs run non-interactively and offline: HOME/CODEX_HOME in the cell's temp dir, base URLs to
-the proxy, every vendor side channel switched off (clients.md §2.1, §3.1), the strict flags
+the proxy, every vendor side channel switched off (docs/protocols/clients.md#claude-code,
+docs/protocols/clients.md#codex-cli), the strict flags
 that stop silent retries and non-streaming fallbacks, and HTTPS_PROXY pointing at a listener
 that refuses outside connections. SDKs are the pinned `openai` / `anthropic` packages with
 `max_retries=0`; the test code plays the tool.

@@ -134,7 +134,7 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
             )
         return Upstream(name, MODELS[name], fakes.codex, lambda p: p == "/backend-api/codex/responses")
     if name in (OPENAI_COMPAT, OPENAI_RESPONSES):
-        from accounts.services import account_add_openai_compat
+        from executors.openai_compat.services import account_add_openai_compat
 
         for i in range(accounts):
             account_add_openai_compat(

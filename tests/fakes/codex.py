@@ -1,4 +1,5 @@
-"""Fake ChatGPT auth server + Codex backend (codex.md §2, §5, §7-§10), on one port.
+"""Fake ChatGPT auth server + Codex backend (docs/protocols/codex.md#sign-in-chatgpt-oauth,
+docs/protocols/codex.md#request-fingerprint, docs/protocols/codex.md#rate-limit-signals), on one port.
 
 Auth (`/oauth/*`, `/api/accounts/deviceauth/*`):
 - PKCE code exchange (form-encoded; S256 verifier checked; a `state` field → 400 unknown_parameter);
@@ -19,7 +20,8 @@ Backend (`/backend-api/codex/*`), enforcing what the real one enforces:
 - `usage_limit_reached` 429 once a family is marked exhausted (`exhaust(...)`);
 - `routing_unsupported` for models listed in `http_unsupported_models` (HTTP only).
 
-WebSocket (`GET /backend-api/codex/responses` upgraded, §4.2; rules in docs/fake-rules.md):
+WebSocket (`GET /backend-api/codex/responses` upgraded, docs/protocols/codex.md#transport-http-and-websocket; rules in
+docs/fake-rules.md):
 the same auth and fingerprint checks at the handshake (refused with the same status), then one
 `response.create` text message per turn, validated like the HTTP body, answered with the same
 events, one JSON text message each; a rejected body is an `{"type":"error","status":…}`
@@ -579,7 +581,8 @@ class CodexFakeApp(FakeApp):
                 self.ws_open -= 1
 
     async def _ws_serve(self, conn: _WsConn, receive: Receive, send: Send) -> None:
-        """One socket: `response.create` messages handled in order (§4.2), each answered
+        """One socket: `response.create` messages handled in order
+        (docs/protocols/codex.md#transport-http-and-websocket), each answered
         with one event per text message; the socket keeps its last response in memory."""
         while True:
             msg = await receive()

@@ -1,4 +1,4 @@
-"""Fake GitLab instance + fake AI gateway (gitlab-duo.md §10), for tests and demos.
+"""Fake GitLab instance + fake AI gateway (docs/protocols/gitlab-duo.md#errors), for tests and demos.
 
 Two FakeApps share one `GitLabWorld` (users, OAuth apps, tokens, signing key, counters):
 
@@ -10,7 +10,8 @@ Two FakeApps share one `GitLabWorld` (users, OAuth apps, tokens, signing key, co
 - `GitLabGatewayApp` — /ai/v1/proxy/anthropic/v1/messages (+count_tokens) and
   /ai/v1/proxy/openai/v1/{chat/completions,responses}: checks bearer UJWT (signature, expiry),
   `X-Gitlab-Authentication-Type: oidc`, the unit primitive, realm/instance/user/id headers
-  against the token's claims, JSON body, the model allow-list and GitLab credits, in §4.3
+  against the token's claims, JSON body, the model allow-list and GitLab credits, in
+  docs/protocols/gitlab-duo.md#ai-gateway-proxy
   order with the documented statuses; answers native Anthropic SSE (with `event:` lines,
   tool_use/input_json_delta, thinking + signature) and native OpenAI streams (delegated to the
   OpenAI-compatible fake), paced; strips retry-after / rate-limit headers like the real one.
@@ -497,7 +498,8 @@ class GitLabInstanceApp(FakeApp):
                         "request, or was issued to another client.",
                     )
                 if not rt.active:
-                    # Reuse of a rotated refresh token (§2.4): refused; optionally the family too.
+                    # Reuse of a rotated refresh token (docs/protocols/gitlab-duo.md#sign-in-and-tokens): refused;
+                    # optionally the family too.
                     w.bump("refresh_reuse")
                     if w.revoke_family_on_reuse:
                         for other in w.refresh.values():

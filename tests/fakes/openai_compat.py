@@ -61,7 +61,7 @@ RESPONSES_PARAMS = _names(
     tools tool_choice parallel_tool_calls max_tool_calls reasoning text max_output_tokens
     temperature top_p top_logprobs truncation include metadata user safety_identifier
     prompt_cache_key prompt_cache_retention service_tier background prompt client_metadata"""
-)  # client_metadata: Codex CLI's built-in provider sends it to api.openai.com (clients.md §3.2)
+)  # client_metadata: Codex CLI's built-in provider sends it to api.openai.com (docs/protocols/clients.md#codex-cli)
 CHAT_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 USER_PARTS = ("text", "image_url", "input_audio", "file")
 HOSTED_TOOLS = _names(
@@ -812,7 +812,7 @@ class OpenAICompatApp(FakeApp):
             return out
         if not isinstance(tools, list):
             raise invalid_type("tools", "an array of objects", tools)
-        # namespace / tool_search: Codex CLI extras api.openai.com accepts (clients.md §3.3).
+        # namespace / tool_search: Codex CLI extras api.openai.com accepts (docs/protocols/clients.md#codex-cli).
         allowed = ("function", "custom", "namespace", "tool_search", *sorted(HOSTED_TOOLS))
         for i, tool in enumerate(tools):
             p = f"tools[{i}]"
@@ -965,7 +965,7 @@ class OpenAICompatApp(FakeApp):
 
 
 def _responses_error_event(error: dict[str, Any]) -> bytes:
-    # Responses streams report errors as a top-level `error` event (formats.md §3.5), or as a
+    # Responses streams report errors as a top-level `error` event (docs/protocols/responses.md#stream-events), or as a
     # `response.failed` when the response itself failed (`{"event": "response.failed", ...}`).
     if error.get("event") == "response.failed":
         err = {"code": error.get("code") or "server_error", "message": error.get("message") or "failed"}

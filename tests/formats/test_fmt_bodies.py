@@ -1,4 +1,6 @@
-"""Non-stream response translation (§2.4, §3.4, §4.5, §5.5, §5.7)."""
+"""Non-stream response translation (docs/protocols/chat-completions.md#responses-and-streams,
+docs/protocols/responses.md#response-object, docs/protocols/anthropic-messages.md#responses-and-stop-reasons,
+docs/protocols/translation.md#streams, docs/protocols/translation.md#finish-and-stop-reasons)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SSE framing, usage mapping (§5.8), error bodies (§5.9) and token counting."""
+"""SSE framing, usage mapping (docs/protocols/translation.md#usage), error bodies
+(docs/protocols/translation.md#errors-across-dialects) and token counting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The official SDKs' stream accumulators judge what we emit (formats.md §3.6, clients.md).
+"""The official SDKs' stream accumulators judge what we emit (docs/protocols/responses.md#ordering-rules, clients.md).
 
 Every upstream fixture is translated to every client dialect and served through an httpx
 MockTransport to ``openai`` / ``anthropic`` exactly as a proxy would serve it.

@@ -1,4 +1,5 @@
-"""Stream translation goldens (every fixture x every target) and §3.6 invariants."""
+"""Stream translation goldens (every fixture x every target) and docs/protocols/responses.md#ordering-rules
+invariants."""
 
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ClientKey
-from accounts.services import account_add_openai_compat, client_key_create, team_create
+from accounts.services import client_key_create, team_create
 from audit.models import AdminAction, UsageRecord
+from executors.openai_compat.services import account_add_openai_compat
 from portal.services import SelfServiceRefused, member_key_create
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.models import CredentialKind, UpstreamAccount
-from accounts.services import account_add_openai_compat, account_create
+from accounts.services import account_create
 from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
 from audit.services import _insert
+from executors.openai_compat.services import account_add_openai_compat
 from pricing.cost import TokenCounts
 from pricing.models import PriceMode, PriceRule
 from pricing.selectors import PriceSource, price_book_sync

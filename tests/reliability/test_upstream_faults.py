@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import executors.http
-from accounts.services import account_add_openai_compat
+from executors.openai_compat.services import account_add_openai_compat
 from infra.db import db_call
 from tests.fakes.base import Fault
 from tests.reliability.conftest import closed_port

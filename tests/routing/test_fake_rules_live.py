@@ -201,7 +201,7 @@ async def openai_unknown_model(run: Run) -> None:
     """An account lists a model its server does not serve: 404 there (logged by that server),
     and the path's own account serves the request."""
     from accounts.selectors import caches_clear
-    from accounts.services import account_add_openai_compat
+    from executors.openai_compat.services import account_add_openai_compat
     from infra.db import db_call
     from tests.fakes.base import FakeServer
     from tests.fakes.openai_compat import OpenAICompatApp

@@ -32,11 +32,12 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from accounts.models import ClientKey, Team, UpstreamAccount
-from accounts.services import account_add_openai_compat, client_key_create, team_create
+from accounts.services import client_key_create, team_create
 from alerts.models import AlertChannel, AlertEvent, ChannelKind
 from alerts.services import alert_channel_save
 from audit.models import AdminAction, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
+from executors.openai_compat.services import account_add_openai_compat
 from pricing.models import MoneyBudget, PriceMode, PriceRule
 from pricing.services import money_budget_save, price_rule_save
 from routing.models import CatalogEntry

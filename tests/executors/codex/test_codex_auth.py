@@ -63,7 +63,8 @@ def test_pkce_paste_callback_creates_account(codex_fake: Any) -> None:
     assert secret["plan_type"] == "plus" and secret["email"] == "dev@example.com"
     assert secret["installation_id"] == str(account.installation_id)
     exchange = codex_fake.app.token_form_log[-1]
-    assert exchange["grant_type"] == "authorization_code" and "state" not in exchange  # §2.4
+    # docs/protocols/codex.md#sign-in-chatgpt-oauth
+    assert exchange["grant_type"] == "authorization_code" and "state" not in exchange
     # a replayed callback is refused (the pending state is single-use)
     with pytest.raises(CodexLoginError):
         codex_pkce_complete(callback_url=redirect.headers["location"])
@@ -94,7 +95,7 @@ def test_import_auth_json_and_mismatch_refusal(codex_fake: Any) -> None:
     account = import_account(codex_fake, label="imp")
     secret = _secret(account.id)
     assert secret["refresh_token"].startswith("rt_") and secret["expires_at"] > time.time()
-    # id token and access token naming different ChatGPT accounts are refused (§2.5)
+    # id token and access token naming different ChatGPT accounts are refused (docs/protocols/codex.md#token-claims)
     data = codex_fake.app.auth_json()
     data["tokens"]["id_token"] = make_jwt({"https://api.openai.com/auth": {"chatgpt_account_id": "other"}})
     data["tokens"].pop("account_id")
@@ -183,7 +184,8 @@ async def test_refresh_rotates_and_persists_before_use(codex_fake: Any) -> None:
     assert stored["refresh_token"] != before["refresh_token"] == codex_fake.app.token_form_log[-1]["refresh_token"]
     assert stored["access_token"] == outcome.secret["access_token"]  # persisted = what callers get
     assert stored["expires_at"] > time.time() + 3600
-    assert codex_fake.app.token_form_log[-1]["grant_type"] == "refresh_token"  # JSON body, §2.7
+    # JSON body, docs/protocols/codex.md#token-refresh
+    assert codex_fake.app.token_form_log[-1]["grant_type"] == "refresh_token"
     # fresh now: a second call does not touch the auth server
     again = await codex_token_refresh(store=get_store(), account_id=account.id)
     assert not again.refreshed and again.reason == "fresh" and codex_fake.app.refresh_count == 1
@@ -257,8 +259,7 @@ def test_refresh_ahead_service_and_task(codex_fake: Any) -> None:
     from executors.codex.tasks import codex_refresh_due_task
 
     assert codex_refresh_due_task() == {}  # nothing due any more
-    from django.conf import settings
+    from proxy_project.celery import app
 
-    assert any(
-        e["task"] == "executors.codex.tasks.codex_refresh_due_task" for e in settings.CELERY_BEAT_SCHEDULE.values()
-    )
+    app.finalize()  # the provider's periodic tasks join the beat schedule then
+    assert any(e["task"] == codex_refresh_due_task.name for e in app.conf.beat_schedule.values())

@@ -205,18 +205,20 @@ async def test_cut_before_completed(codex_fake: Any) -> None:
         await _collect(resp)
 
 
-async def test_401_refreshes_once_and_retries(codex_fake: Any) -> None:
+async def test_401_is_classified_for_dispatch_not_retried_here(codex_fake: Any) -> None:
     info = await _account(codex_fake)
-    # the upstream forgot our access token (revoked): 401 → refresh (rotation) → retry succeeds
+    # the upstream forgot our access token (revoked): one call, a classified 401, no refresh
     codex_fake.app.access.pop(info.secret["access_token"])
-    resp = await EXECUTOR.open(_call(info))
-    await _collect(resp)
-    assert codex_fake.app.refresh_count == 1
-    tokens = [r["headers"]["authorization"] for r in codex_fake.requests if r["path"].endswith("/responses")]
-    assert len(tokens) == 2 and tokens[0] != tokens[1]
-    # the new token is used from now on without another refresh
+    with pytest.raises(UpstreamError) as failure:
+        await EXECUTOR.open(_call(info))
+    assert failure.value.refresh_credential and failure.value.status == 401
+    assert len([r for r in codex_fake.requests if r["path"].endswith("/responses")]) == 1
+    assert codex_fake.app.refresh_count == 0
+    # dispatch then asks for the refresh: a rotation, and the new token is used from now on
+    assert await EXECUTOR.refresh_credential(info) is True
     await _collect(await EXECUTOR.open(_call(info, request_id="r9")))
-    assert codex_fake.app.refresh_count == 1
+    tokens = [r["headers"]["authorization"] for r in codex_fake.requests if r["path"].endswith("/responses")]
+    assert len(tokens) == 2 and tokens[0] != tokens[1] and codex_fake.app.refresh_count == 1
 
 
 async def test_expiring_token_refreshed_inline(codex_fake: Any) -> None:

@@ -1,4 +1,5 @@
-"""Identity resolution (codex.md §6): every step of every chain, projection consistency, §6.3 ids."""
+"""Identity resolution (docs/protocols/codex.md#identity): every step of every chain, projection consistency,
+docs/protocols/codex.md#identity ids."""
 
 from __future__ import annotations
 
@@ -191,7 +192,7 @@ def test_every_surface_carries_the_same_ids() -> None:
     assert headers["x-codex-window-id"] == ident.client_metadata["x-codex-window-id"] == body_meta["window_id"]
     assert ident.client_metadata["turn_id"] == body_meta["turn_id"] == "U"
     assert ident.client_metadata["x-codex-installation-id"] == body_meta["installation_id"] == INSTALL
-    assert "x-codex-installation-id" not in headers  # body only on /responses (§6.6)
+    assert "x-codex-installation-id" not in headers  # body only on /responses (docs/protocols/codex.md#identity)
     # the header copy is ASCII-escaped and drops tool_namespaces_info; otherwise identical
     assert headers["x-codex-turn-metadata"].isascii() and "tool_namespaces_info" not in header_meta
     assert header_meta == {k: v for k, v in body_meta.items() if k != "tool_namespaces_info"}
@@ -224,7 +225,7 @@ def test_provider_meta_round_trip() -> None:
     assert SnapshotMeta.parse({"session_id": "x" * 500}).session_id is None  # oversized → ignored
 
 
-# ------------------------------------------------------------------ §6.3 content-derived id
+# ------------------------------------------------------------------ docs/protocols/codex.md#identity content-derived id
 
 MSG = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}
 DEV = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "base prompt"}]}

@@ -1,4 +1,6 @@
-"""Body rules (§5.2), rate-limit parsing (§7) and error classification (§8.3) — pure functions."""
+"""Body rules (docs/protocols/codex.md#request-body-rules), rate-limit parsing
+(docs/protocols/codex.md#rate-limit-signals) and error classification (docs/protocols/codex.md#errors) — pure
+functions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Codex executor's upstream WebSocket (codex.md §4.2, §4.4 product rule) against the fake:
+"""The Codex executor's upstream WebSocket (docs/protocols/codex.md#transport-http-and-websocket product rule) against
+the fake:
 prefer_websockets models stream over WS, a refused handshake falls back to HTTP SSE (and is
 remembered), other models stay on HTTP."""
 

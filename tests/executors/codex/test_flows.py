@@ -149,7 +149,7 @@ def test_import_mismatch_can_be_pinned(admin_client: Client, codex_fake: Any) ->
 
 
 def test_import_refuses_a_label_of_another_provider(admin_client: Client, codex_fake: Any) -> None:
-    from accounts.services import account_add_openai_compat
+    from executors.openai_compat.services import account_add_openai_compat
 
     account_add_openai_compat(
         label="codex", base_url="https://api.example.com/v1", api_key="sk-x", model_names=["m"], actor=None

@@ -131,7 +131,7 @@ def test_pat_flow_keeps_an_account_without_duo_when_asked(admin_client: Client, 
 
 
 def test_pat_flow_refuses_a_label_of_another_provider(admin_client: Client, gitlab: GitLabFakes) -> None:
-    from accounts.services import account_add_openai_compat
+    from executors.openai_compat.services import account_add_openai_compat
 
     account_add_openai_compat(
         label="duo", base_url="https://api.example.com/v1", api_key="sk-x", model_names=["m"], actor=None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from accounts.models import AccountState, GatewayToken, UpstreamAccount
+from accounts.models import AccountState, UpstreamAccount
 from executors.gitlab.exceptions import GitLabError, LoginPending
+from executors.gitlab.models import GatewayToken
 from executors.gitlab.services import (
     gitlab_oauth_device_poll,
     gitlab_oauth_device_start,

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from django.conf import settings
 
-from accounts.models import AccountState, Credential, GatewayToken, UpstreamAccount
+from accounts.models import AccountState, Credential, UpstreamAccount
 from executors.gitlab.config import gitlab_account_load
 from executors.gitlab.exceptions import GitLabError, LoginPending
 from executors.gitlab.grants import gitlab_gateway_grant, gitlab_grant_cache_clear
+from executors.gitlab.models import GatewayToken
 from executors.gitlab.oauth import gitlab_access_token
 from executors.gitlab.services import gitlab_oauth_device_poll, gitlab_oauth_device_start, gitlab_pat_add
 from executors.gitlab.tasks import gitlab_tokens_refresh_task
@@ -224,6 +224,9 @@ def test_refresh_ahead_records_lost_entitlement(gitlab: GitLabFakes) -> None:
 
 
 def test_beat_schedule_has_the_refresh_task() -> None:
-    entry = settings.CELERY_BEAT_SCHEDULE["gitlab-tokens-refresh"]
+    from proxy_project.celery import app
+
+    app.finalize()  # the provider's periodic tasks join the beat schedule then
+    entry = app.conf.beat_schedule["gitlab-tokens-refresh"]
     assert entry["task"] == gitlab_tokens_refresh_task.name
     assert entry["schedule"] <= 300  # well inside the 10-minute refresh-ahead window

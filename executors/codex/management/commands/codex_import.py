@@ -1,4 +1,5 @@
-"""Import a Codex CLI auth.json (or a compatible export) as a Codex account (codex.md §2.6)."""
+"""Import a Codex CLI auth.json (or a compatible export) as a Codex account
+(docs/protocols/codex.md#importing-authjson)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sign a Codex (ChatGPT) account in: paste-callback PKCE or device code (codex.md §2.2-2.3)."""
+"""Sign a Codex (ChatGPT) account in: paste-callback PKCE or device code
+(docs/protocols/codex.md#sign-in-chatgpt-oauth)."""
 
 from __future__ import annotations
 

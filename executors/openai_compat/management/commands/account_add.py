@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services import account_add_openai_compat
 from audit.services import cli_actor
+from executors.openai_compat.services import account_add_openai_compat
 
 
 class Command(BaseCommand):
