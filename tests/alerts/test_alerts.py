@@ -16,7 +16,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
-from accounts.models import AccountState, CredentialKind, UpstreamAccount
+from accounts.models import AccountState, UpstreamAccount
 from accounts.services import account_create, client_key_create, team_create
 from alerts.models import AlertChannel, AlertEvent, ChannelKind
 from alerts.services import alert_channel_save, alerts_check
@@ -162,7 +162,7 @@ def test_quota_window_under_10_percent_alerts(webhook: Any) -> None:
         provider="codex",
         base_url="https://chatgpt.com/backend-api/codex",
         model_names=["gpt-5.5"],
-        credential_kind=CredentialKind.OAUTH,
+        credential_kind="oauth",  # the Codex sign-in credential
         secret={"access_token": "a", "refresh_token": "r"},
     )
     resets = datetime.now(UTC).timestamp() + 3600

@@ -15,7 +15,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 
-from accounts.models import CredentialKind
 from accounts.services import account_create, client_key_create, team_create
 from audit.models import UsageRecord
 from audit.rollups import rollups_update
@@ -41,7 +40,7 @@ def _seed() -> dict[str, Any]:
         provider="codex",
         base_url="https://chatgpt.com/backend-api/codex",
         model_names=["gpt-5.5"],
-        credential_kind=CredentialKind.OAUTH,
+        credential_kind="oauth",  # the Codex sign-in credential
         secret={"access_token": "a", "refresh_token": "r"},
     )
     alice, _ = client_key_create(name="alice-laptop", owner_label="alice@example.com", team_id=platform.pk)

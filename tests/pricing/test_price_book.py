@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.models import CredentialKind, UpstreamAccount
+from accounts.models import UpstreamAccount
 from accounts.services import account_create
 from audit.models import AdminAction, Granularity, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
@@ -35,7 +35,7 @@ def _subscription(label: str = "codex") -> UpstreamAccount:
         provider="codex",
         base_url="https://chatgpt.com/backend-api/codex",
         model_names=["gpt-5.5"],
-        credential_kind=CredentialKind.OAUTH,
+        credential_kind="oauth",  # the Codex sign-in credential
         secret={"access_token": "a", "refresh_token": "r"},
     )
 
