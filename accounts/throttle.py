@@ -46,7 +46,7 @@ class ThrottledModelBackend(ModelBackend):
         window = settings.ADMIN_LOGIN_WINDOW_SECONDS
         reservation = [CounterLimit(key, 1, limit, window) for key in keys]
         try:
-            over = call_sync(lambda store: store.counters_reserve(reservation))
+            over = call_sync(lambda store: store.counters_reserve(reservation)).over
             counted = True
         except Exception:
             log.exception("login throttle store unavailable: not throttling (fail open)")

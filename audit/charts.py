@@ -58,6 +58,23 @@ class Chart:
     legend: list[tuple[str, str, str]] = field(default_factory=list)  # (label, color, href)
     chart_id: str = ""
 
+    def __html__(self) -> str:
+        """`{{ chart }}` in a template: the SVG and its legend (the dashboard lays them out itself)."""
+        items = "".join(
+            f'<li><span class="sw" style="background:{color};display:inline-block;width:10px;height:10px"></span> '
+            + (f'<a href="{escape(href)}">{escape(name)}</a>' if href else escape(name))
+            + "</li>"
+            for name, color, href in self.legend
+        )
+        style = "list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:2px 14px"
+        legend = f'<ul class="chart-legend" style="{style}">{items}</ul>'
+        return str(self.svg) + (legend if self.legend else "")
+
+    def __str__(self) -> str:
+        # Django's template engine calls str() before escaping: keep it marked safe (every
+        # label inside is escaped above).
+        return mark_safe(self.__html__())
+
 
 def line_chart(
     *,
