@@ -72,11 +72,26 @@ class _Echo:
         return value
 
 
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice
+# and Google Sheets (=HYPERLINK(...), +cmd|..., @SUM, tab/CR tricks). Model names, labels and
+# upstream error text come from clients and upstreams, so such cells get a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to put in a spreadsheet cell (numbers stay numbers)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_stream(header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(header)
     for row in rows:
-        yield writer.writerow([v.isoformat() if isinstance(v, datetime) else v for v in row])
+        yield writer.writerow([csv_cell(v) for v in row])
 
 
 def _requires(perm: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:

