@@ -52,6 +52,7 @@ from accounts.services import (
     team_delete,
     team_update,
 )
+from accounts.validators import provider_config_validate
 from audit.models import Granularity, UsageRollup
 
 
@@ -78,6 +79,7 @@ class AccountForm(forms.ModelForm):
             return {}
         if not isinstance(value, dict):
             raise forms.ValidationError("must be a JSON object")
+        provider_config_validate(value)  # its URLs pass the base URL's SSRF check
         return value
 
     class Meta:

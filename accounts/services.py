@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.crypto import reencrypt
 from accounts.models import AccountState, ClientKey, Credential, Team, UpstreamAccount
 from accounts.providers import credential_kind_choices, provider_get, providers_all
-from accounts.validators import upstream_url_validate
+from accounts.validators import provider_config_validate, upstream_url_validate
 from audit.services import admin_action_log, changes_between
 from infra.redact import redact
 from statestore.factory import call_sync
@@ -62,6 +62,7 @@ def account_create(
     if credential_kind not in dict(credential_kind_choices()):
         raise ValueError(f"unknown credential kind {credential_kind!r}")
     base_url = upstream_url_validate(base_url)  # SSRF guard: raises ValidationError
+    provider_config_validate(provider_config or {})  # and every URL in provider_config
     with transaction.atomic():
         account = UpstreamAccount.objects.create(
             label=label,
@@ -156,6 +157,8 @@ def account_update(*, account: UpstreamAccount, actor: Any | None = None, **fiel
         raise ValueError(f"cannot update {sorted(unknown)}")
     if "base_url" in fields:
         fields["base_url"] = upstream_url_validate(fields["base_url"])
+    if "provider_config" in fields:
+        provider_config_validate(fields["provider_config"] or {})
     if fields.get("last_error"):
         fields["last_error"] = redact(fields["last_error"])  # upstream text: never a secret
     with transaction.atomic():

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
+from statestore import CounterLimit
 from statestore.factory import call_sync
 
 log = logging.getLogger(__name__)
@@ -29,29 +30,39 @@ def _keys(request: Any, username: str | None) -> list[str]:
 
 
 class ThrottledModelBackend(ModelBackend):
+    """Check and count in one atomic step (issue 17 F8: a separate read then increment let 40
+    concurrent wrong passwords all be checked against a limit of 5).
+
+    Every attempt first reserves one unit on both counters (the username's and the address's)
+    with the store's all-or-nothing `counters_reserve`; only an attempt that got its reservation
+    reaches the password check. A failure keeps the unit; a success gives it back and clears
+    the username's count. So at most ADMIN_LOGIN_MAX_FAILURES passwords are ever checked per
+    username or address in a window, however many arrive at once.
+    """
+
     def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kw: Any) -> Any:
         keys = _keys(request, username)
         limit = settings.ADMIN_LOGIN_MAX_FAILURES
+        window = settings.ADMIN_LOGIN_WINDOW_SECONDS
+        reservation = [CounterLimit(key, 1, limit, window) for key in keys]
         try:
-            counts = call_sync(lambda store: store.get_many(keys))
+            over = call_sync(lambda store: store.counters_reserve(reservation)).over
+            counted = True
         except Exception:
             log.exception("login throttle store unavailable: not throttling (fail open)")
-            counts = [None, None]
-        if any(c is not None and int(c) >= limit for c in counts):
+            over, counted = None, False
+        if over is not None:
             log.warning("admin login throttled")
             raise PermissionDenied("too many failed logins; try again later")
         user = super().authenticate(request, username=username, password=password, **kw)
-        window = settings.ADMIN_LOGIN_WINDOW_SECONDS
+        if user is not None and counted:
 
-        async def record(store: Any) -> None:
-            if user is None:
-                for key in keys:
-                    await store.incr(key, ttl=window)
-            else:
+            async def give_back(store: Any) -> None:
+                await store.counters_adjust([(keys[1], -1)])
                 await store.delete(keys[0])  # success clears the username's count, not the address's
 
-        try:
-            call_sync(record)
-        except Exception:
-            log.exception("login throttle store unavailable: attempt not counted")
+            try:
+                call_sync(give_back)
+            except Exception:
+                log.exception("login throttle store unavailable: successful attempt still counted")
         return user

@@ -14,8 +14,10 @@ whose DNS later changes to a private address (DNS rebinding) is not re-checked p
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -92,3 +94,46 @@ def upstream_url_validate(url: str, *, allow_private: bool | None = None) -> str
                 code="private",
             )
     return url.strip().rstrip("/")
+
+
+def provider_config_validate(config: Any, *, allow_private: bool | None = None) -> None:
+    """Every URL in an account's provider_config passes the same check as its base URL
+    (issue 17 F6: `auth_url`, `instance_url`, `gateway_url` were stored and used unchecked).
+
+    A URL is any value under a key ending in `_url` (or named `url`), at any depth; a value
+    that is not a string there is refused too. Raises ValidationError naming the key.
+    """
+    for path, value in _url_fields(config, ""):
+        if not isinstance(value, str):
+            raise ValidationError(f"provider_config {path}: must be a URL string", code="invalid")
+        try:
+            upstream_url_validate(value, allow_private=allow_private)
+        except ValidationError as exc:
+            raise ValidationError(f"provider_config {path}: {'; '.join(exc.messages)}", code=exc.code) from None
+
+
+def _url_fields(value: Any, path: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and (key == "url" or key.endswith("_url")) and item not in (None, ""):
+                found.append((where, item))
+            else:
+                found += _url_fields(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _url_fields(item, f"{path}[{i}]")
+    return found
+
+
+def upstream_url_checked(url: str) -> str:
+    """`upstream_url_validate` at the point of use (an account row written before the check
+    existed, or behind the services' back); successes are cached per process, so the hot path
+    pays one dict lookup."""
+    return _checked(url, bool(settings.PROXY_ALLOW_PRIVATE_UPSTREAMS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked(url: str, allow_private: bool) -> str:
+    return upstream_url_validate(url, allow_private=allow_private)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import functools
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -21,21 +21,23 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
-from accounts.models import UpstreamAccount
-from audit.charts import line_chart
+from accounts.models import ClientKey, UpstreamAccount
+from audit.dashboard import DashboardForm, RangeForm, dashboard_context
 from audit.models import AdminAction, Granularity, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.selectors import (
     RECORD_CSV_COLUMNS,
     ROLLUP_CSV_COLUMNS,
-    buckets_between,
+    UsageFilter,
     granularity_for,
+    key_people,
     record_rows,
     rollup_rows,
-    usage_breakdown,
-    usage_health,
     usage_scope_for,
 )
+from pricing.cost import usd_format
 
 # The admin index links to the dashboards (template extends Django's own index).
 admin.site.index_template = "audit/admin_index.html"
@@ -43,26 +45,7 @@ admin.site.site_header = "Team LLM proxy"
 admin.site.site_title = "Team LLM proxy"
 admin.site.index_title = "Accounts, keys and usage"
 
-MAX_RANGE_DAYS = 400
-
-
-class RangeForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
-
-    def bounds(self) -> tuple[datetime, datetime]:
-        """[start, end) in UTC; defaults to the last 7 days including today."""
-        today = datetime.now(UTC).date()
-        data = self.cleaned_data if self.is_valid() else {}
-        end_day: date = data.get("end") or today
-        start_day: date = data.get("start") or end_day - timedelta(days=6)
-        if start_day > end_day:
-            start_day, end_day = end_day, start_day
-        start_day = max(start_day, end_day - timedelta(days=MAX_RANGE_DAYS))
-        return (
-            datetime.combine(start_day, time.min, tzinfo=UTC),
-            datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC),
-        )
+__all__ = ["RangeForm"]  # kept importable from here
 
 
 class _Echo:
@@ -72,11 +55,26 @@ class _Echo:
         return value
 
 
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel, LibreOffice
+# and Google Sheets (=HYPERLINK(...), +cmd|..., @SUM, tab/CR tricks). Model names, labels and
+# upstream error text come from clients and upstreams, so such cells get a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to put in a spreadsheet cell (numbers stay numbers)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_stream(header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(header)
     for row in rows:
-        yield writer.writerow([v.isoformat() if isinstance(v, datetime) else v for v in row])
+        yield writer.writerow([csv_cell(v) for v in row])
 
 
 def _requires(perm: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
@@ -186,26 +184,228 @@ class SurfaceFilter(admin.SimpleListFilter):
         return queryset.filter(surface=value) if value else queryset
 
 
+class _KeysFilter(admin.SimpleListFilter):
+    """Narrows records to a set of keys (indexed client_key_id), chosen from the keys table."""
+
+    def keys_for(self, value: str) -> QuerySet[ClientKey]:
+        raise NotImplementedError
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(client_key_id__in=list(self.keys_for(value).values_list("id", flat=True)))
+
+
+def _visible_keys(request: HttpRequest) -> dict[int, Any]:
+    """Keys whose names this user may see in filter choices (their own unless view_all_usage)."""
+    scope = usage_scope_for(request.user)
+    return key_people(None if scope.all_keys else scope.key_ids)
+
+
+class TeamFilter(_KeysFilter):
+    title = "team"
+    parameter_name = "team"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        # Only the teams of keys this user may see (a staff member scoped to their own keys
+        # must not learn other teams' names here).
+        visible = _visible_keys(request).values()
+        teams = {(p.team_id, p.team) for p in visible if p.team_id}
+        return [(str(pk), name) for pk, name in sorted(teams, key=lambda t: t[1])]
+
+    def keys_for(self, value: str) -> QuerySet[ClientKey]:
+        return ClientKey.objects.filter(team_id=int(value)) if value.isdigit() else ClientKey.objects.none()
+
+
+class DeveloperFilter(_KeysFilter):
+    """A developer is a key's owner (owner label, else username, else the key's name)."""
+
+    title = "developer"
+    parameter_name = "developer"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(n, n) for n in sorted({p.developer for p in _visible_keys(request).values()})]
+
+    def keys_for(self, value: str) -> QuerySet[ClientKey]:
+        from audit.selectors import _developer_q
+
+        return ClientKey.objects.filter(_developer_q(value))
+
+
+class KeyFilter(_KeysFilter):
+    title = "key"
+    parameter_name = "key"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        people = sorted(_visible_keys(request).items(), key=lambda kv: kv[1].name)
+        return [(str(k), f"{p.name} ({p.developer})") for k, p in people]
+
+    def keys_for(self, value: str) -> QuerySet[ClientKey]:
+        return ClientKey.objects.filter(id=int(value)) if value.isdigit() else ClientKey.objects.none()
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """Requested model; choices from the accounts' and catalog's model names (small tables)."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        names: set[str] = set()
+        for models in UpstreamAccount.objects.values_list("model_names", flat=True):
+            names.update(m for m in models or () if isinstance(m, str))
+        if self.value():  # a name no account lists (an alias, a removed model) still filters
+            names.add(str(self.value()))
+        return [(n, n) for n in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(requested_model=value) if value else queryset
+
+
+def _attempts_summary(log: Any) -> str:
+    """'acct-A 429 → acct-B 200' for the records list."""
+    if not isinstance(log, list) or not log:
+        return "-"
+    parts = []
+    for a in log:
+        if isinstance(a, dict):
+            parts.append(f"{a.get('account', '?')} {a.get('status', '…')}")
+    return " → ".join(parts)
+
+
+def attempts_table(log: Any) -> SafeString:
+    """Every upstream attempt as a small table (never raw JSON)."""
+    if not isinstance(log, list) or not log:
+        return mark_safe("no upstream attempt")
+    known = ("account", "model", "status", "code", "ms")
+    rows = []
+    for i, a in enumerate(log, 1):
+        a = a if isinstance(a, dict) else {"detail": a}
+        extra = ", ".join(f"{k}: {v}" for k, v in a.items() if k not in known)
+        cells = [str(i), *(str(a.get(k, "")) for k in known), extra]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("#", "account", "upstream model", "status", "error", "ms", "other"))
+    return mark_safe(f'<table class="attempts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(NoCountAdmin):
+    # Compact columns so the list stays readable at 800 px; everything else is on the record.
     list_display = [
-        "created_at",
-        "key_prefix",
-        "account_label",
-        "surface",
-        "requested_model",
-        "stream",
-        "outcome",
-        "status_code",
-        "input_tokens",
-        "output_tokens",
-        "ttfb_ms",
-        "duration_ms",
+        "when",
+        "developer_team",
+        "account_name",
+        "model_name",
+        "result",
+        "tokens",
+        "cost",
+        "ttfb",
+        "attempts_list",
     ]
+    actions = None  # records are read-only: no checkbox column, no bulk action
+    list_select_related = ["client_key", "client_key__owner", "client_key__team"]
     # The default ordering (-created_at, then -pk added by the admin) walks the created_at
-    # index backwards; every filter here is either fixed choices or an indexed column.
-    list_filter = [("created_at", admin.DateFieldListFilter), "outcome", SurfaceFilter, "stream", AccountFilter]
+    # index backwards; every filter here is either fixed choices or an indexed column (the
+    # key filters become client_key_id IN (...) from the small keys table).
+    list_filter = [
+        ("created_at", admin.DateFieldListFilter),
+        "outcome",
+        TeamFilter,
+        DeveloperFilter,
+        KeyFilter,
+        AccountFilter,
+        ModelFilter,
+        SurfaceFilter,
+        "stream",
+    ]
     search_fields = ["request_id", "key_prefix", "account_label", "requested_model", "upstream_request_id"]
+    fieldsets = [
+        (None, {"fields": ["created_at", "request_id", "developer", "key_name", "team", "key_prefix"]}),
+        ("Request", {"fields": ["surface", "requested_model", "served_model", "stream", "account_label"]}),
+        ("Outcome", {"fields": ["outcome", "status_code", "error_code", "error_message", "upstream_request_id"]}),
+        ("Upstream attempts", {"fields": ["attempts", "attempts_detail"]}),
+        (
+            "Usage and cost",
+            {
+                "fields": [
+                    "input_tokens",
+                    "cached_tokens",
+                    "cache_creation_tokens",
+                    "output_tokens",
+                    "reasoning_tokens",
+                    "usage_estimated",
+                    "cost",
+                    "price_source",
+                ]
+            },
+        ),
+        ("Timing", {"fields": ["ttfb_ms", "duration_ms"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(f) for _, opts in self.fieldsets for f in opts["fields"]]
+
+    @admin.display(description="time (UTC)", ordering="created_at")
+    def when(self, obj: UsageRecord) -> SafeString:
+        at = obj.created_at.astimezone(UTC)
+        return format_html("{}<br>{}", f"{at:%Y-%m-%d}", f"{at:%H:%M:%S}")
+
+    @admin.display(description="developer / team")
+    def developer_team(self, obj: UsageRecord) -> SafeString:
+        team = self.team(obj)
+        return format_html('{}<div class="sub">{}</div>', self.developer(obj), "" if team == "-" else team)
+
+    @admin.display(description="account", ordering="account_label")
+    def account_name(self, obj: UsageRecord) -> str:
+        return obj.account_label or "-"
+
+    @admin.display(description="model")
+    def model_name(self, obj: UsageRecord) -> str:
+        return obj.requested_model or "-"
+
+    @admin.display(description="TTFB ms")
+    def ttfb(self, obj: UsageRecord) -> str:
+        return "-" if obj.ttfb_ms is None else str(obj.ttfb_ms)
+
+    @admin.display(description="outcome")
+    def result(self, obj: UsageRecord) -> str:
+        return f"{obj.get_outcome_display()} ({obj.status_code})"
+
+    @admin.display(description="tokens in/out")
+    def tokens(self, obj: UsageRecord) -> str:
+        return f"{obj.input_tokens} / {obj.output_tokens}"
+
+    @admin.display(description="developer")
+    def developer(self, obj: UsageRecord) -> str:
+        key = obj.client_key if obj.client_key_id else None
+        if key is None:
+            return obj.key_prefix or "-"
+        return key.owner_label or (key.owner.get_username() if key.owner else "") or key.name
+
+    @admin.display(description="key")
+    def key_name(self, obj: UsageRecord) -> str:
+        key = obj.client_key if obj.client_key_id else None
+        return key.name if key is not None else (obj.key_prefix or "-")
+
+    @admin.display(description="team")
+    def team(self, obj: UsageRecord) -> str:
+        key = obj.client_key if obj.client_key_id else None
+        return key.team.name if key is not None and key.team is not None else "-"
+
+    @admin.display(description="cost")
+    def cost(self, obj: UsageRecord) -> str:
+        return "unpriced" if obj.cost_nanousd is None else usd_format(obj.cost_nanousd)
+
+    @admin.display(description="attempts")
+    def attempts_list(self, obj: UsageRecord) -> str:
+        # One attempt is the norm: only failovers spell out who answered what.
+        return _attempts_summary(obj.attempt_log) if obj.attempts > 1 else str(obj.attempts)
+
+    @admin.display(description="every attempt")
+    def attempts_detail(self, obj: UsageRecord) -> SafeString:
+        return attempts_table(obj.attempt_log)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageRecord]:
         return _scoped(request, super().get_queryset(request))
@@ -237,77 +437,55 @@ class UsageRecordAdmin(NoCountAdmin):
     # Views: parse the request, call selectors, render. They need the usage view permission;
     # what a holder sees is narrowed by usage_scope_for (own keys unless view_all_usage).
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
-        form = RangeForm(request.GET or None)
-        start, end = form.bounds()
         scope = usage_scope_for(request.user)
-        granularity = granularity_for(start, end)
-        hourly = granularity == Granularity.HOUR
-        buckets = buckets_between(start, end, granularity)
-        charts = []
-        tables = []
-        for dimension, label in (("account", "account"), ("developer", "developer"), ("model", "model")):
-            b = usage_breakdown(scope=scope, start=start, end=end, dimension=dimension, buckets=buckets)  # type: ignore[arg-type]
-            charts.append(line_chart(title=f"Requests by {label}", x=buckets, series=b.requests, hourly=hourly))
-            charts.append(line_chart(title=f"Tokens by {label}", x=buckets, series=b.tokens, hourly=hourly))
-            tables.append((label, b.totals[:20]))
-        health = usage_health(scope=scope, start=start, end=end, buckets=buckets)
-        charts.append(
-            line_chart(
-                title="Errors and failovers (% of requests)",
-                x=buckets,
-                series={
-                    "upstream errors": health.error_rate,
-                    "failover / cooldown": health.failover_rate,
-                    "429 to client": health.rate_limited,
-                },
-                unit="%",
-                hourly=hourly,
-                zero_is_data=bool(health.totals["requests"]),
-            )
-        )
-        charts.append(
-            line_chart(title="Time to first byte (ms)", x=buckets, series=health.ttfb, unit="", hourly=hourly)
-        )
+        form = DashboardForm(request.GET or None, scope=scope)
+        start, end = form.bounds()
+        flt = form.usage_filter()
         query = request.GET.urlencode()
         context = {
             **self.admin_site.each_context(request),
+            **dashboard_context(scope=scope, start=start, end=end, flt=flt),
             "title": "Usage dashboard",
             "form": form,
             "start": start,
             "end": end - timedelta(days=1),
-            "granularity": "hourly" if hourly else "daily",
-            "charts": charts,
-            "tables": tables,
-            "totals": health.totals,
             "scope_all": scope.all_keys,
             "export_rollups": reverse("admin:audit_export_rollups") + ("?" + query if query else ""),
             "export_records": reverse("admin:audit_export_records") + ("?" + query if query else ""),
             "presets": [
-                ("Today", _preset(0)),
-                ("Last 7 days", _preset(6)),
-                ("Last 30 days", _preset(29)),
-                ("Last 90 days", _preset(89)),
+                ("Today", _preset(0, request)),
+                ("Last 7 days", _preset(6, request)),
+                ("Last 30 days", _preset(29, request)),
+                ("Last 90 days", _preset(89, request)),
             ],
         }
         return TemplateResponse(request, "audit/dashboard.html", context)
+
+    def _export_filter(self, request: HttpRequest) -> UsageFilter:
+        return DashboardForm(request.GET or None, scope=usage_scope_for(request.user)).usage_filter()
 
     def export_rollups_view(self, request: HttpRequest) -> StreamingHttpResponse:
         start, end = RangeForm(request.GET or None).bounds()
         granularity = request.GET.get("granularity") or granularity_for(start, end)
         if granularity not in Granularity.values:
             granularity = Granularity.DAY
-        rows = rollup_rows(scope=usage_scope_for(request.user), start=start, end=end, granularity=granularity)
+        scope, flt = usage_scope_for(request.user), self._export_filter(request)
+        rows = rollup_rows(scope=scope, start=start, end=end, granularity=granularity, flt=flt)
         return _csv_response(f"usage-rollups-{start:%Y%m%d}-{end:%Y%m%d}.csv", ROLLUP_CSV_COLUMNS, rows)
 
     def export_records_view(self, request: HttpRequest) -> StreamingHttpResponse:
         start, end = RangeForm(request.GET or None).bounds()
-        rows = record_rows(scope=usage_scope_for(request.user), start=start, end=end)
+        scope, flt = usage_scope_for(request.user), self._export_filter(request)
+        rows = record_rows(scope=scope, start=start, end=end, flt=flt)
         return _csv_response(f"usage-records-{start:%Y%m%d}-{end:%Y%m%d}.csv", RECORD_CSV_COLUMNS, rows)
 
 
-def _preset(days_back: int) -> str:
+def _preset(days_back: int, request: HttpRequest) -> str:
+    """A date preset that keeps the other filters."""
     today = datetime.now(UTC).date()
-    return f"?start={today - timedelta(days=days_back)}&end={today}"
+    query = request.GET.copy()
+    query["start"], query["end"] = str(today - timedelta(days=days_back)), str(today)
+    return "?" + query.urlencode()
 
 
 def _csv_response(filename: str, header: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> StreamingHttpResponse:
@@ -345,14 +523,9 @@ class UsageRollupAdmin(NoCountAdmin):
         return False
 
 
-@admin.register(AdminAction)
-class AdminActionAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "changes"]
-    list_filter = ["action", "target_type"]
-    search_fields = ["actor_label", "target_label", "action"]
-    date_hierarchy = "created_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only (logs, alerts): the admin lists and shows them."""
 
-    # The log is append-only from the admin's point of view: written by services only.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -363,20 +536,21 @@ class AdminActionAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(AdminAction)
+class AdminActionAdmin(ReadOnlyAdmin):
+    """The log is append-only from the admin's point of view: written by services only."""
+
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "changes"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["actor_label", "target_label", "action"]
+    date_hierarchy = "created_at"
+
+
 @admin.register(UsageDeadLetter)
-class UsageDeadLetterAdmin(admin.ModelAdmin):
+class UsageDeadLetterAdmin(ReadOnlyAdmin):
     """Records the database refused even after cleaning (audit.services.usage_rows_write).
     Read-only evidence: what came in and why it was refused; the queue moved on without it."""
 
     list_display = ["created_at", "request_id", "error"]
     search_fields = ["request_id"]
     readonly_fields = ["created_at", "request_id", "error", "payload"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -65,16 +65,17 @@ def int_clamp(value: Any, low: int, high: int) -> tuple[int, bool]:
     return value, False
 
 
-def json_clean(value: Any, depth: int = 0) -> Any:
-    """A JSON value jsonb accepts (strings cleaned, keys too); deeper than 32 levels is cut."""
+def json_clean(value: Any, depth: int = 0, *, max_depth: int | None = 32) -> Any:
+    """A JSON value jsonb accepts (strings cleaned, keys too); past `max_depth` levels it is
+    cut (a usage record's attempt log is shallow; callers keeping client data pass None)."""
     if isinstance(value, str):
         return text_clean(value)
-    if depth >= 32:
+    if max_depth is not None and depth >= max_depth:
         return None
     if isinstance(value, dict):
-        return {text_clean(k): json_clean(v, depth + 1) for k, v in value.items()}
+        return {text_clean(k): json_clean(v, depth + 1, max_depth=max_depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_clean(v, depth + 1) for v in value]
+        return [json_clean(v, depth + 1, max_depth=max_depth) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

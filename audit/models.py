@@ -53,6 +53,11 @@ class UsageRecord(models.Model):
     upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
     error_message = models.CharField(max_length=500, blank=True, default="")
+    # What the request cost in nano-USD (1e-9 $), set by pricing.selectors.PriceBook when the
+    # record is written (or on the request path for keys under a money budget). None = the
+    # model has no known price; price_source says how it was priced (pricing.PriceSource).
+    cost_nanousd = models.BigIntegerField(null=True, blank=True)
+    price_source = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -85,8 +90,10 @@ class UsageDeadLetter(models.Model):
 
 
 # Time-to-first-byte histogram bounds (ms, upper-inclusive). Percentiles are read from these
-# bucket counts, so rollups can be summed across hours/keys and still give p50/p95/p99.
-TTFB_BOUNDS_MS: tuple[int, ...] = (100, 250, 500, 1000, 2000, 5000, 10000, 30000)
+# bucket counts (interpolated within the bucket that holds the quantile), so rollups can be
+# summed across hours/keys and still give p50/p95/p99. Fine at the low end, where a proxy's
+# TTFB usually is (a few ms to a few hundred), so the interpolation error stays small.
+TTFB_BOUNDS_MS: tuple[int, ...] = (5, 10, 25, 50, 75, 100, 150, 250, 500, 750, 1000, 2000, 5000, 10000, 30000)
 
 
 class Granularity(models.TextChoices):
@@ -96,7 +103,8 @@ class Granularity(models.TextChoices):
     who may only see their own keys read them (filtered by key, so few rows). The narrow cubes
     drop dimensions so the unfiltered dashboard reads hundreds of rows per range instead of
     (hours x accounts x keys x models): "am" rows have client_key_id = 0, "k" rows have
-    account_id = 0 and model = "". Every cube holds the same sums, so any of them gives the
+    account_id = 0 and model = "", "ak" rows (developer x account) have model = "". Every cube
+    holds the same sums, so any of them gives the
     totals and TTFB histogram of its range.
     """
 
@@ -104,8 +112,10 @@ class Granularity(models.TextChoices):
     DAY = "d", "Day x account x key x model"
     HOUR_ACCOUNT_MODEL = "ham", "Hour x account x model"
     HOUR_KEY = "hk", "Hour x key"
+    HOUR_ACCOUNT_KEY = "hak", "Hour x account x key"
     DAY_ACCOUNT_MODEL = "dam", "Day x account x model"
     DAY_KEY = "dk", "Day x key"
+    DAY_ACCOUNT_KEY = "dak", "Day x account x key"
 
 
 class UsageRollup(models.Model):
@@ -138,18 +148,28 @@ class UsageRollup(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
+    cache_creation_tokens = models.BigIntegerField(default=0)
+    cost_nanousd = models.BigIntegerField(default=0)  # nano-USD; records without a price add 0
+    unpriced = models.BigIntegerField(default=0)  # requests with tokens but no known price
     duration_ms_sum = models.BigIntegerField(default=0)
     ttfb_count = models.BigIntegerField(default=0)
     ttfb_ms_sum = models.BigIntegerField(default=0)
-    ttfb_b0 = models.BigIntegerField(default=0)  # <= 100 ms
-    ttfb_b1 = models.BigIntegerField(default=0)  # <= 250
-    ttfb_b2 = models.BigIntegerField(default=0)  # <= 500
-    ttfb_b3 = models.BigIntegerField(default=0)  # <= 1000
-    ttfb_b4 = models.BigIntegerField(default=0)  # <= 2000
-    ttfb_b5 = models.BigIntegerField(default=0)  # <= 5000
-    ttfb_b6 = models.BigIntegerField(default=0)  # <= 10000
-    ttfb_b7 = models.BigIntegerField(default=0)  # <= 30000
-    ttfb_b8 = models.BigIntegerField(default=0)  # > 30000
+    ttfb_b0 = models.BigIntegerField(default=0)  # <= 5 ms
+    ttfb_b1 = models.BigIntegerField(default=0)  # <= 10 ms
+    ttfb_b2 = models.BigIntegerField(default=0)  # <= 25 ms
+    ttfb_b3 = models.BigIntegerField(default=0)  # <= 50 ms
+    ttfb_b4 = models.BigIntegerField(default=0)  # <= 75 ms
+    ttfb_b5 = models.BigIntegerField(default=0)  # <= 100 ms
+    ttfb_b6 = models.BigIntegerField(default=0)  # <= 150 ms
+    ttfb_b7 = models.BigIntegerField(default=0)  # <= 250 ms
+    ttfb_b8 = models.BigIntegerField(default=0)  # <= 500 ms
+    ttfb_b9 = models.BigIntegerField(default=0)  # <= 750 ms
+    ttfb_b10 = models.BigIntegerField(default=0)  # <= 1000 ms
+    ttfb_b11 = models.BigIntegerField(default=0)  # <= 2000 ms
+    ttfb_b12 = models.BigIntegerField(default=0)  # <= 5000 ms
+    ttfb_b13 = models.BigIntegerField(default=0)  # <= 10000 ms
+    ttfb_b14 = models.BigIntegerField(default=0)  # <= 30000 ms
+    ttfb_b15 = models.BigIntegerField(default=0)  # > 30000 ms
 
     class Meta:
         constraints = [

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, transaction
 
 from audit.cleaning import text_clean, usage_draft_clean, usage_row_clean
 from audit.models import AdminAction, Outcome, UsageDeadLetter, UsageRecord
@@ -69,6 +69,10 @@ class UsageDraft:
     upstream_request_id: str = ""
     error_code: str = ""
     error_message: str = ""
+    # Set on the request path only when a money budget needed the real cost; otherwise the
+    # flusher prices the record (pricing.selectors.usage_rows_price).
+    cost_nanousd: int | None = None
+    price_source: str = ""
 
 
 # In-process fallback while the shared store is unreachable. Bounded so an outage that outlasts
@@ -168,7 +172,21 @@ def _to_model(raw: bytes) -> UsageRecord:
 
 
 def _insert(rows: list[UsageRecord]) -> None:
+    _price(rows)
     UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _price(rows: list[UsageRecord]) -> None:
+    """Cost in money, set here (off the request path) for records not priced on it."""
+    # Imported on first use: the price data is only loaded where records are written.
+    from pricing.selectors import usage_rows_price
+
+    try:
+        usage_rows_price(rows)
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: the insert would fail too; the batch stays buffered
+    except Exception:  # a price problem must never hold up the records: they stay unpriced
+        log.exception("could not price %d usage records; written without a cost", len(rows))
 
 
 def _dead_letter(raw: bytes, exc: BaseException) -> UsageDeadLetter:
@@ -305,3 +323,51 @@ def cli_actor(command: str) -> str:
 def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """{field: [old, new]} for the fields whose value changed."""
     return {k: [_json_safe(before.get(k)), _json_safe(v)] for k, v in after.items() if before.get(k) != v}
+
+
+def _fields_of(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: _json_safe(getattr(obj, f)) for f in fields}
+
+
+def model_save_logged(
+    obj: Any, *, fields: tuple[str, ...], target_type: str, actor: Any | None = None, on_commit: Any = None
+) -> Any:
+    """Save a small settings row (a price override, a budget, an alert channel) and log
+    `<target_type>_create` / `_update` with the changed `fields`, in one transaction."""
+    from django.db import transaction
+
+    before = _fields_of(type(obj).objects.get(pk=obj.pk), fields) if obj.pk else {}
+    with transaction.atomic():
+        created = obj.pk is None
+        obj.save()
+        admin_action_log(
+            actor=actor,
+            action=f"{target_type}_create" if created else f"{target_type}_update",
+            target_type=target_type,
+            target_id=obj.pk,
+            target_label=str(obj),
+            changes=changes_between(before, _fields_of(obj, fields)),
+        )
+        if on_commit is not None:
+            transaction.on_commit(on_commit)
+    return obj
+
+
+def model_delete_logged(
+    obj: Any, *, fields: tuple[str, ...], target_type: str, actor: Any | None = None, on_commit: Any = None
+) -> None:
+    """Delete such a row and log `<target_type>_delete` with what it held."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        admin_action_log(
+            actor=actor,
+            action=f"{target_type}_delete",
+            target_type=target_type,
+            target_id=obj.pk,
+            target_label=str(obj),
+            changes=changes_between(_fields_of(obj, fields), dict.fromkeys(fields)),
+        )
+        obj.delete()
+        if on_commit is not None:
+            transaction.on_commit(on_commit)

@@ -35,6 +35,23 @@ def encode_options_for(account: AccountInfo) -> EncodeOptions:
 _DEFAULT_OPTIONS = EncodeOptions()
 
 
+def translate_for(
+    canonical: dict[str, Any], target: Dialect, options: EncodeOptions
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The canonical request in `target`'s dialect, and the hosted tools dropped on the way
+    (a Chat or Messages target cannot run them; offered-only ones are dropped, forced ones
+    raise UnsupportedFeature)."""
+    dropped: tuple[str, ...] = ()
+    if target is not Dialect.RESPONSES:
+        canonical, dropped = hosted_tools_drop(canonical)
+    return encode_request(canonical, target, options=options), dropped
+
+
+def translation_memo_key(target: Dialect, options: EncodeOptions) -> str:
+    """Where a prepared translation of the request to `target` is kept in the request memo."""
+    return f"translation:{target.value}:{options!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelFacts:
     """Catalog facts about the upstream model that change how an executor calls it."""
@@ -117,10 +134,11 @@ class UpstreamCall:
         if target is self.dialect:
             body = dict(self.body)
         else:
-            canonical = self.canonical
-            if target is not Dialect.RESPONSES:
-                canonical, dropped = hosted_tools_drop(canonical)
-            body = encode_request(canonical, target, options=encode_options_for(self.account))
+            options = encode_options_for(self.account)
+            # A large body's translation was prepared off the event loop (routing.intake).
+            warm = self.memo.get(translation_memo_key(target, options))
+            translated, dropped = warm if warm is not None else translate_for(self.canonical, target, options)
+            body = dict(translated)
         self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body
@@ -219,6 +237,9 @@ class UpstreamResponse:
 
 class Executor(Protocol):
     provider: str
+    # How the upstream charges: "metered" (per token, e.g. an API key) or "subscription" (a
+    # flat fee: ChatGPT plans, GitLab Duo seats). Pricing's default for the provider's usage.
+    billing: str
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the request once. Raises UpstreamError (classified from the provider's error

@@ -23,3 +23,9 @@ def provider_spec(*, kind: str, label: str, executor: Executor, **extras: Any) -
 def executor_for(provider: str) -> Executor | None:
     spec = provider_get(provider)
     return None if spec is None else spec.executor
+
+
+def provider_billing(provider: str) -> str:
+    """ "metered" or "subscription" (see Executor.billing); unknown providers count as metered."""
+    executor = executor_for(provider)
+    return getattr(executor, "billing", "metered") if executor is not None else "metered"

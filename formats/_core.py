@@ -74,13 +74,19 @@ def loads_event(data: bytes) -> JSONDict:
     return obj
 
 
+# The largest integer every JSON reader keeps exact (IEEE doubles): an upstream's count past it,
+# or below zero, is junk, and passing it on would break serialisers (orjson stops at 64 bits).
+MAX_COUNT = 2**53 - 1
+
+
 def as_int(value: Any) -> int:
-    """Token counts arrive as int, null or missing; bools and junk count as 0."""
+    """Token counts arrive as int, null or missing; bools and junk count as 0, negatives as 0,
+    and anything above MAX_COUNT as MAX_COUNT (issue 17: hostile upstream usage)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return 0
-    return value
+        if not (isinstance(value, float) and value.is_integer()):
+            return 0
+        value = int(value)
+    return 0 if value < 0 else min(value, MAX_COUNT)
 
 
 def as_dict(value: Any) -> JSONDict:

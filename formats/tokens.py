@@ -44,8 +44,32 @@ def _encoder() -> Callable[[str], int]:
         return lambda text: (len(text.encode()) + 3) // 4
 
 
+# The tokenizer refuses long inputs (bpe-openai: 1,000,000 characters, 200,000 tokens per
+# call), and one long call holds the GIL. So long texts are counted in pieces cut just before
+# a space: o200k's pre-tokens carry their leading space, so such a cut changes no token.
+_PIECE = 32_768
+
+
+def _pieces(text: str) -> list[str]:
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > _PIECE:
+        cut = text.rfind(" ", start + _PIECE // 2, start + _PIECE)
+        if cut <= start:  # no space in reach (one giant word): cut anywhere, off by a token at most
+            cut = start + _PIECE
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
 def count_text(text: str) -> int:
-    return _encoder()(text) if text else 0
+    if not text:
+        return 0
+    count = _encoder()
+    if len(text) <= _PIECE:
+        return count(text)
+    return sum(count(piece) for piece in _pieces(text))
 
 
 def _approx_text(text: str) -> int:

@@ -12,7 +12,10 @@ class ResponseSnapshot(models.Model):
     (e.g. Codex session/window ids); nothing outside that executor reads its keys.
     """
 
-    response_id = models.CharField(max_length=100, unique=True)
+    # Unique per key, not globally: response ids come from upstreams (or clients' choice of
+    # upstream), so two keys can see the same id; one must never overwrite the other's
+    # conversation (issue 17 F10).
+    response_id = models.CharField(max_length=100)
     client_key = models.ForeignKey(
         "accounts.ClientKey", on_delete=models.CASCADE, db_constraint=False, related_name="+"
     )
@@ -30,6 +33,11 @@ class ResponseSnapshot(models.Model):
     provider_meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_key", "response_id"], name="snapshot_unique_per_key"),
+        ]
 
     def __str__(self) -> str:
         return self.response_id

@@ -19,7 +19,7 @@ from accounts.selectors import KeyInfo
 from audit.cleaning import usage_draft_clean
 from audit.models import Outcome
 from audit.services import UsageDraft, usage_record
-from executors.base import DROPPED_TOOLS, Continuation, UpstreamStreamError
+from executors.base import DROPPED_TOOLS, Continuation, UpstreamStreamError, encode_options_for
 from formats import (
     Dialect,
     InvalidRequest,
@@ -31,20 +31,31 @@ from formats import (
     decode_response,
     encode_response,
     usage_from,
-    validate_request,
 )
 from formats.tokens import count_tokens
 from observability.metrics import metrics_record
 from observability.requestid import request_id_current
+from pricing.cost import TokenCounts
+from pricing.selectors import money_limits, request_cost_max, usage_draft_price
 from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import Resolution, catalog_resolve
 from routing.conversation import Conversation
 from routing.dispatch import Affinity, Job, Opened, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
+from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
 from routing.relay import Relay
 from routing.snapshots import snapshot_expand, snapshot_save
-from state.limits import LimitExceeded, Reservation, estimate_tokens, key_has_limits, limits_reserve, limits_settle
+from state.limits import (
+    LimitExceeded,
+    MoneyLimit,
+    Reservation,
+    estimate_tokens,
+    key_has_limits,
+    limits_reserve,
+    limits_settle,
+    max_output_tokens,
+)
 from statestore import get_store
 
 log = logging.getLogger(__name__)
@@ -108,7 +119,10 @@ class _Finisher:
         usage_draft_clean(self.draft)
         if self.reservation is not None:
             d = self.draft
-            await limits_settle(get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens)
+            cost = await _real_cost(d) if self.reservation.money else 0
+            await limits_settle(
+                get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens, actual_cost_nano=cost
+            )
         try:
             await usage_record(self.draft)
         except Exception:  # the client's answer must not fail because accounting did
@@ -142,25 +156,6 @@ class _Request:
         return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, "request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, "request body must be a JSON object")
-    return body
-
-
-def _validate(dialect: Dialect, body: dict[str, Any], *, count_only: bool = False) -> None:
-    try:
-        validate_request(dialect, body, count_tokens=count_only)
-    except UnsupportedFeature as exc:
-        raise ProxyError(400, ErrorCode.UNSUPPORTED_FIELD, f"{exc.field}: {exc.reason}", param=exc.field) from None
-    except InvalidRequest as exc:
-        raise ProxyError(400, ErrorCode.INVALID_REQUEST, exc.message, param=exc.field) from None
-
-
 async def _admit(
     fin: _Finisher,
     dialect: Dialect,
@@ -170,36 +165,69 @@ async def _admit(
     *,
     count_only: bool = False,
     parsed: dict[str, Any] | None = None,
-) -> tuple[KeyInfo, dict[str, Any]]:
+) -> tuple[KeyInfo, Intake]:
     """Authenticate and validate; nothing reaches an upstream before this passes.
 
     `parsed`: the body already parsed by the caller (a WebSocket frame), `raw_body` then only
-    sizes the token estimate."""
+    sizes the token estimate and the value bound."""
     key = await client_authenticate(headers)
     fin.draft.client_key_id, fin.draft.key_prefix = key.id, key.prefix
     if body_too_large:
         raise ProxyError(413, ErrorCode.REQUEST_TOO_LARGE, "request body is larger than this proxy accepts")
-    body = parsed if parsed is not None else _parse_body(raw_body)
-    if isinstance(body.get("model"), str):
+    large = body_is_large(raw_body)
+    if large:  # off the event loop: see routing/intake.py
+        intake = await asyncio.to_thread(
+            body_read, dialect, raw_body, headers, count_only=count_only, large=True, parsed=parsed
+        )
+    else:
+        intake = body_read(dialect, raw_body, headers, count_only=count_only, parsed=parsed)
+    body = intake.body
+    if body is not None and isinstance(body.get("model"), str):
         fin.draft.requested_model = body["model"][:200]
-    _validate(dialect, body, count_only=count_only)
+    if intake.error is not None:
+        raise intake.error
+    assert body is not None
     model: str = body["model"]
     if not key.allows(model):
         raise ProxyError(403, ErrorCode.FORBIDDEN, f"this API key may not use model '{model}'", param="model")
-    if not count_only and key_has_limits(key):
-        try:
-            fin.reservation = await limits_reserve(
-                get_store(), key=key, estimated_tokens=estimate_tokens(len(raw_body), body)
-            )
-        except LimitExceeded as exc:
-            raise ProxyError(
-                429,
-                ErrorCode.CLIENT_RATE_LIMITED,
-                f"this API key reached its {exc.which.replace('_', ' ')} limit; "
-                f"retry in {int(exc.retry_after + 0.999)} s",
-                retry_after=exc.retry_after,
-            ) from None
-    return key, body
+    if not count_only:
+        money = await money_limits(key.id, key.team_id)
+        if key_has_limits(key, money):
+            fin.reservation = await _reserve(key, model, body, len(raw_body), money)
+    return key, intake
+
+
+async def _reserve(
+    key: KeyInfo, model: str, body: dict[str, Any], body_len: int, money: tuple[MoneyLimit, ...]
+) -> Reservation:
+    """Take what the request can use at most from the key's limits (state.limits)."""
+    tokens = estimate_tokens(body_len, body)
+    cost = 0
+    if money:
+        output = max_output_tokens(body)
+        cost = await request_cost_max(model, TokenCounts(input=tokens - output, output=output))
+    try:
+        return await limits_reserve(
+            get_store(), key=key, estimated_tokens=tokens, estimated_cost_nano=cost, money=money
+        )
+    except LimitExceeded as exc:
+        which = exc.which.replace("_", " ")
+        wait = int(exc.retry_after + 0.999)
+        message = (
+            f"this API key's {which} is taken by requests still in flight; retry in {wait} s"
+            if exc.busy
+            else f"this API key reached its {which} limit; retry in {wait} s"
+        )
+        raise ProxyError(429, ErrorCode.CLIENT_RATE_LIMITED, message, retry_after=exc.retry_after) from None
+
+
+async def _real_cost(draft: UsageDraft) -> int | None:
+    """The request's cost for its money budget (None: unknown, the charge stays)."""
+    try:
+        return await usage_draft_price(draft)
+    except Exception:  # settle conservatively rather than fail the accounting
+        log.exception("could not price request %s for its money budget", draft.request_id)
+        return None
 
 
 async def proxy_handle(
@@ -245,13 +273,18 @@ async def _handle(
 ) -> Reply:
     streaming_handed_off = False
     try:
-        key, body = await _admit(fin, dialect, headers, raw_body, body_too_large, parsed=parsed)
+        key, intake = await _admit(fin, dialect, headers, raw_body, body_too_large, parsed=parsed)
+        body = intake.body
+        assert body is not None
         if conversation is not None and body.get("generate") is False:
             await _resolve(body["model"])
             return _prewarm_reply(fin, conversation, body)
-        req, affinity, continuation = await _route_request(dialect, headers, key, body, conversation)
+        req, affinity, continuation = await _route_request(dialect, headers, key, intake, conversation)
         fin.draft.stream = req.stream
         resolution = await _resolve(req.model)
+        if req.memo.get("canonical") is not None:  # a large body: its translations off the loop too
+            options = [encode_options_for(t.account) for t in resolution.targets]
+            await asyncio.to_thread(translations_warm, req.memo, dialect, options)
         job = Job(
             resolution,
             dialect,
@@ -308,21 +341,30 @@ async def _route_request(
     dialect: Dialect,
     headers: Mapping[str, str],
     key: KeyInfo,
-    body: dict[str, Any],
+    intake: Intake,
     conversation: Conversation | None,
 ) -> tuple[_Request, Affinity, Continuation | None]:
     """The stateless request routing sees: `previous_response_id` expanded (from the socket's
     memory or the stored snapshots), and the account the conversation is bound to."""
+    body = intake.body
+    assert body is not None
     provider_meta: dict[str, Any] = {}
     continuation: Continuation | None = None
-    affinity = Affinity(key_id=key.id, session=session_of(dialect, headers, body))
+    session = intake.session if intake.large else session_of(dialect, headers, body)
+    affinity = Affinity(key_id=key.id, session=session)
+    memo = intake.memo
     if conversation is not None:
         body.pop("generate", None)  # true is the default; false was answered as a prewarm
-        body, provider_meta, affinity.preferred_account, continuation = await conversation.expand(
+        expanded, provider_meta, affinity.preferred_account, continuation = await conversation.expand(
             key_id=key.id, body=body
         )
     elif dialect is Dialect.RESPONSES and body.get("previous_response_id"):
-        body, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
+        expanded, provider_meta, affinity.preferred_account = await snapshot_expand(key_id=key.id, body=body)
+    else:
+        expanded = body
+    if expanded is not body:
+        # The whole conversation is now the body: decoded off the loop.
+        body, memo = expanded, (await asyncio.to_thread(expanded_read, dialect, expanded)).memo
     req = _Request(
         dialect=dialect,
         key=key,
@@ -330,6 +372,7 @@ async def _route_request(
         model=body["model"],
         stream=body.get("stream") is True,
         provider_meta=provider_meta,
+        memo=memo,
     )
     return req, affinity, continuation
 
@@ -350,18 +393,19 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
     """Anthropic `count_tokens`: counted locally, never sent upstream."""
     fin = _Finisher(UsageDraft(surface="messages.count_tokens", request_id=request_id_current()))
     try:
-        _, body = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
+        _, intake = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
+        body = intake.body
+        assert body is not None
         if not (await catalog_resolve(body["model"])).targets:
             raise ProxyError(
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
             )
         try:
-            # count_tokens bodies carry no max_tokens; the decoder requires one.
-            canonical = decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body})
+            # CPU-bound, proportional to the body (and the first call loads the tokenizer):
+            # decoded and counted off the event loop.
+            n = await asyncio.to_thread(_count_request_tokens, body)
         except (UnsupportedFeature, InvalidRequest) as exc:
             raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
-        # CPU-bound (and the first call loads the tokenizer): keep it off the event loop.
-        n = await asyncio.to_thread(count_tokens, canonical)
         fin.draft.input_tokens, fin.draft.usage_estimated = n, True
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
@@ -371,6 +415,17 @@ async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, bo
         return _failed(fin, internal_error(exc), Dialect.MESSAGES)
     finally:
         await fin.finish()
+
+
+def _count_request_tokens(body: dict[str, Any]) -> int:
+    # count_tokens bodies carry no max_tokens; the decoder requires one.
+    return count_tokens(decode_request(Dialect.MESSAGES, {"max_tokens": 1, **body}))
+
+
+def _approx_prompt_tokens(req: _Request) -> int:
+    # Prepared off the loop for a large body (routing.intake.translations_warm).
+    approx = req.memo.get("approx_tokens")
+    return approx if isinstance(approx, int) else count_tokens(req.canonical, exact=False)
 
 
 def _failed(fin: _Finisher, exc: ProxyError, dialect: Dialect) -> Reply:
@@ -396,7 +451,7 @@ def _estimate_missing_usage(fin: _Finisher, req: _Request, usage: Usage | None) 
         return
     # The upstream reported nothing: count the prompt locally and say it is an estimate.
     try:
-        fin.draft.input_tokens = count_tokens(req.canonical, exact=False)
+        fin.draft.input_tokens = _approx_prompt_tokens(req)
     except (UnsupportedFeature, InvalidRequest):
         return
     fin.draft.usage_estimated = True
@@ -440,7 +495,7 @@ def _stream_reply(
         model=req.model,
         include_usage=req.include_usage,
         custom_tools=custom_tool_names(req.canonical) if translating else (),
-        input_tokens=count_tokens(req.canonical, exact=False) if translating and req.dialect is Dialect.MESSAGES else 0,
+        input_tokens=_approx_prompt_tokens(req) if translating and req.dialect is Dialect.MESSAGES else 0,
         frames=conversation is not None,
     )
     assert response.events is not None
@@ -489,6 +544,10 @@ def _stream_reply(
                 yield out
         finally:
             _estimate_missing_usage(fin, req, relay.usage)
+            if relay.usage is None and not fin.draft.output_tokens:
+                # Cut before the upstream said how much it sent: count what the client got.
+                fin.draft.output_tokens = relay.output_estimate()
+                fin.draft.usage_estimated = True
             fin.draft.served_model = relay.served_model or opened.target.upstream_model
             await response.aclose()
             await fin.finish()

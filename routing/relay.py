@@ -8,6 +8,7 @@ complete to the client.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -16,6 +17,10 @@ import orjson
 from formats import Dialect, SseEvent, StreamTranslator, Usage, encode_sse, usage_from
 
 _DONE = b"[DONE]"
+# Text carried by a delta event in any dialect (Chat content/arguments, Responses delta,
+# Anthropic text/partial_json/thinking): counted only when the upstream never reports usage.
+_DELTA_TEXT = re.compile(rb'"(?:content|text|delta|arguments|partial_json|thinking|refusal)":"((?:[^"\\]|\\.)*)"')
+_KEEP_BYTES = 4 * 1024 * 1024
 _RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -82,6 +87,11 @@ class Relay:
         # frames: one event's JSON per output item (a WebSocket message) instead of SSE bytes.
         self._encode = _frame if frames else encode_sse
         self.done = False
+        # Delta events as delivered, kept (up to _KEEP_BYTES) to estimate the output if the
+        # stream is cut before the upstream reports usage: one append per event otherwise.
+        self._deltas: list[bytes] = []
+        self._delta_bytes = 0
+        self._delta_overflow = 0
         self.final_response: dict[str, Any] | None = None  # Responses clients: for the snapshot
         self._chat = ChatPassthrough(include_usage=include_usage) if source is target is Dialect.CHAT else None
         self._translator = StreamTranslator(
@@ -102,6 +112,13 @@ class Relay:
         return self._chat.served_model if self._chat is not None else None
 
     def feed(self, ev: SseEvent) -> list[bytes]:
+        data = ev.data
+        if b"delta" in data:
+            if self._delta_bytes < _KEEP_BYTES:
+                self._deltas.append(data)
+                self._delta_bytes += len(data)
+            else:
+                self._delta_overflow += len(data)
         if self._chat is not None:
             out = self._chat.feed(ev)
             self.done = self._chat.done
@@ -109,6 +126,14 @@ class Relay:
         if _source_terminal(self.source, ev):
             self.done = True
         return [self._emit(e) for e in self._translator.feed(ev)]
+
+    def output_estimate(self) -> int:
+        """Rough output tokens already relayed (text bytes / 4), for a stream that ended
+        without usage from the upstream (e.g. cut mid-way)."""
+        text = sum(len(m) for data in self._deltas for m in _DELTA_TEXT.findall(data))
+        if self._delta_overflow and self._delta_bytes:
+            text = text * (self._delta_bytes + self._delta_overflow) // self._delta_bytes
+        return (text + 3) // 4
 
     def finish(self) -> list[bytes]:
         """The upstream closed cleanly: closing events the client still needs."""

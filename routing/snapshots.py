@@ -12,8 +12,10 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import DataError
 from django.utils import timezone
 
+from audit.cleaning import json_clean, text_clean
 from infra.db import db_call
 from routing.errors import ErrorCode, ProxyError
 from routing.models import ResponseSnapshot
@@ -101,21 +103,27 @@ async def snapshot_save(
     instructions = request_body.get("instructions")
     expires = timezone.now() + timedelta(hours=settings.SNAPSHOT_RETENTION_HOURS)
 
-    def write() -> None:
+    def write(items: list[Any], instructions: str) -> None:
         ResponseSnapshot.objects.update_or_create(
-            response_id=response_id,
+            response_id=response_id[:100],
+            client_key_id=key_id,
             defaults={
-                "client_key_id": key_id,
                 "account_id": account_id,
-                "model": str(response.get("model") or request_body.get("model") or "")[:200],
-                "instructions": instructions if isinstance(instructions, str) else "",
+                "model": text_clean(response.get("model") or request_body.get("model") or "", 200),
+                "instructions": instructions,
                 "items": items,
                 "provider_meta": _clean_meta(provider_meta),
                 "expires_at": expires,
             },
         )
 
-    await db_call(write)
+    text = instructions if isinstance(instructions, str) else ""
+    try:
+        await db_call(write, items, text)
+    except DataError:
+        # PostgreSQL's jsonb and text refuse NUL characters, which a client may send in its
+        # input: keep the conversation without them rather than lose it (the answer is out).
+        await db_call(write, json_clean(items, max_depth=None), text_clean(text))
 
 
 def snapshot_cleanup() -> int:

@@ -1,17 +1,28 @@
-"""Per-key limits: requests per minute, tokens per UTC day, a token budget per period.
+"""Per-key limits: requests per minute, tokens per UTC day, token and money budgets per period.
 
-Reserve, then settle. Before a request goes upstream, `limits_reserve` atomically takes one
-request and the *estimated* tokens from every counter that applies to the key (one Lua script
-in Redis, one mutex in the in-process store): either all counters have room and all are
-charged, or nothing changes and `LimitExceeded` says which limit and for how long. Concurrent
-requests therefore cannot jointly overshoot: the sum of reservations never exceeds a limit.
-When the answer is complete, `limits_settle` replaces the estimate with the real count; the
-only possible overshoot is a request whose real usage exceeded its own estimate.
+Reserve, then settle. Before a request goes upstream, `limits_reserve` atomically charges one
+request and what the request can use *at most* (tokens: its body's bytes plus its output cap;
+money: that at the model's price) to every counter that applies to the key (one Lua script
+in Redis, one mutex in the in-process store). A request is admitted while every counter is
+below its limit — even when its own maximum is larger than the room left: an estimate never
+refuses a request while real headroom remains (a key with 200 tokens a day gets its first
+request although it could in theory produce 32k tokens). When the answer is complete,
+`limits_settle` replaces each charge with the real use.
 
-Windows: requests per minute is a fixed 60 s window started by the first request; token
-windows are UTC calendar periods (day, ISO week, month) so every process agrees on the
-boundaries. Counter keys carry the key id in a hash tag, so one key's counters live in one
-Redis Cluster slot (a multi-key script requires that).
+Why at most one request's overshoot, however many run at once: a request is admitted only
+while the counter (real use of settled requests + the maximum of every request in flight,
+each at least its real use) is below the limit. So everything admitted before the last
+admitted request used less than the limit, and only that last request can end above it.
+
+Charges of requests still in flight are also kept in a "held" counter. A counter that is
+full only because of held charges is *busy*, not spent: the refusal then says so and asks
+for a retry in a couple of seconds instead of at the end of the period.
+
+Windows: requests per minute is a fixed 60 s window started by the first request; token and
+money windows are UTC calendar periods (day, ISO week, month) so every process agrees on the
+boundaries. A key's counters carry its id in a hash tag, a team's counters the team's id.
+Money is counted in nano-USD (pricing.cost). Team money budgets are shared by every key of
+the team: one counter per team and period.
 
 Store down: **fail open** by default (settings.PROXY_LIMITS_FAIL_CLOSED = False). Limits
 protect budgets, not the service; refusing every request because Redis blipped would be a
@@ -24,15 +35,17 @@ the store and are unaffected either way.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from django.conf import settings
 
-from statestore import CounterLimit, StateStore
+from statestore import CounterLimit, StateStore, held_key
 
 log = logging.getLogger(__name__)
+
 
 class KeyLimits(Protocol):
     """What the limits read of a developer key (accounts.selectors.KeyInfo has these)."""
@@ -47,27 +60,69 @@ class KeyLimits(Protocol):
     def budgets(self) -> tuple[tuple[int, str], ...]: ...  # (tokens, period)
 
 
-LimitName = Literal["requests_per_minute", "tokens_per_day", "budget", "unavailable"]
+LimitName = Literal[
+    "requests_per_minute", "tokens_per_day", "budget", "money_budget", "team_money_budget", "unavailable"
+]
+_Kind = Literal["requests", "tokens", "money"]
 
 _MINUTE = 60.0
+# Retry-After when a limit is full only of in-flight reservations: they settle within a request.
+BUSY_RETRY_SECONDS = 2.0
+# Output assumed for the reservation when the request sets no cap; reservations larger than
+# the room left are clamped to it, so this only bounds how far one request can overshoot.
+DEFAULT_MAX_OUTPUT_TOKENS = 32_768
 
 
 class LimitExceeded(Exception):
-    """The key is over one of its limits; retry_after is seconds until the window resets."""
+    """The key is over one of its limits; retry_after is seconds until the window resets.
 
-    def __init__(self, *, retry_after: float, which: LimitName) -> None:
+    busy: the limit is full only of reservations of requests still in flight (retry soon).
+    """
+
+    def __init__(self, *, retry_after: float, which: LimitName, busy: bool = False) -> None:
         super().__init__(f"limit {which} reached; retry after {retry_after:.0f}s")
         self.retry_after = retry_after
         self.which = which
+        self.busy = busy
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyLimit:
+    """A money budget that applies to a request (pricing.selectors.money_limits)."""
+
+    scope: Literal["key", "team"]
+    scope_id: int
+    nano: int  # nano-USD allowed per period
+    period: str  # "day" | "week" | "month"
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
     key_id: int
     estimated_tokens: int
-    # Token counters charged with the estimate (settled later); request counters are final.
-    token_counters: tuple[str, ...] = field(default_factory=tuple)
+    # (counter, kind, amount charged) for every token and money counter, settled later with
+    # the real use; request counters are final and not listed.
+    charges: tuple[tuple[str, _Kind, int], ...] = ()
     degraded: bool = False  # store unavailable and failing open: nothing to settle
+
+    @property
+    def token_counters(self) -> tuple[str, ...]:
+        return tuple(k for k, kind, _ in self.charges if kind == "tokens")
+
+    @property
+    def money(self) -> bool:
+        """A money budget applies: settle needs the request's real cost."""
+        return any(kind == "money" for _, kind, _ in self.charges)
+
+
+def period_start(now: datetime, period: str) -> datetime:
+    """Start of the UTC calendar period (day, ISO week, month) that holds `now`."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
 
 
 def _period_end(now: datetime, period: str) -> datetime:
@@ -89,78 +144,97 @@ def _period_id(now: datetime, period: str) -> str:
     return now.strftime("%Y%m")
 
 
-def _counters(key: KeyLimits, estimated_tokens: int, now: datetime) -> list[tuple[LimitName, CounterLimit, float]]:
-    """(limit name, counter, seconds until its window ends) for every limit the key has."""
+def _window(name: str, amount: int, limit: int, now: datetime, period: str) -> tuple[CounterLimit, float]:
+    left = (_period_end(now, period) - now).total_seconds()
+    # TTL a little past the period end: the id in the name is what separates windows.
+    return CounterLimit(f"{name}:{_period_id(now, period)}", amount, limit, left + 3600, hold=True), left
+
+
+def _counters(
+    key: KeyLimits, tokens: int, cost_nano: int, money: Sequence[MoneyLimit], now: datetime
+) -> list[tuple[LimitName, _Kind, CounterLimit, float]]:
+    """(limit name, kind, counter, seconds until its window ends) for every limit that applies."""
     tag = f"lim:{{{key.id}}}"
-    out: list[tuple[LimitName, CounterLimit, float]] = []
+    out: list[tuple[LimitName, _Kind, CounterLimit, float]] = []
     if key.requests_per_minute is not None:
-        out.append(("requests_per_minute", CounterLimit(f"{tag}:rpm", 1, key.requests_per_minute, _MINUTE), _MINUTE))
+        rpm = CounterLimit(f"{tag}:rpm", 1, key.requests_per_minute, _MINUTE)
+        out.append(("requests_per_minute", "requests", rpm, _MINUTE))
     if key.tokens_per_day is not None:
-        end = _period_end(now, "day")
-        left = (end - now).total_seconds()
-        out.append(
-            (
-                "tokens_per_day",
-                # TTL a little past the period end: the id in the name is what separates windows.
-                CounterLimit(f"{tag}:tpd:{_period_id(now, 'day')}", estimated_tokens, key.tokens_per_day, left + 3600),
-                left,
-            )
-        )
-    for tokens, period in key.budgets:  # the key's own and its team's (one per period)
-        end = _period_end(now, period)
-        left = (end - now).total_seconds()
-        name = f"{tag}:bud:{period}:{_period_id(now, period)}"
-        out.append(("budget", CounterLimit(name, estimated_tokens, tokens, left + 3600), left))
+        out.append(("tokens_per_day", "tokens", *_window(f"{tag}:tpd", tokens, key.tokens_per_day, now, "day")))
+    for limit, period in key.budgets:  # the key's own and its team's (one per period)
+        out.append(("budget", "tokens", *_window(f"{tag}:bud:{period}", tokens, limit, now, period)))
+    for m in money:
+        if m.scope == "team":
+            name = f"lim:{{t{m.scope_id}}}:usd:{m.period}"
+            out.append(("team_money_budget", "money", *_window(name, cost_nano, m.nano, now, m.period)))
+        else:
+            out.append(("money_budget", "money", *_window(f"{tag}:usd:{m.period}", cost_nano, m.nano, now, m.period)))
     return out
 
 
 @dataclass(frozen=True, slots=True)
 class LimitUsage:
-    """How much of one limit the current window has used (reservations in flight included)."""
+    """How much of one limit the current window has used (settled use; what requests still
+    in flight hold is in `held`)."""
 
     which: LimitName
     period: str  # "minute", "day", "week", "month"
     used: int
     limit: int
     resets_in: float  # seconds until the window ends
+    held: int = 0  # charged to requests still in flight (their most), settled when they end
 
 
-async def limits_usage(store: StateStore, *, key: KeyLimits, now: datetime | None = None) -> list[LimitUsage]:
+async def limits_usage(
+    store: StateStore, *, key: KeyLimits, money: Sequence[MoneyLimit] = (), now: datetime | None = None
+) -> list[LimitUsage]:
     """The key's counters as enforcement sees them, one read (for the admin and the developer page)."""
     now = now or datetime.now(UTC)
-    counters = _counters(key, 0, now)
+    counters = _counters(key, 0, 0, money, now)
     if not counters:
         return []
-    # _counters lists requests/minute, tokens/day, then the budgets in order.
+    # _counters lists requests/minute, tokens/day, the token budgets, then the money budgets.
     periods = ["minute"] * (key.requests_per_minute is not None) + ["day"] * (key.tokens_per_day is not None)
-    periods += [period for _, period in key.budgets]
-    values = await store.get_many([c.key for _, c, _ in counters])
+    periods += [period for _, period in key.budgets] + [m.period for m in money]
+    names = [c.key for _, _, c, _ in counters]
+    values = await store.get_many(names + [held_key(n) for n in names])
     out = []
-    for (which, counter, window_left), period, raw in zip(counters, periods, values, strict=True):
-        used = int(raw) if raw else 0
+    for i, ((which, _, counter, window_left), period) in enumerate(zip(counters, periods, strict=True)):
+        raw, held_raw = values[i], values[len(names) + i]
+        held = int(held_raw) if held_raw else 0
+        used = (int(raw) if raw else 0) - held
         if which == "requests_per_minute":
             window_left = (await store.ttl(counter.key) or 0.0) if raw else _MINUTE
-        out.append(LimitUsage(which, period, max(0, used), counter.limit, window_left))
+        out.append(LimitUsage(which, period, max(0, used), counter.limit, window_left, max(0, held)))
     return out
 
 
-def key_has_limits(key: KeyLimits) -> bool:
-    return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets)
+def key_has_limits(key: KeyLimits, money: Sequence[MoneyLimit] = ()) -> bool:
+    return key.requests_per_minute is not None or key.tokens_per_day is not None or bool(key.budgets) or bool(money)
 
 
 async def limits_reserve(
-    store: StateStore, *, key: KeyLimits, estimated_tokens: int, now: datetime | None = None
+    store: StateStore,
+    *,
+    key: KeyLimits,
+    estimated_tokens: int,
+    estimated_cost_nano: int = 0,
+    money: Sequence[MoneyLimit] = (),
+    now: datetime | None = None,
 ) -> Reservation:
-    """Charge one request and `estimated_tokens` to every limit of `key`, or raise LimitExceeded."""
+    """Charge one request and up to its estimate to every limit of `key` (and the money
+    budgets of the key and its team), or raise LimitExceeded."""
     estimated_tokens = max(0, int(estimated_tokens))
-    if not key_has_limits(key):
+    if not key_has_limits(key, money):
         return Reservation(key_id=key.id, estimated_tokens=estimated_tokens)
     now = now or datetime.now(UTC)
-    counters = _counters(key, estimated_tokens, now)
+    counters = _counters(key, estimated_tokens, max(0, int(estimated_cost_nano)), money, now)
     try:
-        over = await store.counters_reserve([c for _, c, _ in counters])
-        if over is not None:
-            which, counter, window_left = counters[over]
+        result = await store.counters_reserve([c for _, _, c, _ in counters])
+        if result.over is not None:
+            which, _, counter, window_left = counters[result.over]
+            if result.busy:
+                raise LimitExceeded(retry_after=BUSY_RETRY_SECONDS, which=which, busy=True)
             remaining = await store.ttl(counter.key) if which == "requests_per_minute" else None
             raise LimitExceeded(retry_after=max(1.0, remaining if remaining is not None else window_left), which=which)
     except LimitExceeded:
@@ -171,33 +245,50 @@ async def limits_reserve(
             raise LimitExceeded(retry_after=5.0, which="unavailable") from None
         log.exception("limits store unavailable: allowing key %s unmetered (fail open)", key.id)
         return Reservation(key_id=key.id, estimated_tokens=estimated_tokens, degraded=True)
-    return Reservation(
-        key_id=key.id,
-        estimated_tokens=estimated_tokens,
-        token_counters=tuple(c.key for name, c, _ in counters if name != "requests_per_minute"),
-    )
+    charges = tuple((c.key, kind, c.amount) for _, kind, c, _ in counters if kind != "requests")
+    return Reservation(key_id=key.id, estimated_tokens=estimated_tokens, charges=charges)
 
 
-async def limits_settle(store: StateStore, reservation: Reservation, *, actual_tokens: int) -> None:
-    """Replace the reservation's token estimate with what the request really used.
+async def limits_settle(
+    store: StateStore, reservation: Reservation, *, actual_tokens: int, actual_cost_nano: int | None = 0
+) -> None:
+    """Replace each charge with what the request really used (tokens; cost in nano-USD) and
+    release the held part. actual_cost_nano=None (the cost could not be found out) keeps the
+    money charges as they are: the conservative side of a budget.
 
     Never raises: the client already has its answer; a failed settlement only leaves the
-    estimate in place (logged).
+    charge in place (logged).
     """
-    if reservation.degraded or not reservation.token_counters:
+    if reservation.degraded or not reservation.charges:
         return
-    delta = max(0, int(actual_tokens)) - reservation.estimated_tokens
-    if delta == 0:
+    deltas: list[tuple[str, int]] = []
+    for counter, kind, charged in reservation.charges:
+        if kind == "money":
+            actual = charged if actual_cost_nano is None else max(0, int(actual_cost_nano))
+        else:
+            actual = max(0, int(actual_tokens))
+        if actual != charged:
+            deltas.append((counter, actual - charged))
+        if charged:
+            deltas.append((held_key(counter), -charged))
+    if not deltas:
         return
     try:
-        await store.counters_adjust([(k, delta) for k in reservation.token_counters])
+        await store.counters_adjust(deltas)
     except Exception:
         log.exception("could not settle limits for key %s", reservation.key_id)
 
 
 def estimate_tokens(raw_body_len: int, body: dict[str, object]) -> int:
-    """A cheap upper-ish estimate for the reservation: ~4 bytes per prompt token plus the
-    requested output cap (or 1024 when the client set none). Settlement corrects it."""
+    """The most tokens a request can use, cheaply: its prompt cannot hold more tokens than its
+    body has bytes, plus the requested output cap (DEFAULT_MAX_OUTPUT_TOKENS when none).
+    Generous on purpose: a reservation larger than the room left is clamped to it, and
+    settlement corrects it."""
+    return raw_body_len + max_output_tokens(body)
+
+
+def max_output_tokens(body: dict[str, object]) -> int:
     cap = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
-    out = cap if isinstance(cap, int) and cap > 0 else 1024
-    return raw_body_len // 4 + min(out, 32_768)
+    if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+        return min(cap, 100_000_000)  # no model writes more; keeps a hostile value a plain number
+    return DEFAULT_MAX_OUTPUT_TOKENS

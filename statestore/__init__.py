@@ -4,7 +4,16 @@ Two implementations share one contract and one test suite: Redis for real deploy
 (shared by every web and Celery process) and an in-process store for the embedded default.
 """
 
-from statestore.base import CounterLimit, LockNotAcquired, StateStore, StoreUnavailable
+from statestore.base import CounterLimit, LockNotAcquired, Reserved, StateStore, StoreUnavailable, held_key
 from statestore.factory import get_store, reset_stores
 
-__all__ = ["CounterLimit", "LockNotAcquired", "StateStore", "StoreUnavailable", "get_store", "reset_stores"]
+__all__ = [
+    "CounterLimit",
+    "LockNotAcquired",
+    "Reserved",
+    "StateStore",
+    "StoreUnavailable",
+    "get_store",
+    "held_key",
+    "reset_stores",
+]

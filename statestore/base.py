@@ -27,6 +27,22 @@ class CounterLimit:
     amount: int
     limit: int
     ttl: float  # window length, applied only when the counter is created (fixed window)
+    # Also count the charge in `held_key(key)` until it is settled, so a refusal can tell
+    # "full of real use" from "full of reservations of requests still in flight".
+    hold: bool = False
+
+
+def held_key(key: str) -> str:
+    return key + ":held"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What counters_reserve did: admitted (`over` is None), or refused with `over` = the
+    index of the first full counter and `busy` = it is full only because of held charges."""
+
+    over: int | None
+    busy: bool = False
 
 
 class StateStore(ABC):
@@ -72,10 +88,16 @@ class StateStore(ABC):
     async def list_len(self, key: str) -> int: ...
 
     @abstractmethod
-    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
-        """All or nothing, atomically: if every counter + amount <= its limit, add every amount
-        and return None; otherwise change nothing and return the index of the first counter
-        that would go over. Concurrent callers can never jointly overshoot a limit."""
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> Reserved:
+        """All or nothing, atomically: if every counter is below its limit, add every amount
+        (and the same to its held counter when `hold`); otherwise change nothing and name the
+        first full counter.
+
+        A request is refused only when a counter has no room left at all, never because its
+        own amount is larger than the room (a counter may end above its limit by one
+        request's amount). Concurrent callers are admitted only while the charges already
+        made, in flight or settled, leave room: if every amount is the most its request can
+        use, real use ends at most one request's use above the limit."""
 
     @abstractmethod
     async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from statestore.base import CounterLimit, StateStore
+from statestore.base import CounterLimit, Reserved, StateStore, held_key
 
 
 class InProcessStore(StateStore):
@@ -117,17 +117,20 @@ class InProcessStore(StateStore):
         value = self._values[key]
         return value if isinstance(value, int) else int(value)
 
-    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> Reserved:
         with self._mutex:
             now = time.monotonic()
             for i, lim in enumerate(limits):
-                if self._int(lim.key, now) + lim.amount > lim.limit:
-                    return i
+                current = self._int(lim.key, now)
+                if current >= lim.limit:
+                    held = self._int(held_key(lim.key), now) if lim.hold else 0
+                    return Reserved(over=i, busy=current - held < lim.limit)
             for lim in limits:
-                if not self._alive(lim.key, now):
-                    self._expiry[lim.key] = now + lim.ttl
-                self._values[lim.key] = self._int(lim.key, now) + lim.amount
-            return None
+                for key in (lim.key, held_key(lim.key)) if lim.hold else (lim.key,):
+                    if not self._alive(key, now):
+                        self._expiry[key] = now + lim.ttl
+                    self._values[key] = self._int(key, now) + lim.amount
+            return Reserved(over=None)
 
     async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
         with self._mutex:

@@ -12,7 +12,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from statestore.base import CounterLimit, StateStore, StoreUnavailable
+from statestore.base import CounterLimit, Reserved, StateStore, StoreUnavailable, held_key
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,18 +59,31 @@ return v
 """
 
 # All-or-nothing reservation over several fixed-window counters, in one script so no other
-# client can interleave between the check and the increment. ARGV per key: amount, limit,
-# window in ms. Returns 0 when reserved, else the 1-based index of the first counter over.
+# client can interleave between the check and the increment. KEYS: the n counters, then their
+# n held counters. ARGV per counter: amount, limit, window in ms, hold (1/0). Returns {0, 0}
+# when reserved, else {index of the first full counter (1-based), busy}: busy = 1 when that
+# counter is full only because of held (in-flight) charges.
 _RESERVE = """
-for i, key in ipairs(KEYS) do
-  local current = tonumber(redis.call('get', key) or '0')
-  if current + tonumber(ARGV[3*i-2]) > tonumber(ARGV[3*i-1]) then return i end
+local n = #KEYS / 2
+for i = 1, n do
+  local current = tonumber(redis.call('get', KEYS[i]) or '0')
+  local limit = tonumber(ARGV[4*i-2])
+  if current >= limit then
+    local held = 0
+    if ARGV[4*i] == '1' then held = tonumber(redis.call('get', KEYS[n+i]) or '0') end
+    if current - held < limit then return {i, 1} end
+    return {i, 0}
+  end
 end
-for i, key in ipairs(KEYS) do
-  redis.call('incrby', key, ARGV[3*i-2])
-  if redis.call('pttl', key) < 0 then redis.call('pexpire', key, ARGV[3*i]) end
+for i = 1, n do
+  local targets = {KEYS[i]}
+  if ARGV[4*i] == '1' then targets[2] = KEYS[n+i] end
+  for _, key in ipairs(targets) do
+    redis.call('incrby', key, ARGV[4*i-3])
+    if redis.call('pttl', key) < 0 then redis.call('pexpire', key, ARGV[4*i-1]) end
+  end
 end
-return 0
+return {0, 0}
 """
 # Settle: adjust only counters whose window is still open.
 _ADJUST = """
@@ -167,14 +180,15 @@ class RedisStore(StateStore):
         return int(await self._redis.llen(self._k(key)))
 
     @_guarded
-    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> int | None:
+    async def counters_reserve(self, limits: Sequence[CounterLimit]) -> Reserved:
         if not limits:
-            return None
+            return Reserved(over=None)
         args: list[int] = []
         for lim in limits:
-            args += [lim.amount, lim.limit, max(1, int(lim.ttl * 1000))]
-        over = int(await self._reserve_script(keys=[self._k(lim.key) for lim in limits], args=args))
-        return None if over == 0 else over - 1
+            args += [lim.amount, lim.limit, max(1, int(lim.ttl * 1000)), int(lim.hold)]
+        keys = [self._k(lim.key) for lim in limits] + [self._k(held_key(lim.key)) for lim in limits]
+        over, busy = (int(v) for v in await self._reserve_script(keys=keys, args=args))
+        return Reserved(over=None) if over == 0 else Reserved(over=over - 1, busy=bool(busy))
 
     @_guarded
     async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:

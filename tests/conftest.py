@@ -52,9 +52,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _fresh_state() -> Iterator[None]:
     """Each test starts with empty caches and an empty in-process store."""
     from accounts.selectors import caches_clear
+    from pricing.selectors import price_book_clear
     from statestore import reset_stores
 
     caches_clear()
+    price_book_clear()
     reset_stores()
     _redis_flush_prefix()
     yield

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.validators import upstream_url_checked
+
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # public client, no secret (docs/protocols/codex.md#sign-in-chatgpt-oauth)
 DEFAULT_AUTH_URL = "https://auth.openai.com"
 DEFAULT_BASE_URL = "https://chatgpt.com/backend-api/codex"
@@ -95,6 +97,9 @@ def codex_config(provider_config: Mapping[str, Any] | None = None) -> CodexConfi
             value = getattr(settings, f"CODEX_{key.upper()}", default)
         values[key] = value
     values["auth_url"] = str(values["auth_url"]).rstrip("/")
+    if per_account.get("auth_url"):
+        # Refresh tokens are sent there: checked again where it is used (accounts/validators.py).
+        values["auth_url"] = upstream_url_checked(values["auth_url"])
     values["refresh_ahead_seconds"] = float(values["refresh_ahead_seconds"])
     values["inline_refresh_seconds"] = float(values["inline_refresh_seconds"])
     values["websockets"] = _flag(values["websockets"])

@@ -114,6 +114,7 @@ def _frame(body: dict[str, Any], kept: KeptSocket | None, call: UpstreamCall) ->
 
 class CodexExecutor:
     provider = "codex"
+    billing = "subscription"
 
     def __init__(self) -> None:
         self._turns = TurnIds()

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import AccountState, Credential, UpstreamAccount
 from accounts.services import DuplicateIdentity, account_credential_logged, cache_version_bump
-from accounts.validators import upstream_url_validate
+from accounts.validators import provider_config_validate, upstream_url_validate
 from executors.codex import KIND, CredentialKind, oauth
 from executors.codex.config import DEFAULT_BASE_URL, DEFAULT_MODELS, CodexConfig, codex_config
 from executors.codex.jwt import ChatGPTClaims, claims_or_none
@@ -161,8 +161,7 @@ def codex_account_save(
     ChatGPT account that is already here raises DuplicateIdentity unless allow_duplicate.
     """
     base_url = upstream_url_validate(base_url)  # SSRF guard (accounts/validators.py)
-    if provider_config and provider_config.get("auth_url"):
-        upstream_url_validate(str(provider_config["auth_url"]))
+    provider_config_validate(dict(provider_config or {}))  # auth_url and any other URL in it
     with transaction.atomic():
         account = UpstreamAccount.objects.select_for_update().filter(label=label).first()
         if account is not None and account.provider != KIND:

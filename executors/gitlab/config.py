@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from accounts.models import Credential, UpstreamAccount
+from accounts.validators import upstream_url_checked
 
 DEFAULT_INSTANCE_URL = "https://gitlab.com"
 DEFAULT_GATEWAY_URL = "https://cloud.gitlab.com/ai"
@@ -32,11 +33,14 @@ DEFAULT_SCOPES = "api read_user"
 
 
 def instance_url(config: Mapping[str, Any]) -> str:
-    return str(config.get("instance_url") or DEFAULT_INSTANCE_URL).rstrip("/")
+    configured = config.get("instance_url")
+    # A configured URL is checked again where it is used (SSRF guard, accounts/validators.py).
+    return upstream_url_checked(str(configured)) if configured else DEFAULT_INSTANCE_URL
 
 
 def gateway_url(config: Mapping[str, Any]) -> str:
-    return str(config.get("gateway_url") or DEFAULT_GATEWAY_URL).rstrip("/")
+    configured = config.get("gateway_url")
+    return upstream_url_checked(str(configured)) if configured else DEFAULT_GATEWAY_URL
 
 
 @dataclass(frozen=True, slots=True)

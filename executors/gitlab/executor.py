@@ -57,6 +57,7 @@ _MAX_BODY = 64 * 1024 * 1024
 
 class GitLabExecutor:
     provider = "gitlab"
+    billing = "subscription"
 
     # ------------------------------------------------------------------ credentials
 

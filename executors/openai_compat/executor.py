@@ -67,6 +67,7 @@ def _stream_error_of(dialect: Dialect, request_id: str) -> Any:
 
 class OpenAICompatExecutor:
     provider = "openai_compat"
+    billing = "metered"
 
     async def refresh_credential(self, account: AccountInfo) -> bool:
         return False  # a static API key has nothing to refresh

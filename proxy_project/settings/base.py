@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "audit",
+    "pricing",
+    "alerts",
     "portal",
     # Providers: everything one upstream kind is lives in its executors/<name>/ app.
     "executors.openai_compat",
@@ -129,6 +131,9 @@ CREDENTIAL_KEYS = [
 
 PROXY_MAX_BODY_BYTES = env_int("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
+# Bodies larger than this are parsed, validated and translated in a worker thread, not on the
+# event loop (routing/intake.py); smaller ones cost less than the thread hop.
+PROXY_INLINE_BODY_BYTES = env_int("PROXY_INLINE_BODY_BYTES", 128 * 1024)
 # Hot-path caches: how long a process trusts its copy of keys/accounts before re-checking
 # the shared version counter.
 PROXY_CACHE_TTL_SECONDS = env_float("PROXY_CACHE_TTL_SECONDS", 30.0)
@@ -197,3 +202,16 @@ LOGGING = {
 
 from proxy_project.settings.celery import *  # noqa: E402,F403
 from proxy_project.settings.security import *  # noqa: E402,F403
+
+# Alerts (alerts/): where they go besides the channels set in the admin. A Slack-compatible
+# webhook URL and/or comma-separated email addresses (sent through Django's mail backend:
+# EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD / EMAIL_USE_TLS,
+# DEFAULT_FROM_EMAIL, read from the environment below).
+PROXY_ALERT_WEBHOOK_URL = os.environ.get("PROXY_ALERT_WEBHOOK_URL", "")
+PROXY_ALERT_EMAILS = os.environ.get("PROXY_ALERT_EMAILS", "")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "llm-proxy@localhost")

@@ -41,4 +41,6 @@ CELERY_BEAT_SCHEDULE = {
     # Incremental (watermark on id) and idempotent; dashboards lag raw records by <= 1 min.
     "usage-rollups": {"task": "audit.tasks.rollups_update_task", "schedule": 60.0},
     "snapshot-cleanup": {"task": "routing.tasks.snapshot_cleanup_task", "schedule": 3600.0},
+    # Account health, budgets, quota windows: one alert per change of state.
+    "alerts-check": {"task": "alerts.tasks.alerts_check_task", "schedule": 60.0},
 }

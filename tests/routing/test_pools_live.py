@@ -4,8 +4,6 @@ responses-only routing, session affinity, state shared by several server process
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +12,13 @@ import httpx
 import orjson
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from accounts.services import client_key_create
 from executors.openai_compat.services import account_add_openai_compat
 from infra.db import db_call
 from tests.fakes.base import FakeServer, Fault
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
+from tests.support.live import ProxyProcess
 from tests.support.proxy import usage_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -236,48 +234,9 @@ async def test_explicit_session_header_binds_too(flat_pool: Pool) -> None:
 @pytest.mark.skipif(not settings.REDIS_URL, reason="several server processes share state only through Redis")
 async def test_two_server_processes_share_cooldowns_under_200_concurrent_requests(pool: Pool, live_proxy: Any) -> None:
     # given a second, separate proxy process on the same database and Redis
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "proxy_project.settings.base",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "STATE_KEY_PREFIX": settings.STATE_KEY_PREFIX,
-        "PROXY_CREDENTIAL_KEYS": ",".join(settings.CREDENTIAL_KEYS),
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-    }
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "proxy_project.asgi:application",
-        "--fd",
-        str(sock.fileno()),
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-        "--loop",
-        "asyncio",
-        env=env,
-        pass_fds=(sock.fileno(),),
-    )
-    sock.close()
-    second = f"http://127.0.0.1:{port}"
-    try:
+    with ProxyProcess() as process:
+        second = process.url
         async with httpx.AsyncClient(timeout=20) as client:
-            for _ in range(100):
-                try:
-                    if (await client.get(second + "/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
             # when A answers 429 once through the first process
             pool.a.faults.push(Fault.http(429, headers={"retry-after": "60"}).where(times=1000))
             assert (await pool.chat(client)).status_code == 200
@@ -291,9 +250,6 @@ async def test_two_server_processes_share_cooldowns_under_200_concurrent_request
                 return r.status_code
 
             statuses = await asyncio.gather(*(one(i) for i in range(200)))
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), timeout=10)
     assert Counter(statuses) == {200: 200}
     assert len(pool.a.requests) == 1, "the cooldown set by one process is honoured by the other"
     assert len(pool.b.requests) == 201

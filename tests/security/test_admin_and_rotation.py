@@ -120,3 +120,47 @@ def _gateway_fields() -> dict[str, Any]:
         elif f.get_internal_type() in ("CharField", "TextField"):
             fields[f.name] = "x"
     return fields
+
+
+def test_login_throttle_is_atomic_under_40_concurrent_wrong_passwords(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 F8: check and increment were separate steps, so 40 concurrent wrong passwords
+    were all checked against a limit of 5. Now at most 5 ever reach the password check."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.contrib.auth.backends import ModelBackend
+    from django.core.exceptions import PermissionDenied
+    from django.test import RequestFactory
+
+    from accounts.throttle import ThrottledModelBackend
+
+    settings.ADMIN_LOGIN_MAX_FAILURES = 5
+    get_user_model().objects.create_superuser("root", "r@example.com", "right-password")
+    checked = 0
+    lock = threading.Lock()
+    real = ModelBackend.authenticate
+
+    def slow_check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal checked
+        with lock:
+            checked += 1
+        time.sleep(0.05)  # a password hash takes time: the attempts overlap
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", slow_check)
+    request = RequestFactory().post("/admin/login/", REMOTE_ADDR="10.1.2.3")
+
+    def attempt(_: int) -> str:
+        try:
+            user = ThrottledModelBackend().authenticate(request, username="root", password="wrong")
+        except PermissionDenied:
+            return "throttled"
+        return "ok" if user is not None else "wrong"
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    assert checked <= 5, f"{checked} passwords checked"
+    assert outcomes.count("wrong") == checked and outcomes.count("throttled") == 40 - checked

@@ -20,6 +20,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -32,9 +33,13 @@ from django.utils import timezone
 
 from accounts.models import ClientKey, Team, UpstreamAccount
 from accounts.services import client_key_create, team_create
+from alerts.models import AlertChannel, AlertEvent, ChannelKind
+from alerts.services import alert_channel_save
 from audit.models import AdminAction, UsageDeadLetter, UsageRecord, UsageRollup
 from audit.rollups import rollups_update
 from executors.openai_compat.services import account_add_openai_compat
+from pricing.models import MoneyBudget, PriceMode, PriceRule
+from pricing.services import money_budget_save, price_rule_save
 from routing.models import CatalogEntry
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +50,8 @@ BOB_MARKERS = ("bob-private-key", "bob-private-model", "bob-team")
 
 # Product models in the admin and what is special about them.
 # nobody adds, changes or deletes
-READ_ONLY = {"usagerecord", "usagerollup", "adminaction", "usagedeadletter"}
+READ_ONLY = {"usagerecord", "usagerollup", "adminaction", "usagedeadletter", "alertevent"}
+PRODUCT_APPS = ("accounts", "audit", "routing", "pricing", "alerts")
 ADD_REDIRECTS = {"upstreamaccount"}  # "add" goes to the guided flows
 OWNED = {"clientkey", "usagerecord", "usagerollup"}  # staff_dev sees only their own rows
 
@@ -92,7 +98,7 @@ def world() -> World:
     viewer = _user("viewer", is_staff=True)
     product_views = [
         p.codename
-        for p in Permission.objects.filter(content_type__app_label__in=("accounts", "audit", "routing"))
+        for p in Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS)
         if p.codename.startswith("view_")
     ]
     _grant(viewer, *product_views)  # includes view_all_keys and view_all_usage
@@ -114,6 +120,10 @@ def world() -> World:
     staff_record = _record(staff_key, "staff-dev-model")
     rollups_update()
     entry = CatalogEntry.objects.create(name="alias", targets=["m"])
+    price_rule = price_rule_save(PriceRule(model="m", mode=PriceMode.FREE))
+    budget = money_budget_save(MoneyBudget(team=team, usd=Decimal("5"), period="month"))
+    channel = alert_channel_save(AlertChannel(kind=ChannelKind.EMAIL, target="ops@example.com"))
+    event = AlertEvent.objects.create(subject="account:1", kind="account", new_state="failing", message="acct failing")
 
     clients = {}
     for role, user in (("admin", boss), ("viewer", viewer), ("staff_dev", staff_dev), ("developer", developer)):
@@ -136,6 +146,10 @@ def world() -> World:
             "usagedeadletter": UsageDeadLetter.objects.create(request_id="r-1", error="DataError: x", payload="{}"),
             "user": bob,
             "group": None,
+            "pricerule": price_rule,
+            "moneybudget": budget,
+            "alertchannel": channel,
+            "alertevent": event,
         },
         own={"clientkey": staff_key, "usagerecord": staff_record, "usagerollup": own_rollup},
         flow_key="openai_compat.api_key",
@@ -220,7 +234,7 @@ def _standard_expectation(model: str, page: str, role: str, own: bool) -> int | 
 def _fill(route: str, world: World, model: str | None, own: bool) -> str:
     obj = (world.own if own else world.objects).get(model or "")
     url = "/" + route
-    url = url.replace("^(?P<app_label>auth|accounts|routing|audit)/$", "accounts/")
+    url = re.sub(r"\^\(\?P<app_label>[a-z|_]+\)/\$", "accounts/", url)
     url = re.sub(r"<path:content_type_id>", "1", url)
     url = re.sub(r"<(?:path|int):(?:object_id|key_id|id)>", str(obj.pk if obj else world.objects["clientkey"].pk), url)
     url = url.replace("<id>", str(world.users["bob"].pk))
@@ -296,6 +310,16 @@ FILTERED_LISTS = [
     ("/admin/audit/usagerollup/?client_key_id={key}", False),
     ("/admin/audit/usagerollup/?granularity__exact=d", True),
     ("/admin/audit/usagerecord/dashboard/?start={yesterday}&end={tomorrow}", True),
+    # the dashboard's filters, its drill-down into the records list and the filtered exports
+    ("/admin/audit/usagerecord/?team={team}", True),
+    ("/admin/audit/usagerecord/?key={key}", True),
+    ("/admin/audit/usagerecord/?developer=bob", True),
+    ("/admin/audit/usagerecord/?team={team}&account={account}&outcome__exact=ok", True),
+    ("/admin/audit/usagerecord/dashboard/?team={team}", True),
+    ("/admin/audit/usagerecord/dashboard/?key={key}", True),
+    ("/admin/audit/usagerecord/dashboard/?developer=bob&account={account}", True),
+    ("/admin/audit/usagerecord/export/records.csv?team={team}&start={yesterday}&end={tomorrow}", True),
+    ("/admin/audit/usagerecord/export/rollups.csv?developer=bob&granularity=d", True),
     ("/admin/audit/usagerecord/export/records.csv?start={yesterday}&end={tomorrow}", True),
     ("/admin/audit/usagerecord/export/rollups.csv?start={yesterday}&end={tomorrow}&granularity=h", True),
     ("/admin/audit/usagerecord/export/rollups.csv?granularity=dk", False),
@@ -343,6 +367,10 @@ def _state() -> tuple[Any, ...]:
         tuple(UpstreamAccount.objects.order_by("pk").values_list("enabled", "state")),
         Team.objects.count(),
         CatalogEntry.objects.count(),
+        tuple(PriceRule.objects.values_list("pk", "mode")),
+        tuple(MoneyBudget.objects.values_list("pk", "usd")),
+        tuple(AlertChannel.objects.values_list("pk", "target", "enabled")),
+        AlertEvent.objects.count(),
     )
 
 
@@ -350,7 +378,7 @@ def test_actions_and_writes_need_the_matching_permission(world: World) -> None:
     admin_request = type("R", (), {"user": world.users["admin"], "GET": {}, "POST": {}})()
     for model, model_admin in admin.site._registry.items():
         opts = model._meta
-        if opts.app_label not in ("accounts", "audit", "routing"):
+        if opts.app_label not in PRODUCT_APPS:
             continue
         changelist = f"/admin/{opts.app_label}/{opts.model_name}/"
         ids = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]

@@ -148,3 +148,76 @@ async def test_client_cannot_choose_the_upstream(live_proxy: Any, fake_openai: A
     assert r.status_code in (200, 400)
     assert all("169.254" not in str(req.get("url", "")) for req in fake_openai.requests)
     await usage_rows(1)
+
+
+# --------------------------------------------------------------------- issue 17 F6: provider_config
+
+BAD_CONFIGS = [
+    {"auth_url": "http://169.254.169.254/latest/meta-data"},
+    {"gateway_url": "http://127.0.0.1:6379"},
+    {"instance_url": "http://10.0.0.5"},
+    {"oauth": {"token_url": "http://[::1]/token"}},
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("config", BAD_CONFIGS, ids=lambda c: next(iter(c)))
+def test_provider_config_urls_are_refused_on_save(settings: Any, admin_client: Any, config: dict[str, Any]) -> None:
+    from accounts.models import UpstreamAccount
+    from accounts.services import account_update
+
+    account = account_add_openai_compat(label="a", base_url="https://8.8.8.8/v1", api_key="k", model_names=["m"])
+    settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
+    # the service
+    with pytest.raises(ValidationError, match="provider_config"):
+        account_update(account=account, provider_config=config)
+    # the admin change form (what a staff user with change rights uses)
+    import json
+
+    page = admin_client.post(
+        f"/admin/accounts/upstreamaccount/{account.pk}/change/",
+        {
+            "label": "a",
+            "base_url": "https://8.8.8.8/v1",
+            "model_names": "m",
+            "priority": 0,
+            "weight": 1,
+            "enabled": "on",
+            "provider_config": json.dumps(config),
+        },
+    )
+    # the form again, with the error naming the key
+    key = next(iter(config)) if "oauth" not in config else "oauth.token_url"
+    assert page.status_code == 200 and f"provider_config {key}:" in page.content.decode()
+    assert UpstreamAccount.objects.get(pk=account.pk).provider_config == {}
+
+
+@pytest.mark.django_db
+def test_codex_and_gitlab_services_check_provider_config_urls(settings: Any) -> None:
+    from executors.codex.services import codex_account_save
+
+    settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
+    with pytest.raises(ValidationError, match="auth_url"):
+        codex_account_save(
+            label="c",
+            secret={},
+            base_url="https://8.8.8.8/backend-api/codex",
+            provider_config={"auth_url": "http://169.254.169.254"},
+        )
+
+
+def test_provider_config_urls_are_checked_again_where_used(settings: Any) -> None:
+    """A row written before the check existed (or behind the services' back) is refused at use."""
+    from executors.codex.config import codex_config
+    from executors.gitlab.config import gateway_url, instance_url
+
+    settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
+    with pytest.raises(ValidationError):
+        gateway_url({"gateway_url": "http://127.0.0.1:6379"})
+    with pytest.raises(ValidationError):
+        instance_url({"instance_url": "http://192.168.1.1"})
+    with pytest.raises(ValidationError):
+        codex_config({"auth_url": "http://169.254.169.254/latest"})
+    # defaults and public URLs pass
+    assert gateway_url({}) == "https://cloud.gitlab.com/ai"
+    assert instance_url({"instance_url": "https://8.8.8.8/"}) == "https://8.8.8.8"

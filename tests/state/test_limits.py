@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -11,8 +12,8 @@ import pytest
 from django.conf import settings
 
 from accounts.selectors import KeyInfo
-from state.limits import LimitExceeded, Reservation, estimate_tokens, limits_reserve, limits_settle
-from statestore import StateStore
+from state.limits import LimitExceeded, MoneyLimit, Reservation, estimate_tokens, limits_reserve, limits_settle
+from statestore import StateStore, held_key
 from statestore.memory import InProcessStore
 
 
@@ -61,38 +62,111 @@ async def test_fifty_concurrent_requests_on_twenty_per_minute_admit_exactly_twen
     assert all(0 < r.retry_after <= 60 for r in refused)
 
 
-async def test_token_budget_under_concurrency_never_overshoots_more_than_one_reservation(
+async def test_token_budget_under_concurrency_stops_with_at_most_one_requests_overshoot(
     kv: StateStore,
 ) -> None:
-    # given a daily budget of 10 000 tokens and 60 concurrent requests estimated at 700 each
+    # given a daily budget of 10 000 tokens and 60 concurrent requests that may use 700 each
     key = _key(tokens_per_day=10_000)
-    estimate = 700
-    results = await asyncio.gather(*(_try(kv, key, estimate) for _ in range(60)))
+    most = 700
+    results = await asyncio.gather(*(_try(kv, key, most) for _ in range(60)))
     passed = [r for r in results if isinstance(r, Reservation)]
-    # then reservations alone never exceed the budget
-    assert len(passed) == 10_000 // estimate
-    # when every admitted request really used somewhat more than its estimate (a bad estimate)
-    # except that the sum stays within one reservation of the budget
-    await asyncio.gather(*(limits_settle(kv, r, actual_tokens=estimate + 40) for r in passed))
+    refused = [r for r in results if isinstance(r, LimitExceeded)]
+    # then 15 are admitted (the 15th on the last 200 tokens of room); the others are told the
+    # budget is busy with requests in flight (a short retry), not exhausted until the day ends
+    assert len(passed) == 15 and len(refused) == 45
+    assert all(r.busy and r.retry_after <= 2 for r in refused)
+    # when every admitted request used all it could
+    await asyncio.gather(*(limits_settle(kv, r, actual_tokens=most) for r in passed))
     counter = passed[0].token_counters[0]
     used = int(await kv.get(counter) or 0)
-    assert used == len(passed) * (estimate + 40)
-    assert used <= 10_000 + estimate
-    # and the next request is refused until the day ends
+    # then use exceeds the budget by at most one request (the one admitted on the last room)
+    assert used == 15 * most and 10_000 < used <= 10_000 + most
+    # and the next request is refused until the day ends: the budget is spent, not busy
     with pytest.raises(LimitExceeded) as info:
         await limits_reserve(kv, key=key, estimated_tokens=1)
-    assert info.value.which == "tokens_per_day"
+    assert info.value.which == "tokens_per_day" and not info.value.busy and info.value.retry_after > 2
+
+
+async def test_estimate_never_refuses_a_request_while_real_headroom_remains(kv: StateStore) -> None:
+    # issue 15 #7: a 200 tokens/day key refused its first request because 1,024 output
+    # tokens were assumed. Now any room admits a request; its real use is settled after.
+    key = _key(tokens_per_day=200)
+    for _ in range(3):
+        r = await limits_reserve(kv, key=key, estimated_tokens=estimate_tokens(300, {}))
+        await limits_settle(kv, r, actual_tokens=60)
+    assert int(await kv.get(r.token_counters[0]) or 0) == 180
+    assert int(await kv.get(held_key(r.token_counters[0])) or 0) == 0
+    r = await limits_reserve(kv, key=key, estimated_tokens=estimate_tokens(300, {}))  # 20 left: admitted
+    await limits_settle(kv, r, actual_tokens=60)
+    with pytest.raises(LimitExceeded):  # 240 used: spent
+        await limits_reserve(kv, key=key, estimated_tokens=1)
 
 
 async def test_settle_returns_unused_estimate(kv: StateStore) -> None:
     key = _key(budget_tokens=1000, budget_period="week")
-    first = await limits_reserve(kv, key=key, estimated_tokens=900)
+    first = await limits_reserve(kv, key=key, estimated_tokens=1000)
     with pytest.raises(LimitExceeded) as info:
         await limits_reserve(kv, key=key, estimated_tokens=200)
-    assert info.value.which == "budget"
+    assert info.value.which == "budget" and info.value.busy
     await limits_settle(kv, first, actual_tokens=100)
     second = await limits_reserve(kv, key=key, estimated_tokens=800)
     assert second.token_counters == first.token_counters
+
+
+def _money(usd_cents: int, scope: str = "key", period: str = "month") -> MoneyLimit:
+    return MoneyLimit(scope, 3 if scope == "team" else 7, usd_cents * 10_000_000, period)  # type: ignore[arg-type]
+
+
+async def test_money_budget_under_50_concurrent_requests_stops_at_its_limit(kv: StateStore) -> None:
+    """50 clients keep sending requests until the budget says it is spent (not busy)."""
+    budget = _money(100)  # $1.00
+    key = _key()
+    most, rnd = 30_000_000, random.Random(5)  # a request costs at most $0.03 ...
+    spent: list[int] = []
+
+    async def client() -> None:
+        while True:
+            try:
+                r = await limits_reserve(kv, key=key, estimated_tokens=0, estimated_cost_nano=most, money=[budget])
+            except LimitExceeded as exc:
+                if exc.busy:
+                    await asyncio.sleep(0.001)
+                    continue
+                assert exc.which == "money_budget"
+                return
+            await asyncio.sleep(rnd.random() / 1000)
+            cost = rnd.randrange(10_000_000, most + 1)  # ... and really $0.01-0.03
+            spent.append(cost)
+            await limits_settle(kv, r, actual_tokens=0, actual_cost_nano=cost)
+
+    await asyncio.wait_for(asyncio.gather(*(client() for _ in range(50))), timeout=60)
+    counter = f"lim:{{7}}:usd:month:{datetime.now(UTC):%Y%m}"
+    total = int(await kv.get(counter) or 0)
+    assert total == sum(spent)
+    # stopped at the limit, overshooting by at most one request's cost
+    assert budget.nano <= total <= budget.nano + most, (total, len(spent))
+    assert int(await kv.get(held_key(counter)) or 0) == 0
+
+
+async def test_team_money_budget_is_shared_by_the_teams_keys(kv: StateStore) -> None:
+    team = _money(10, scope="team")  # $0.10 for the whole team
+    a = KeyInfo(id=1, name="a", prefix="p", enabled=True, expires_at=None, allowed_models=frozenset(), team_id=3)
+    b = KeyInfo(id=2, name="b", prefix="p", enabled=True, expires_at=None, allowed_models=frozenset(), team_id=3)
+    r = await limits_reserve(kv, key=a, estimated_tokens=0, estimated_cost_nano=80_000_000, money=[team])
+    await limits_settle(kv, r, actual_tokens=0, actual_cost_nano=80_000_000)
+    r = await limits_reserve(kv, key=b, estimated_tokens=0, estimated_cost_nano=80_000_000, money=[team])
+    assert r.charges[0][0].startswith("lim:{t3}:usd:month:")  # b is admitted on what a left
+    await limits_settle(kv, r, actual_tokens=0, actual_cost_nano=30_000_000)
+    with pytest.raises(LimitExceeded) as info:
+        await limits_reserve(kv, key=a, estimated_tokens=0, estimated_cost_nano=1, money=[team])
+    assert info.value.which == "team_money_budget" and not info.value.busy
+
+
+async def test_unknown_cost_keeps_the_money_charge(kv: StateStore) -> None:
+    r = await limits_reserve(kv, key=_key(), estimated_tokens=0, estimated_cost_nano=5_000, money=[_money(1)])
+    await limits_settle(kv, r, actual_tokens=0, actual_cost_nano=None)
+    counter = r.charges[0][0]
+    assert int(await kv.get(counter) or 0) == 5_000 and int(await kv.get(held_key(counter)) or 0) == 0
 
 
 async def test_unlimited_key_never_touches_the_store() -> None:
@@ -132,6 +206,8 @@ async def test_budget_periods_are_utc_calendar_windows(kv: StateStore) -> None:
     assert jan.token_counters != feb.token_counters
 
 
-def test_estimate_uses_output_cap() -> None:
-    assert estimate_tokens(400, {"max_tokens": 50}) == 150
-    assert estimate_tokens(0, {}) == 1024
+def test_estimate_is_the_most_a_request_can_use() -> None:
+    # a prompt has at most as many tokens as bytes; the output is the cap, else 32k
+    assert estimate_tokens(400, {"max_tokens": 50}) == 450
+    assert estimate_tokens(0, {}) == 32_768
+    assert estimate_tokens(0, {"max_output_tokens": 10**30}) == 100_000_000

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from django.conf import settings
 
-from statestore import CounterLimit, StateStore
+from statestore import CounterLimit, StateStore, held_key
 from statestore.memory import InProcessStore
 
 
@@ -34,32 +34,56 @@ async def kv(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
 
 
 async def test_reserve_charges_every_counter_or_none(kv: StateStore) -> None:
-    # given two counters, the second nearly full
-    assert await kv.counters_reserve([CounterLimit("b", 9, 10, 60)]) is None
-    # when a reservation would overflow the second
-    over = await kv.counters_reserve([CounterLimit("a", 1, 5, 60), CounterLimit("b", 2, 10, 60)])
+    # given two counters, the second full
+    assert (await kv.counters_reserve([CounterLimit("b", 10, 10, 60)])).over is None
+    # when a reservation includes the full one
+    result = await kv.counters_reserve([CounterLimit("a", 1, 5, 60), CounterLimit("b", 2, 10, 60)])
     # then it names the second and charged neither
-    assert over == 1
+    assert (result.over, result.busy) == (1, False)
     assert await kv.get("a") is None
-    assert await kv.get("b") == b"9"
-    # and a fitting one charges both
-    assert await kv.counters_reserve([CounterLimit("a", 1, 5, 60), CounterLimit("b", 1, 10, 60)]) is None
-    assert (await kv.get("a"), await kv.get("b")) == (b"1", b"10")
+    assert await kv.get("b") == b"10"
+
+
+async def test_reserve_admits_while_any_room_is_left(kv: StateStore) -> None:
+    # given 3 of 10 used
+    await kv.counters_reserve([CounterLimit("c", 3, 10, 60)])
+    # when a request may use up to 50 (more than the room left)
+    result = await kv.counters_reserve([CounterLimit("c", 50, 10, 60), CounterLimit("d", 4, 100, 60)])
+    # then it is admitted (an estimate never refuses while room remains), charged in full
+    assert result.over is None
+    assert (await kv.get("c"), await kv.get("d")) == (b"53", b"4")
+    # and nothing more is admitted until settlement brings the counter back under the limit
+    assert (await kv.counters_reserve([CounterLimit("c", 1, 10, 60)])).over == 0
+
+
+async def test_held_charges_make_a_refusal_busy_until_settled(kv: StateStore) -> None:
+    first = await kv.counters_reserve([CounterLimit("m", 80, 100, 60, hold=True)])
+    second = await kv.counters_reserve([CounterLimit("m", 80, 100, 60, hold=True)])
+    assert first.over is None and second.over is None
+    # the counter is full of charges of requests still in flight: busy, not spent
+    refused = await kv.counters_reserve([CounterLimit("m", 1, 100, 60, hold=True)])
+    assert (refused.over, refused.busy) == (0, True)
+    # both settle for less than they were charged, but together more than the limit
+    await kv.counters_adjust([("m", -20), (held_key("m"), -80), ("m", -30), (held_key("m"), -80)])
+    refused = await kv.counters_reserve([CounterLimit("m", 1, 100, 60, hold=True)])
+    assert (refused.over, refused.busy) == (0, False)
+    assert await kv.get("m") == b"110" and await kv.get(held_key("m")) == b"0"
 
 
 async def test_reserve_window_is_fixed_from_creation(kv: StateStore) -> None:
-    assert await kv.counters_reserve([CounterLimit("w", 1, 1, 0.2)]) is None
-    assert await kv.counters_reserve([CounterLimit("w", 1, 1, 60)]) == 0
+    assert (await kv.counters_reserve([CounterLimit("w", 1, 1, 0.2)])).over is None
+    assert (await kv.counters_reserve([CounterLimit("w", 1, 1, 60)])).over == 0
     remaining = await kv.ttl("w")
     assert remaining is not None and remaining <= 0.2, "a refused reservation must not extend the window"
     await asyncio.sleep(0.3)
-    assert await kv.counters_reserve([CounterLimit("w", 1, 1, 60)]) is None
+    assert (await kv.counters_reserve([CounterLimit("w", 1, 1, 60)])).over is None
 
 
-async def test_reserve_never_overshoots_under_concurrency(kv: StateStore) -> None:
+async def test_reserve_never_admits_past_a_full_counter_under_concurrency(kv: StateStore) -> None:
     results = await asyncio.gather(*(kv.counters_reserve([CounterLimit("c", 3, 100, 60)]) for _ in range(100)))
-    assert sum(r is None for r in results) == 33
-    assert await kv.get("c") == b"99"
+    # 33 fit; the 34th is admitted on the last unit of room; then the counter is full
+    assert sum(r.over is None for r in results) == 34
+    assert await kv.get("c") == b"102"
 
 
 async def test_adjust_touches_only_live_counters(kv: StateStore) -> None:

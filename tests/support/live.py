@@ -59,3 +59,69 @@ class LiveASGIServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class ProxyProcess:
+    """The proxy in a uvicorn subprocess of its own, on the test database (PostgreSQL only: a
+    SQLite test database lives in this process's memory) and the test's Redis, if any.
+
+    For measurements that must see one worker alone: the live server thread shares this
+    process's GIL with the fakes and the test client, so a stall there is not the proxy's.
+    """
+
+    def __init__(self, **env: str) -> None:
+        self._extra = env
+        self._proc: Any = None
+        self.url = ""
+
+    def __enter__(self) -> ProxyProcess:
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        import httpx
+        from django.conf import settings
+        from django.db import connection
+
+        db = settings.DATABASES["default"]
+        if connection.vendor != "postgresql":
+            raise RuntimeError("ProxyProcess needs PostgreSQL (CI=true)")
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "proxy_project.settings.base",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            "STATE_KEY_PREFIX": settings.STATE_KEY_PREFIX,
+            "PROXY_CREDENTIAL_KEYS": ",".join(settings.CREDENTIAL_KEYS),
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "PROXY_ALLOW_PRIVATE_UPSTREAMS": "true",
+            **self._extra,
+        }
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        args = ["--fd", str(sock.fileno()), "--lifespan", "off", "--log-level", "warning", "--loop", "asyncio"]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "proxy_project.asgi:application", *args],
+            env=env,
+            pass_fds=(sock.fileno(),),
+        )
+        sock.close()
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("proxy subprocess did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=15)
+            self._proc = None

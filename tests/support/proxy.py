@@ -62,3 +62,17 @@ async def usage_rows(expected: int, *, timeout: float = 5.0) -> list[UsageRecord
         if len(rows) >= expected or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.05)
+
+
+def completion_body(
+    *, content: str = "ok", usage: Any = None, completion_id: str = "chatcmpl-1", model: str = "gpt-4o-mini"
+) -> dict[str, Any]:
+    """A Chat Completions answer as an upstream sends it, for `Fault.http(200, ...)` injection."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": usage if usage is not None else {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
