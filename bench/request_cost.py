@@ -139,19 +139,78 @@ class Counters:
                 counters.commands["pipeline:" + str(c[0])] += 1
             return packn(conn, commands)
 
-        connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
-        connection.AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
-        connection.AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
+        connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign,assignment]
+        connection.AbstractConnection.pack_command = pack_command  # type: ignore[method-assign,assignment]
+        connection.AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign,assignment]
         execute = utils.CursorWrapper.execute
 
         def sql(cursor: Any, q: str, params: Any = None) -> Any:
             counters.queries[q.split(" WHERE")[0][:90]] += 1
             return execute(cursor, q, params)
 
-        utils.CursorWrapper.execute = sql  # type: ignore[method-assign]
+        utils.CursorWrapper.execute = sql  # type: ignore[method-assign,assignment]
 
     def snapshot(self) -> tuple[int, collections.Counter[str], collections.Counter[str]]:
         return self.round_trips, self.commands.copy(), self.queries.copy()
+
+
+# (module, attribute, label): the steps of one request, timed where routing.proxy / dispatch call them.
+_STEPS = (
+    ("routing.proxy", "proxy_handle", "proxy_handle (everything below, excl. Django/ninja/ASGI)"),
+    ("routing.proxy", "client_authenticate", "auth: key lookup (cached)"),
+    ("routing.proxy", "body_read", "intake: JSON parse + validation"),
+    ("routing.proxy", "money_limits", "money budgets lookup (cached)"),
+    ("routing.proxy", "limits_reserve", "key limits: reserve (Redis script)"),
+    ("routing.proxy", "catalog_resolve", "catalog: model -> accounts (cached)"),
+    ("routing.proxy", "dispatch_open", "dispatch: selection + upstream open"),
+    ("routing.dispatch", "cooldown_check", "  selection state: cooldowns/affinity/quota (Redis MGET)"),
+    ("routing.dispatch", "_attempt", "  upstream request until headers/first event (httpx+aiohttp)"),
+    ("routing.dispatch", "_reward", "  success bookkeeping"),
+    ("routing.proxy", "_whole_reply", "non-stream: body read + JSON reply"),
+    ("routing.proxy", "limits_settle", "key limits: settle (Redis script)"),
+    ("routing.proxy", "usage_record", "usage record: clean + serialize + RPUSH"),
+    ("routing.proxy", "metrics_record", "metrics (Prometheus, multiprocess files)"),
+)
+
+
+class Breakdown:
+    """Inclusive CPU per step (`time.process_time` around each call; at c=1 whatever runs
+    while a step awaits belongs to the same request)."""
+
+    def __init__(self) -> None:
+        self.cpu: collections.Counter[str] = collections.Counter()
+
+    def install(self) -> None:
+        import importlib
+        import inspect
+
+        for module_name, attr, label in _STEPS:
+            module = importlib.import_module(module_name)
+            fn = getattr(module, attr)
+            setattr(module, attr, self._wrap(fn, label, inspect.iscoroutinefunction(fn)))
+
+    def _wrap(self, fn: Any, label: str, is_async: bool) -> Any:
+        cpu = self.cpu
+
+        if is_async:
+
+            async def timed_async(*a: Any, **kw: Any) -> Any:
+                t = time.process_time()
+                try:
+                    return await fn(*a, **kw)
+                finally:
+                    cpu[label] += time.process_time() - t
+
+            return timed_async
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            t = time.process_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                cpu[label] += time.process_time() - t
+
+        return timed
 
 
 async def asgi_request(app: Any, key: str, body: bytes) -> tuple[int, bytes]:
@@ -216,6 +275,9 @@ async def inproc(args: argparse.Namespace, key: str) -> dict[str, Any]:
 
     counters = Counters()
     counters.install()
+    breakdown = Breakdown()
+    if args.breakdown:
+        breakdown.install()
     results: dict[str, Any] = {}
     for name, events in (("non-stream", 0), ("stream", args.events)):
         body = _body(events)
@@ -224,6 +286,7 @@ async def inproc(args: argparse.Namespace, key: str) -> dict[str, Any]:
             assert status == 200, status
             await _settle()
         rt0, cmd0, q0 = counters.snapshot()
+        steps0 = breakdown.cpu.copy()
         prof = cProfile.Profile() if args.profile == name else None
         cpu0 = time.process_time()
         if prof:
@@ -243,6 +306,9 @@ async def inproc(args: argparse.Namespace, key: str) -> dict[str, Any]:
             "redis_commands_per_request": {k: round(v / n, 3) for k, v in (cmd1 - cmd0).items()},
             "sql_queries_per_request": {k: round(v / n, 4) for k, v in (q1 - q0).items()},
         }
+        if args.breakdown:
+            steps = breakdown.cpu - steps0
+            results[name]["cpu_us_per_step"] = {label: round(steps[label] * 1e6 / n, 1) for _, _, label in _STEPS}
         if prof:
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats(args.sort).print_stats(args.top)
@@ -335,6 +401,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--events", type=int, default=50, help="events per streamed answer (sent at once)")
     ap.add_argument("--limits", action="store_true", help="give the key token/request limits")
+    ap.add_argument("--breakdown", action="store_true", help="inproc: CPU per step of the request")
     ap.add_argument("--profile", choices=("non-stream", "stream"), default=None)
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)

@@ -268,9 +268,7 @@ async def _refresh(executor: Executor, account: AccountInfo) -> AccountInfo | Up
     return reloaded if reloaded is not None else account
 
 
-async def _verdict(
-    store: Any, error: UpstreamError, target: Target, account: AccountInfo, verdicts: _Verdicts
-) -> None:
+async def _verdict(store: Any, error: UpstreamError, target: Target, account: AccountInfo, verdicts: _Verdicts) -> None:
     """Apply the failure's consequences; a failure another account cannot fix ends dispatch."""
     started = await _penalize(store, error, target, account)
     if started and error.client_status == 429:
