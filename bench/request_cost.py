@@ -168,7 +168,7 @@ _STEPS = (
     ("routing.dispatch", "_reward", "  success bookkeeping"),
     ("routing.proxy", "_whole_reply", "non-stream: body read + JSON reply"),
     ("routing.proxy", "limits_settle", "key limits: settle (Redis script)"),
-    ("routing.proxy", "usage_record", "usage record: clean + serialize + RPUSH"),
+    ("routing.proxy", "usage_record", "usage record: clean + serialize + RPUSH (+ settlement, when merged)"),
     ("routing.proxy", "metrics_record", "metrics (Prometheus, multiprocess files)"),
 )
 
@@ -186,7 +186,9 @@ class Breakdown:
 
         for module_name, attr, label in _STEPS:
             module = importlib.import_module(module_name)
-            fn = getattr(module, attr)
+            fn = getattr(module, attr, None)
+            if fn is None:  # e.g. an older or newer version of the code without this step
+                continue
             setattr(module, attr, self._wrap(fn, label, inspect.iscoroutinefunction(fn)))
 
     def _wrap(self, fn: Any, label: str, is_async: bool) -> Any:
