@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
+from accounts.flows.fields import allow_duplicate_field as allow_duplicate_field  # providers import it from here too
 from accounts.models import UpstreamAccount
 from infra.redact import redact
 
@@ -24,17 +25,6 @@ class FlowError(Exception):
         self.message = message
         self.field = field
         self.detail = redact(detail)[:500]  # upstream text shown in the admin: no secrets
-
-
-def allow_duplicate_field(what: str) -> forms.BooleanField:
-    """The explicit confirmation for adding an upstream identity that is already an account
-    (services raise accounts.services.DuplicateIdentity without it)."""
-    return forms.BooleanField(
-        required=False,
-        label="Add even if already added",
-        help_text=f"Only if you mean it: two accounts for the same {what} share one quota, and refreshing one "
-        "credential can sign the other out. Without this, a duplicate is refused.",
-    )
 
 
 def duplicate_error(exc: Exception, *, ended: bool) -> FlowError:

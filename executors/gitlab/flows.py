@@ -14,20 +14,11 @@ import time
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 
-from accounts.flows.base import (
-    MIN_POLL_SECONDS,
-    AccountFlow,
-    DeviceCodeFlow,
-    FlowError,
-    Step,
-    allow_duplicate_field,
-    duplicate_error,
-)
+from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step, duplicate_error
+from accounts.flows.fields import allow_duplicate_field, label_clean, url_checked, url_field
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
-from accounts.validators import upstream_url_validate
 from executors.gitlab import KIND
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from executors.gitlab.exceptions import GitLabError, LoginPending
@@ -74,12 +65,12 @@ def _flow_error(exc: GitLabError, *, field: str | None = None, suffix: str = "")
     return FlowError(text, field=field, detail=exc.upstream_text)
 
 
-def _url(value: str, field: str) -> str:
-    # Before anything contacts it: the SSRF guard runs on the admin's input.
-    try:
-        return upstream_url_validate(value)
-    except ValidationError as exc:
-        raise forms.ValidationError(f"{field}: {' '.join(exc.messages)}") from None
+# What a form shows again when the person comes back to it (Back, or a refused step).
+_ACCOUNT_KEYS = ("label", "instance_url", "gateway_url")
+
+
+def _refill(state: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: state[k] for k in keys if k in state}
 
 
 # ------------------------------------------------------------------------------ forms
@@ -90,19 +81,13 @@ class _AccountForm(forms.Form):
         max_length=100,
         help_text="A name the team recognises, e.g. 'duo-alice'. Reusing a GitLab account's label logs it in again.",
     )
-    instance_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_INSTANCE_URL,
-        label="Instance URL",
-        assume_scheme="https",
-        help_text="Your GitLab: https://gitlab.com or your self-managed instance.",
+    instance_url = url_field(
+        "Instance URL", DEFAULT_INSTANCE_URL, "Your GitLab: https://gitlab.com or your self-managed instance."
     )
-    gateway_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_GATEWAY_URL,
-        assume_scheme="https",
-        label="AI gateway URL",
-        help_text="The GitLab AI gateway the instance uses (GitLab does not tell us; the default is GitLab's).",
+    gateway_url = url_field(
+        "AI gateway URL",
+        DEFAULT_GATEWAY_URL,
+        "The GitLab AI gateway the instance uses (GitLab does not tell us; the default is GitLab's).",
     )
     keep_without_duo = forms.BooleanField(
         required=False,
@@ -112,17 +97,13 @@ class _AccountForm(forms.Form):
     allow_duplicate = allow_duplicate_field("GitLab user")
 
     def clean_label(self) -> str:
-        label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
-        if other is not None:
-            raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
-        return label
+        return label_clean(self.cleaned_data["label"], KIND)
 
-    def clean_instance_url(self) -> str:
-        return _url(self.cleaned_data["instance_url"], "instance URL")
+    def clean_instanceurl_checked(self) -> str:
+        return url_checked(self.cleaned_data["instance_url"], "instance URL")
 
-    def clean_gateway_url(self) -> str:
-        return _url(self.cleaned_data["gateway_url"], "AI gateway URL")
+    def clean_gatewayurl_checked(self) -> str:
+        return url_checked(self.cleaned_data["gateway_url"], "AI gateway URL")
 
 
 class PatForm(_AccountForm):
@@ -154,12 +135,10 @@ class DeviceConnectForm(_OAuthForm):
 
 
 class PkceConnectForm(_OAuthForm):
-    redirect_uri = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_REDIRECT_URI,
-        assume_scheme="https",
-        label="Redirect URI",
-        help_text="Exactly as registered on the application. Nothing needs to listen there: you paste the URL back.",
+    redirect_uri = url_field(
+        "Redirect URI",
+        DEFAULT_REDIRECT_URI,
+        "Exactly as registered on the application. Nothing needs to listen there: you paste the URL back.",
     )
     field_order = [
         "label",
@@ -210,7 +189,7 @@ class GitLabPatFlow(AccountFlow):
     )
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        return {k: state[k] for k in ("label", "instance_url", "gateway_url") if k in state}
+        return _refill(state, _ACCOUNT_KEYS)
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         # The token goes to state only for the finish() call of this same request; finish pops
@@ -251,8 +230,7 @@ class GitLabDeviceFlow(DeviceCodeFlow):
     )
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        keys = ("label", "instance_url", "gateway_url", "client_id")
-        return {k: state[k] for k in keys if k in state} if step.name == "connect" else {}
+        return _refill(state, (*_ACCOUNT_KEYS, "client_id")) if step.name == "connect" else {}
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         if step.name != "connect":
@@ -338,18 +316,11 @@ class GitLabPkceFlow(AccountFlow):
     )
     steps = (
         Step("connect", "OAuth application", PkceConnectForm, "We prepare a sign-in link (PKCE, S256)."),
-        Step(
-            "callback",
-            "Authorize and paste back",
-            PkceCallbackForm,
-            "",
-            template="gitlab/pkce_callback.html",
-        ),
+        Step("callback", "Authorize and paste back", PkceCallbackForm, "", template="gitlab/pkce_callback.html"),
     )
 
     def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        keys = ("label", "instance_url", "gateway_url", "client_id", "redirect_uri")
-        return {k: state[k] for k in keys if k in state} if step.name == "connect" else {}
+        return _refill(state, (*_ACCOUNT_KEYS, "client_id", "redirect_uri")) if step.name == "connect" else {}
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         if step.name == "callback":

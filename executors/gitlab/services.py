@@ -98,15 +98,18 @@ def _flow_drop(flow_id: str) -> None:
 
 
 def _account_settings(
-    *,
     label: str,
     instance_url: str,
     gateway_url: str,
     priority: int,
     weight: int,
     keep_without_duo: bool,
-    allow_duplicate: bool = False,
+    allow_duplicate: bool,
+    /,
 ) -> dict[str, Any]:
+    """What every login flow saves with the account; the URLs pass the SSRF guard before
+    anything contacts them."""
+    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
     return {
         "allow_duplicate": allow_duplicate,
         "label": label,
@@ -146,16 +149,7 @@ def gitlab_oauth_device_start(
 ) -> DeviceStart:
     """Start the device authorization grant (docs/protocols/gitlab-duo.md#sign-in-and-tokens); show
     `user_code`/`verification_uri` to a human."""
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
     base = record["instance_url"]
     form = {"client_id": client_id, "scope": scopes}
     if client_secret:
@@ -163,12 +157,7 @@ def gitlab_oauth_device_start(
     reply = _run(lambda _s, c: gl.request(c, "POST", f"{base}/oauth/authorize_device", form=form))
     if not reply.ok or not isinstance(reply.body, dict) or "device_code" not in reply.body:
         hint = " (device grant needs GitLab 17.3+)" if reply.status == 404 else ""
-        raise GitLabError(
-            f"GitLab refused to start the device login (HTTP {reply.status}){hint}",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"GitLab refused to start the device login (HTTP {reply.status}){hint}")
     body = reply.body
     expires_in = float(body.get("expires_in") or 300)
     interval = float(body.get("interval") or 5)
@@ -214,25 +203,10 @@ def gitlab_oauth_device_poll(*, flow_id: str, actor: Any | None = None) -> Upstr
         raise LoginPending(record["interval"], slow_down=True)
     _flow_drop(flow_id)
     if error == "expired_token":
-        raise GitLabError(
-            "the device code expired before it was approved; start again",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error("the device code expired before it was approved; start again")
     if error == "access_denied":
-        raise GitLabError(
-            "the GitLab user refused the authorization request",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
-    raise GitLabError(
-        f"GitLab refused the device login (HTTP {reply.status})",
-        kind=GitLabError.LOGIN,
-        status=reply.status,
-        upstream_text=reply.text,
-    )
+        raise reply.error("the GitLab user refused the authorization request")
+    raise reply.error(f"GitLab refused the device login (HTTP {reply.status})")
 
 
 # ------------------------------------------------------------------- authorization code
@@ -268,16 +242,7 @@ def gitlab_oauth_pkce_start(
     """Authorization code + PKCE (S256), paste-callback style (docs/protocols/gitlab-duo.md#sign-in-and-tokens): open
     `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
     verifier, challenge = _pkce_pair()
     state = secrets.token_urlsafe(24)
     query = {
@@ -339,12 +304,7 @@ def gitlab_oauth_pkce_finish(*, callback: str, flow_id: str = "", actor: Any | N
     base = record["instance_url"]
     reply = _run(lambda _s, c: gl.request(c, "POST", f"{base}/oauth/token", form=form))
     if not reply.ok:
-        raise GitLabError(
-            f"GitLab refused the authorization code (HTTP {reply.status})",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"GitLab refused the authorization code (HTTP {reply.status})")
     return _oauth_finish(record, reply.body, actor=actor)
 
 
@@ -364,12 +324,7 @@ async def _probe(client: httpx.AsyncClient, *, instance_url: str, gateway_url: s
     A valid token says nothing about Duo; the grant is the one thing the proxy needs."""
     user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
     if not user.ok:
-        raise GitLabError(
-            f"GitLab rejected the token on /api/v4/user (HTTP {user.status})",
-            kind=GitLabError.AUTH_FAILED,
-            status=user.status,
-            upstream_text=user.text,
-        )
+        raise user.error(f"GitLab rejected the token on /api/v4/user (HTTP {user.status})", GitLabError.AUTH_FAILED)
     body = user.body if isinstance(user.body, dict) else {}
     identity = {k: body.get(k) for k in ("id", "username", "name") if k in body}
     reply = await gl.request(client, "POST", instance_url + gl.GRANT_PATH, token=token)
@@ -513,12 +468,7 @@ async def _pat_check(client: httpx.AsyncClient, *, instance_url: str, token: str
             "token lacks the api scope", kind=GitLabError.MISSING_SCOPE, status=403, upstream_text=reply.text
         )
     if not reply.ok or not isinstance(reply.body, dict):
-        raise GitLabError(
-            f"could not read the token's details (HTTP {reply.status})",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"could not read the token's details (HTTP {reply.status})")
     body = reply.body
     if body.get("active") is False or body.get("revoked") is True:
         raise GitLabError("the token is revoked or no longer active", kind=GitLabError.AUTH_FAILED)
@@ -555,16 +505,7 @@ def gitlab_pat_add(
     connections disabled, grant not enabled (unless keep_without_duo: then the account is saved
     in state not_entitled with that reason).
     """
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
     token = token.strip()
 
     async def check(_store: StateStore, client: httpx.AsyncClient) -> tuple[PatInfo, _Probe]:
