@@ -9,8 +9,8 @@ import httpx
 from django import forms
 
 from accounts.flows.base import AccountFlow, FlowError, Step
+from accounts.flows.fields import url_checked, url_field
 from accounts.models import UpstreamAccount
-from accounts.validators import upstream_url_validate
 from executors.anthropic import ANTHROPIC_VERSION, DEFAULT_BASE_URL, KIND, base_url_normalize
 from executors.anthropic.services import account_add_anthropic
 
@@ -29,19 +29,15 @@ class KeyForm(forms.Form):
     label = forms.CharField(
         max_length=100, validators=[_label_unused], help_text="A name the team recognises, e.g. 'anthropic-main'."
     )
-    base_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_BASE_URL,
-        assume_scheme="https",
-        help_text="https://api.anthropic.com, or the base URL of an Anthropic-compatible server.",
+    base_url = url_field(
+        "Base URL", DEFAULT_BASE_URL, "https://api.anthropic.com, or the base URL of an Anthropic-compatible server."
     )
     api_key = forms.CharField(
         widget=forms.PasswordInput(render_value=False), help_text="Sent as x-api-key; stored encrypted, never shown."
     )
 
     def clean_base_url(self) -> str:
-        # The SSRF guard runs on the admin's input, before discovery contacts it.
-        return base_url_normalize(upstream_url_validate(self.cleaned_data["base_url"]))
+        return base_url_normalize(url_checked(self.cleaned_data["base_url"], "Base URL"))
 
 
 class PickForm(forms.Form):
