@@ -168,8 +168,8 @@ class AnthropicApp(FakeApp):
         self.route("GET", "/v1/models", self.list_models)
 
     def _reset_state(self) -> None:
-        rpm, tpm = self._limits
-        self.buckets = {"requests": _Bucket(rpm), "tokens": _Bucket(tpm)}
+        # Limits belong to the organisation behind a key: one set of buckets per key.
+        self.buckets: dict[str, dict[str, _Bucket]] = {}
         self.cached_prefixes: set[str] = set()
         self.signatures: set[str] = set()
 
@@ -185,7 +185,7 @@ class AnthropicApp(FakeApp):
         type_, message = _STATUS_ERRORS.get(status, ("api_error", f"HTTP {status}"))
         err = anthropic_error(status, type_, message)
         if status == 429:
-            err.headers = {"retry-after": "1", **self._limit_headers(time.time(), spent=True)}
+            err.headers = {"retry-after": "1", **self._limit_headers("", time.time(), spent=True)}
         return err
 
     def not_found(self, req: Request) -> HTTPError:
@@ -194,10 +194,15 @@ class AnthropicApp(FakeApp):
     def default_stream_error(self) -> dict[str, Any]:
         return {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
-    def _limit_headers(self, now: float, *, spent: bool = False) -> dict[str, str]:
+    def bucket(self, key: str) -> dict[str, _Bucket]:
+        """The key's per-minute buckets (a test may spend them: `bucket(k)["requests"].used`)."""
+        rpm, tpm = self._limits
+        return self.buckets.setdefault(key, {"requests": _Bucket(rpm), "tokens": _Bucket(tpm)})
+
+    def _limit_headers(self, key: str, now: float, *, spent: bool = False) -> dict[str, str]:
         out: dict[str, str] = {}
         with self._lock:
-            for kind, bucket in self.buckets.items():
+            for kind, bucket in self.bucket(key).items():
                 out.update(bucket.headers(kind, now))
                 if spent:
                     out[f"anthropic-ratelimit-{kind}-remaining"] = "0"
@@ -286,10 +291,12 @@ class AnthropicApp(FakeApp):
         blocks, stop = self._answer(body, msg_id)
         usage = self._usage(body, blocks)
         now = time.time()
+        key = req.headers["x-api-key"]
         with self._lock:
-            self.buckets["requests"].take(1, now)
-            self.buckets["tokens"].take(usage["input_tokens"] + usage["output_tokens"], now)
-        headers = {"request-id": f"req_fake{msg_id[8:]}", **self._limit_headers(now)}
+            buckets = self.bucket(key)
+            buckets["requests"].take(1, now)
+            buckets["tokens"].take(usage["input_tokens"] + usage["output_tokens"], now)
+        headers = {"request-id": f"req_fake{msg_id[8:]}", **self._limit_headers(key, now)}
         model = body["model"]
         if not body.get("stream"):
             message = {

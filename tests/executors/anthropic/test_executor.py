@@ -178,3 +178,27 @@ def test_fake_answers_are_json_events() -> None:
     types = [orjson.loads(e.split(b"data: ", 1)[1])["type"] for e in events]
     assert types == ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta",
                      "content_block_stop", "message_delta", "message_stop"]  # fmt: skip
+
+
+async def test_a_spent_window_sends_new_conversations_elsewhere(pool: Pool) -> None:
+    """Quota-aware routing: account A's requests bucket is spent (its headers say remaining 0),
+    so with equal priority new conversations go to B."""
+    from accounts.models import UpstreamAccount
+    from accounts.selectors import caches_clear
+    from infra.db import db_call
+
+    await db_call(lambda: UpstreamAccount.objects.update(priority=0))
+    caches_clear()
+    bucket = pool.fake.app.bucket(KEYS[0])["requests"]
+    bucket.started, bucket.used = time.time(), bucket.limit - 1
+    for i in range(2):  # round robin: each account answers once and reports its window
+        await _post(pool, "/v1/messages", {"model": MODEL, "max_tokens": 16, "messages": _user(f"warm {i}")})
+    before = len(pool.model_calls())
+    for i in range(6):
+        resp = await _post(pool, "/v1/messages", {"model": MODEL, "max_tokens": 16, "messages": _user(f"new {i}")})
+        assert resp.status_code == 200
+    assert {r["headers"]["x-api-key"] for r in pool.model_calls()[before:]} == {KEYS[1]}
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
