@@ -69,3 +69,16 @@ def test_the_ssrf_guard_runs_before_discovery(anthropic: Any, settings: Any) -> 
     client.post(URL, {"label": "x", "base_url": "http://169.254.169.254", "api_key": KEYS[0]})
     assert not UpstreamAccount.objects.exists()
     assert not [r for r in anthropic.requests if r["path"] == "/v1/models"]
+
+
+def test_the_command_adds_an_account_with_discovered_models(anthropic: Any, monkeypatch: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEYS[1])
+    out = StringIO()
+    call_command("anthropic_add", "--label", "cli-claude", "--base-url", anthropic.url + "/v1", stdout=out)
+    account = UpstreamAccount.objects.get(label="cli-claude")
+    assert account.model_names == sorted(MODELS) and account.base_url == anthropic.url
+    assert account.credential.secret == {"api_key": KEYS[1]} and KEYS[1] not in out.getvalue()
