@@ -100,6 +100,7 @@ class Job:
     # what this turn continues (routing/conversation.py).
     session: UpstreamSession | None = None
     continuation: Continuation | None = None
+    compaction: str | None = None  # see UpstreamCall.compaction
 
 
 @dataclass(slots=True)
@@ -228,6 +229,7 @@ async def _attempt(
         memo=job.memo,
         session=job.session,
         continuation=job.continuation,
+        compaction=job.compaction,
     )
     started = time.perf_counter()
     attempt: dict[str, Any] = {"account": account.label, "model": target.upstream_model}
@@ -268,9 +270,7 @@ async def _refresh(executor: Executor, account: AccountInfo) -> AccountInfo | Up
     return reloaded if reloaded is not None else account
 
 
-async def _verdict(
-    store: Any, error: UpstreamError, target: Target, account: AccountInfo, verdicts: _Verdicts
-) -> None:
+async def _verdict(store: Any, error: UpstreamError, target: Target, account: AccountInfo, verdicts: _Verdicts) -> None:
     """Apply the failure's consequences; a failure another account cannot fix ends dispatch."""
     started = await _penalize(store, error, target, account)
     if started and error.client_status == 429:

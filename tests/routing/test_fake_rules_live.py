@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from formats.compaction import proxy_blob
 from tests.conformance.paths import (
     CODEX,
     GITLAB_ANTHROPIC,
@@ -29,7 +30,12 @@ from tests.conformance.paths import (
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SURFACES = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
+SURFACES = {
+    "chat": "/v1/chat/completions",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+    "compact": "/v1/responses/compact",
+}
 USER = [{"role": "user", "content": "hello rules"}]
 ITEM = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello rules"}]}
 DEV = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]}
@@ -115,6 +121,19 @@ REFUSED = [
     Req("responses", {"input": "hello rules", "prompt": {"id": "pmpt_1"}}, 400),
     Req("messages", {"max_tokens": 64, "messages": USER, "response_format": {"type": "json_object"}}, 400),
 ]
+PROXY_SUMMARY = {"type": "compaction", "encrypted_content": proxy_blob("The user said hello.")}
+COMPACTION = [
+    # A Codex CLI remote-compaction turn, and a later turn carrying the proxy's own summary item
+    # (made on another upstream): it must be expanded, never sent as a blob the backend never minted.
+    *both("responses", {"input": [DEV, ITEM, {"type": "compaction_trigger"}]}),
+    *both("responses", {"input": [DEV, ITEM, PROXY_SUMMARY, ITEM]}),
+    # `/v1/responses/compact` with every /responses field a client may add: only the CLI's
+    # compaction fields reach the backend; `stream` is refused by the proxy itself.
+    Req("compact", {"input": [DEV, ITEM, PROXY_SUMMARY], "store": False, "include": ["reasoning.encrypted_content"],
+                    "client_metadata": {"x-codex-installation-id": "inst-1"}, "temperature": 0.2,
+                    "tools": [RESP_FN], "tool_choice": "auto", "reasoning": {"effort": "low"}}),
+    Req("compact", {"input": [ITEM], "stream": True}, 400),
+]  # fmt: skip
 ALL_SHAPES = [*NO_SYSTEM, *WITH_SYSTEM, *SAMPLING, *CODEX_CLI, *TOOL_ROUNDS, *REFUSED]
 OPENAI_PATHS = (OPENAI_COMPAT, OPENAI_RESPONSES, GITLAB_OPENAI)
 GITLAB_PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI)
@@ -296,6 +315,8 @@ PROXY_CASES: dict[str, ProxyCase] = {
     "codex.unsupported-parameter": _EVERY_CODEX,
     "codex.instructions": _EVERY_CODEX,
     "codex.model": ProxyCase((CODEX,), tuple(NO_SYSTEM)),
+    "codex.compaction-blob": ProxyCase((CODEX,), tuple(COMPACTION)),
+    "codex.compact-fields": ProxyCase((CODEX,), tuple(COMPACTION)),
     "codex.fingerprint": ProxyCase((CODEX,), tuple(NO_SYSTEM)),
     "codex.auth": ProxyCase((CODEX,), scenario=codex_expired_token, expect_violations=("codex.auth",)),
     "codex.oauth.request": ProxyCase((CODEX,), scenario=codex_login_and_refresh),

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.base import FakeServer
+from tests.fakes.base import FakeServer, parse_sse
 from tests.fakes.codex import CodexFakeApp
 from tests.fakes.gitlab import GitLabFakes, serve
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
@@ -92,6 +92,17 @@ def codex(*, _drop: tuple[str, ...] = (), **patch: Any) -> Callable[[World], htt
     return send
 
 
+def codex_compact(**patch: Any) -> Callable[[World], httpx.Response]:
+    """`POST /responses/compact` with the CLI's `CompactionInput` fields (no stream/store)."""
+
+    def send(w: World) -> httpx.Response:
+        headers, body = w.codex_request(drop=tuple(k for k in ("store", "stream") if k not in patch), **patch)
+        headers = {**headers, "accept": "application/json", "x-codex-installation-id": "inst-1"}
+        return _post(w, "codex", "/backend-api/codex/responses/compact", json=body, headers=headers)
+
+    return send
+
+
 def codex_headers(**headers: str) -> Callable[[World], httpx.Response]:
     def send(w: World) -> httpx.Response:
         base, body = w.codex_request()
@@ -150,6 +161,13 @@ CASES = [
          400, detail("Instructions are required")),
     Case("codex.model", "codex", codex(model="gpt-4o"), 400,
          detail("The 'gpt-4o' model is not supported when using Codex with a ChatGPT account.")),
+    Case("codex.compaction-blob", "codex",
+         codex(input=[*ITEM_HI, {"type": "compaction", "encrypted_content": "llmproxy-summary-v1:aGk="}]), 400,
+         lambda b: b["error"]["code"] == "invalid_encrypted_content"
+         and "could not be verified" in b["error"]["message"]),
+    Case("codex.compact-fields", "codex", codex_compact(stream=True), 400, detail("Unsupported parameter: stream")),
+    Case("codex.compact-fields", "codex", codex_compact(client_metadata={"a": "b"}), 400,
+         detail("Unsupported parameter: client_metadata")),
     Case("codex.fingerprint", "codex", codex_headers(**{"user-agent": "python-httpx/0.28"}), 403,
          lambda b: "Just a moment" in str(b)),
     Case("codex.fingerprint", "codex", codex_headers(originator="team-proxy"), 403,
@@ -302,6 +320,21 @@ def test_codex_instructions_rule_accepts_what_the_backend_accepts(world: World) 
     for send in (codex(instructions=""), codex(_drop=("instructions",), input=[developer, *ITEM_HI])):
         assert send(world).status_code == 200
     assert world.codex.violations == []
+
+
+def test_codex_compaction_round_trip_accepts_what_the_backend_minted(world: World) -> None:
+    """The other side of the compaction rows: a trigger turn and `/responses/compact` both mint
+    one `compaction` item, and a later turn carrying it is accepted."""
+    trigger = codex(input=[*ITEM_HI, {"type": "compaction_trigger"}])(world)
+    assert trigger.status_code == 200
+    done = [m.json()["item"] for m in parse_sse(trigger.text) if m.event == "response.output_item.done"]
+    assert [i["type"] for i in done] == ["compaction"]
+    compact = codex_compact(input=ITEM_HI)(world)
+    assert compact.status_code == 200, compact.text
+    body = compact.json()
+    assert body["object"] == "response.compaction" and body["output"][-1]["type"] == "compaction"
+    follow = codex(input=[*ITEM_HI, done[0], body["output"][-1], *ITEM_HI])(world)
+    assert follow.status_code == 200 and world.codex.violations == []
 
 
 def test_lenient_openai_variant_ignores_unknown_fields(world: World) -> None:
