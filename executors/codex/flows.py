@@ -114,10 +114,10 @@ class _AccountForm(forms.Form):
         return names
 
     # Before anything contacts them: the SSRF guard runs on the admin's input.
-    def clean_baseurl_checked(self) -> str:
+    def clean_base_url(self) -> str:
         return url_checked(self.cleaned_data["base_url"], "Codex backend URL")
 
-    def clean_authurl_checked(self) -> str:
+    def clean_auth_url(self) -> str:
         return url_checked(self.cleaned_data["auth_url"], "auth server URL")
 
 

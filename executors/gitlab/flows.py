@@ -99,10 +99,10 @@ class _AccountForm(forms.Form):
     def clean_label(self) -> str:
         return label_clean(self.cleaned_data["label"], KIND)
 
-    def clean_instanceurl_checked(self) -> str:
+    def clean_instance_url(self) -> str:
         return url_checked(self.cleaned_data["instance_url"], "instance URL")
 
-    def clean_gatewayurl_checked(self) -> str:
+    def clean_gateway_url(self) -> str:
         return url_checked(self.cleaned_data["gateway_url"], "AI gateway URL")
 
 
