@@ -9,7 +9,7 @@ import httpx
 from django import forms
 
 from accounts.flows.base import AccountFlow, FlowError, Step
-from accounts.flows.fields import url_checked, url_field
+from accounts.flows.fields import upstream_url_field
 from accounts.models import UpstreamAccount
 from executors.anthropic import ANTHROPIC_VERSION, DEFAULT_BASE_URL, KIND, base_url_normalize
 from executors.anthropic.services import account_add_anthropic
@@ -29,15 +29,18 @@ class KeyForm(forms.Form):
     label = forms.CharField(
         max_length=100, validators=[_label_unused], help_text="A name the team recognises, e.g. 'anthropic-main'."
     )
-    base_url = url_field(
-        "Base URL", DEFAULT_BASE_URL, "https://api.anthropic.com, or the base URL of an Anthropic-compatible server."
+    base_url = upstream_url_field(
+        "Base URL",
+        DEFAULT_BASE_URL,
+        "https://api.anthropic.com, or the base URL of an Anthropic-compatible server.",
+        named="Base URL",
     )
     api_key = forms.CharField(
         widget=forms.PasswordInput(render_value=False), help_text="Sent as x-api-key; stored encrypted, never shown."
     )
 
     def clean_base_url(self) -> str:
-        return base_url_normalize(url_checked(self.cleaned_data["base_url"], "Base URL"))
+        return base_url_normalize(self.cleaned_data["base_url"])  # the field ran the SSRF guard
 
 
 class PickForm(forms.Form):
