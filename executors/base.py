@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from accounts.selectors import AccountInfo
 from formats import Dialect, EncodeOptions, SseEvent, decode_request, encode_request, hosted_tools_drop
+from formats.compaction import compaction_expand, has_compaction_items, summarise_request
 from infra.redact import redact, redact_values
 
 # UpstreamCall.memo key: hosted tool types the last attempt's translation dropped.
@@ -111,6 +112,11 @@ class UpstreamCall:
     # Set for requests that arrive on a client WebSocket (see UpstreamSession, Continuation).
     session: UpstreamSession | None = None
     continuation: Continuation | None = None
+    # Context compaction asked for (docs/protocols/compaction.md): "trigger" (a Responses turn
+    # whose input ends with a `compaction_trigger` item) or "endpoint" (`/v1/responses/compact`).
+    # An executor with `native_compaction` serves it itself; for the others `body_for` builds
+    # the proxy's summarising turn and routing wraps its text into a compaction item.
+    compaction: str | None = None
 
     @property
     def canonical(self) -> dict[str, Any]:
@@ -121,7 +127,7 @@ class UpstreamCall:
             self.memo["canonical"] = canonical
         return canonical
 
-    def body_for(self, target: Dialect) -> dict[str, Any]:
+    def body_for(self, target: Dialect, *, native_compaction: bool = False) -> dict[str, Any]:
         """The request body in the upstream's dialect, with the upstream model name.
 
         Same dialect: a shallow copy (bytes-level passthrough stays possible). Otherwise the
@@ -129,7 +135,13 @@ class UpstreamCall:
         account's per-target knobs (`encode_options_for`); they raise UnsupportedFeature for
         anything the target cannot express. Hosted tools a Chat or Messages target cannot run
         are dropped when only offered (recorded under DROPPED_TOOLS), refused when forced.
+
+        Compaction (docs/protocols/compaction.md): the proxy's own compaction items become summary
+        messages; a Codex blob passes only to a `native_compaction` target (else
+        UnsupportedFeature); a compaction request becomes the summarising turn unless native.
         """
+        if self.compaction is not None or has_compaction_items(self.body):
+            return self._compaction_body(target, native_compaction)
         dropped: tuple[str, ...] = ()
         if target is self.dialect:
             body = dict(self.body)
@@ -139,6 +151,20 @@ class UpstreamCall:
             warm = self.memo.get(translation_memo_key(target, options))
             translated, dropped = warm if warm is not None else translate_for(self.canonical, target, options)
             body = dict(translated)
+        self.memo[DROPPED_TOOLS] = dropped
+        body["model"] = self.upstream_model
+        return body
+
+    def _compaction_body(self, target: Dialect, native: bool) -> dict[str, Any]:
+        canonical = compaction_expand(self.canonical, keep_foreign=native)
+        if self.compaction is not None and not native:
+            canonical = summarise_request(canonical)
+        dropped: tuple[str, ...] = ()
+        if target is Dialect.RESPONSES:
+            body = dict(canonical)
+        else:
+            body, dropped = translate_for(canonical, target, encode_options_for(self.account))
+            body = dict(body)
         self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body

@@ -40,8 +40,16 @@ from pricing.selectors import money_limits, request_cost_max, usage_draft_price
 from routing.affinity import session_of
 from routing.auth import client_authenticate
 from routing.catalog import Resolution, catalog_resolve
+from routing.compaction import (
+    ENDPOINT,
+    ENDPOINT_SURFACE,
+    TRIGGER,
+    compaction_final,
+    compaction_kind,
+    compaction_response,
+)
 from routing.conversation import Conversation
-from routing.dispatch import Affinity, Job, Opened, dispatch_open
+from routing.dispatch import Affinity, Job, Opened, dispatch_count_tokens, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
 from routing.relay import Relay
@@ -240,6 +248,13 @@ async def proxy_handle(
     return await _handle(fin, dialect, headers, raw_body, body_too_large)
 
 
+async def compact_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
+    """`POST /v1/responses/compact` (docs/protocols/compaction.md): the key checks, limits,
+    dispatch and usage record of `/v1/responses`, answered with a `response.compaction` object."""
+    fin = _Finisher(UsageDraft(surface=ENDPOINT_SURFACE, request_id=request_id_current()))
+    return await _handle(fin, Dialect.RESPONSES, headers, raw_body, body_too_large, compact_endpoint=True)
+
+
 async def ws_turn_handle(
     *, headers: Mapping[str, str], raw_frame: bytes, body: dict[str, Any], conversation: Conversation
 ) -> Reply:
@@ -272,17 +287,21 @@ async def _handle(
     *,
     conversation: Conversation | None = None,
     parsed: dict[str, Any] | None = None,
+    compact_endpoint: bool = False,
 ) -> Reply:
     streaming_handed_off = False
     try:
         key, intake = await _admit(fin, dialect, headers, raw_body, body_too_large, parsed=parsed)
         body = intake.body
         assert body is not None
+        if compact_endpoint and "stream" in body:
+            raise ProxyError(400, ErrorCode.INVALID_REQUEST, "/v1/responses/compact does not stream", param="stream")
         if conversation is not None and body.get("generate") is False:
             await _resolve(body["model"])
             return _prewarm_reply(fin, conversation, body)
         req, affinity, continuation = await _route_request(dialect, headers, key, intake, conversation)
         fin.draft.stream = req.stream
+        compaction = compaction_kind(dialect, req.body, endpoint=compact_endpoint)
         resolution = await _resolve(req.model)
         if req.memo.get("canonical") is not None:  # a large body: its translations off the loop too
             options = [encode_options_for(t.account) for t in resolution.targets]
@@ -291,15 +310,20 @@ async def _handle(
             resolution,
             dialect,
             req.body,
-            req.stream,
+            req.stream and compaction is None,  # a compaction's answer is one item: read whole
             headers,
             req.provider_meta,
             req.memo,
             session=conversation.session if conversation is not None else None,
             continuation=continuation,
+            compaction=compaction,
         )
         opened = await dispatch_open(job, draft=fin.draft, affinity=affinity)
         headers_extra = _dropped_tools(fin, req)
+        if compaction is not None:
+            opened = await _compacted(opened, compaction, req)
+            if compaction == ENDPOINT:
+                return _compact_reply(fin, req, opened, headers_extra)
         if not req.stream:
             return await _whole_reply(fin, req, opened, headers_extra)
         reply = _stream_reply(fin, req, opened, headers_extra, conversation)
@@ -330,6 +354,22 @@ async def _handle(
     finally:
         if not streaming_handed_off:
             await fin.finish()
+
+
+async def _compacted(opened: Opened, kind: str, req: _Request) -> Opened:
+    final = await asyncio.to_thread(compaction_final, opened, kind, req.canonical, req.model)
+    response = compaction_response(opened, final, stream=req.stream and kind == TRIGGER)
+    return Opened(account=opened.account, response=response, target=opened.target)
+
+
+def _compact_reply(fin: _Finisher, req: _Request, opened: Opened, headers: dict[str, str]) -> Reply:
+    """`/v1/responses/compact`: the compaction object as JSON (no snapshot: it is no response)."""
+    body = opened.response.body or {}
+    usage = body.get("usage")
+    _estimate_missing_usage(fin, req, usage_from(Dialect.RESPONSES, usage) if isinstance(usage, dict) else None)
+    fin.draft.served_model = opened.target.upstream_model
+    fin.mark_first_byte()
+    return Reply(status=200, headers={**JSON_HEADERS, **headers}, body=orjson.dumps(body))
 
 
 async def _resolve(model: str) -> Resolution:
@@ -392,23 +432,28 @@ def _prewarm_reply(fin: _Finisher, conversation: Conversation, body: dict[str, A
 
 
 async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
-    """Anthropic `count_tokens`: counted locally, never sent upstream."""
+    """Anthropic `count_tokens`: the upstream's exact count where the model's provider counts
+    (dispatch_count_tokens), else counted locally."""
     fin = _Finisher(UsageDraft(surface="messages.count_tokens", request_id=request_id_current()))
     try:
         _, intake = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
         body = intake.body
         assert body is not None
-        if not (await catalog_resolve(body["model"])).targets:
+        resolution = await catalog_resolve(body["model"])
+        if not resolution.targets:
             raise ProxyError(
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
             )
-        try:
-            # CPU-bound, proportional to the body (and the first call loads the tokenizer):
-            # decoded and counted off the event loop.
-            n = await asyncio.to_thread(_count_request_tokens, body)
-        except (UnsupportedFeature, InvalidRequest) as exc:
-            raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
-        fin.draft.input_tokens, fin.draft.usage_estimated = n, True
+        n = await dispatch_count_tokens(resolution, body, headers, fin.draft)
+        if n is None:
+            try:
+                # CPU-bound, proportional to the body (and the first call loads the tokenizer):
+                # decoded and counted off the event loop.
+                n = await asyncio.to_thread(_count_request_tokens, body)
+            except (UnsupportedFeature, InvalidRequest) as exc:
+                raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
+            fin.draft.usage_estimated = True
+        fin.draft.input_tokens = n
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
     except ProxyError as exc:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
+from accounts.flows.fields import allow_duplicate_field as allow_duplicate_field  # providers import it from here too
 from accounts.models import UpstreamAccount
 from infra.redact import redact
 
@@ -24,17 +25,6 @@ class FlowError(Exception):
         self.message = message
         self.field = field
         self.detail = redact(detail)[:500]  # upstream text shown in the admin: no secrets
-
-
-def allow_duplicate_field(what: str) -> forms.BooleanField:
-    """The explicit confirmation for adding an upstream identity that is already an account
-    (services raise accounts.services.DuplicateIdentity without it)."""
-    return forms.BooleanField(
-        required=False,
-        label="Add even if already added",
-        help_text=f"Only if you mean it: two accounts for the same {what} share one quota, and refreshing one "
-        "credential can sign the other out. Without this, a duplicate is refused.",
-    )
 
 
 def duplicate_error(exc: Exception, *, ended: bool) -> FlowError:
@@ -95,9 +85,37 @@ class AccountFlow(ABC):
 MIN_POLL_SECONDS = 2.0
 
 
+class DeviceWaitForm(forms.Form):
+    """No input: the person approves at the upstream, then continues (or the page re-polls)."""
+
+
 class DeviceCodeFlow(AccountFlow):
-    """Shared rules of device-code logins (GitLab, Codex): what the approve page shows and
-    when polling stops. Providers keep their own wording, links and error mapping."""
+    """Shared rules of device-code logins (GitLab, Codex): the approve step, what its page
+    shows and when polling stops. Providers keep their own wording, links and error mapping."""
+
+    APPROVE = "approve"
+
+    @classmethod
+    def approve_step(cls, upstream: str, help_text: str, *, template: str) -> Step:
+        """The step after the code is issued: no input; `template` shows the code and link."""
+        return Step(cls.APPROVE, f"Approve in {upstream}", DeviceWaitForm, help_text, template=template)
+
+    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
+        # Only the first step asks for a code; the poll happens in finish(), which is allowed
+        # to create the account.
+        if step.name == self.steps[0].name:
+            self.device_start(data, state)
+
+    @abstractmethod
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
+        """Ask the upstream for a code with the first form's `data`; keep what polling needs in `state`."""
+
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        """The links the approve page shows (the provider's names for them)."""
+        return {}
+
+    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        return self.device_context(state, **self.device_links(state)) if step.name == self.APPROVE else {}
 
     def device_context(self, state: dict[str, Any], **links: str) -> dict[str, Any]:
         return {

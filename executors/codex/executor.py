@@ -33,7 +33,13 @@ from executors.base import CooldownScope, UpstreamCall, UpstreamError, UpstreamR
 from executors.codex import errors, ratelimits
 from executors.codex.config import CodexConfig, codex_config
 from executors.codex.identity import Identity, TurnIds, resolve_identity
-from executors.codex.request import apply_identity, codex_body, codex_headers, has_compaction_trigger
+from executors.codex.request import (
+    apply_identity,
+    codex_body,
+    codex_compact_body,
+    codex_headers,
+    has_compaction_trigger,
+)
 from executors.codex.services import CodexRefreshError, codex_token_refresh
 from executors.codex.stream import CodexEventFilter
 from executors.codex.websocket import (
@@ -115,6 +121,8 @@ def _frame(body: dict[str, Any], kept: KeptSocket | None, call: UpstreamCall) ->
 class CodexExecutor:
     provider = "codex"
     billing = "subscription"
+    # The backend compacts itself (a `compaction_trigger` turn, `/responses/compact`).
+    native_compaction = True
 
     def __init__(self) -> None:
         self._turns = TurnIds()
@@ -164,9 +172,12 @@ class CodexExecutor:
         account = call.account
         installation = str(account.secret.get("installation_id") or getattr(account, "installation_id", "") or "")
         cfg = codex_config(account.provider_config)
-        translated = call.body_for(Dialect.RESPONSES)  # UnsupportedFeature → the routing's 400
-        compaction = has_compaction_trigger(translated)
-        body = codex_body(translated, default_instructions=cfg.default_instructions)
+        # UnsupportedFeature → the routing's 400. Codex reads its own compaction blobs.
+        translated = call.body_for(Dialect.RESPONSES, native_compaction=True)
+        endpoint = call.compaction == "endpoint"
+        compaction = endpoint or has_compaction_trigger(translated)
+        shape = codex_compact_body if endpoint else codex_body
+        body = shape(translated, default_instructions=cfg.default_instructions)
         ident = resolve_identity(
             headers=call.client_headers,
             body=body,
@@ -179,18 +190,61 @@ class CodexExecutor:
         body = apply_identity(body, ident)
         secret = await self._usable_secret(account, cfg)
         # A 401 is classified `refresh_credential`: dispatch refreshes once and retries once.
+        if endpoint:
+            body.pop("client_metadata", None)  # not a field of the compaction input
+            return await self._compact(call, cfg, secret, ident, body)
         return await self._attempt(call, cfg, secret, ident, body)
+
+    async def _compact(
+        self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, body: dict[str, Any]
+    ) -> UpstreamResponse:
+        """`POST {base}/responses/compact`: unary JSON, answered with the backend's
+        `response.compaction` object, passed to the client verbatim (docs/protocols/compaction.md)."""
+        headers = _credential_headers(cfg, secret, ident, compact=True)
+        client = http_client("codex")
+        url = f"{call.account.base_url}/responses/compact"
+        try:
+            response = await client.post(url, content=orjson.dumps(body), headers=headers)
+        except httpx.HTTPError as exc:
+            raise classify_transport_error(exc) from None
+        resp_headers = _lower(response.headers)
+        request_id = resp_headers.get("x-request-id", "")
+        await self._record_headers(call, resp_headers)
+        ctype = resp_headers.get("content-type", "")
+        if not 200 <= response.status_code < 300 or "json" not in ctype:
+            err = errors.classify(
+                status=response.status_code if response.status_code >= 300 else 502,
+                body=response.content[:_MAX_ERROR_BODY],
+                headers=resp_headers,
+                content_type=ctype,
+                request_id=request_id,
+            )
+            await self._note_usage_limit(call, err, resp_headers)
+            raise err
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("output"), list):
+            raise errors.classify(
+                status=502,
+                body=response.content[:_MAX_ERROR_BODY],
+                headers=resp_headers,
+                content_type=ctype,
+                request_id=request_id,
+            )
+        return UpstreamResponse(
+            dialect=Dialect.RESPONSES,
+            request_id=request_id,
+            body=payload,
+            headers={k: v for k, v in resp_headers.items() if k in _KEPT_HEADERS},
+            provider_meta=ident.provider_meta(),
+        )
 
     async def _attempt(
         self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, body: dict[str, Any]
     ) -> UpstreamResponse:
-        headers = codex_headers(
-            cfg,
-            access_token=str(secret.get("access_token") or ""),
-            chatgpt_account_id=str(secret.get("account_id") or ""),
-            ident=ident,
-            fedramp=bool(secret.get("fedramp")),
-        )
+        headers = _credential_headers(cfg, secret, ident)
         if await self._wants_websocket(call, cfg):
             opened = await self._websocket(call, cfg, headers, ident, body)
             if opened is not None:
@@ -437,6 +491,20 @@ def _refresh_failed(exc: CodexRefreshError, what: str) -> UpstreamError:
         cooldown=None if exc.terminal else 30.0,
         cooldown_scope=CooldownScope.ACCOUNT,
         client_status=502,
+    )
+
+
+def _credential_headers(
+    cfg: CodexConfig, secret: dict[str, Any], ident: Identity, *, compact: bool = False
+) -> dict[str, str]:
+    """The backend's headers for this account's stored ChatGPT credential."""
+    return codex_headers(
+        cfg,
+        access_token=str(secret.get("access_token") or ""),
+        chatgpt_account_id=str(secret.get("account_id") or ""),
+        ident=ident,
+        fedramp=bool(secret.get("fedramp")),
+        compact=compact,
     )
 
 

@@ -17,20 +17,11 @@ from typing import Any
 
 import httpx
 from django import forms
-from django.core.exceptions import ValidationError
 
-from accounts.flows.base import (
-    MIN_POLL_SECONDS,
-    AccountFlow,
-    DeviceCodeFlow,
-    FlowError,
-    Step,
-    allow_duplicate_field,
-    duplicate_error,
-)
+from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step, duplicate_error
+from accounts.flows.fields import allow_duplicate_field, label_clean, upstream_url_field
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
-from accounts.validators import upstream_url_validate
 from executors.codex import KIND, oauth
 from executors.codex.config import DEFAULT_AUTH_URL, DEFAULT_BASE_URL, DEFAULT_MODELS, PKCE_REDIRECT_URI
 from executors.codex.services import (
@@ -51,6 +42,14 @@ _MAX_AUTH_JSON = 200_000
 _SETTINGS = ("label", "base_url", "auth_url", "models", "allow_duplicate")
 _ACCOUNT_ID_FIELD = "“ChatGPT account id”"
 _DEVICE_EXPIRED = "The code expired before it was approved (codes last 15 minutes). Start again."
+_NO_ENTITLEMENT = (
+    "Codex is not enabled for this ChatGPT workspace (missing_codex_entitlement). Sign in again "
+    "choosing a workspace with Codex, or set its workspace id (Back)."
+)
+_DEVICE_DISABLED = (
+    "Device-code sign-in is disabled on this auth server (HTTP 404). Use the ChatGPT sign-in link "
+    "flow or import an auth.json instead."
+)
 
 
 def _sentence(text: str) -> str:
@@ -97,48 +96,25 @@ class _AccountForm(forms.Form):
         initial=",".join(DEFAULT_MODELS),
         help_text="Comma-separated model names this account serves.",
     )
-    base_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_BASE_URL,
-        assume_scheme="https",
-        label="Codex backend URL",
-        help_text="Leave as is unless you run a test double.",
+    base_url = upstream_url_field(
+        "Codex backend URL", DEFAULT_BASE_URL, "Leave as is unless you run a test double.", named="Codex backend URL"
     )
-    auth_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_AUTH_URL,
-        assume_scheme="https",
-        label="Auth server URL",
-        help_text="ChatGPT's sign-in server (sign-in and token refresh). Leave as is unless you run a test double.",
+    auth_url = upstream_url_field(
+        "Auth server URL",
+        DEFAULT_AUTH_URL,
+        "ChatGPT's sign-in server (sign-in and token refresh). Leave as is unless you run a test double.",
+        named="auth server URL",
     )
     allow_duplicate = allow_duplicate_field("ChatGPT account")
 
     def clean_label(self) -> str:
-        label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
-        if other is not None:
-            raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
-        return label
+        return label_clean(self.cleaned_data["label"], KIND)
 
     def clean_models(self) -> list[str]:
         names = sorted({m.strip() for m in self.cleaned_data["models"].split(",") if m.strip()})
         if not names:
             raise forms.ValidationError("Name at least one model.")
         return names
-
-    # Before anything contacts them: the SSRF guard runs on the admin's input.
-    def clean_base_url(self) -> str:
-        return _url(self.cleaned_data["base_url"], "Codex backend URL")
-
-    def clean_auth_url(self) -> str:
-        return _url(self.cleaned_data["auth_url"], "auth server URL")
-
-
-def _url(value: str, field: str) -> str:
-    try:
-        return upstream_url_validate(value)
-    except ValidationError as exc:
-        raise forms.ValidationError(f"{field}: {' '.join(exc.messages)}") from None
 
 
 class PkceConnectForm(_AccountForm):
@@ -199,10 +175,6 @@ class PkceCallbackForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 90, "autocomplete": "off"}),
         help_text=f"The full address of the page that failed to load ({PKCE_REDIRECT_URI}?code=…&state=…).",
     )
-
-
-class DeviceWaitForm(forms.Form):
-    """No input: the person approves on ChatGPT, then continues (or the page re-polls)."""
 
 
 # ------------------------------------------------------------------------------ flows
@@ -288,11 +260,7 @@ class CodexPkceFlow(_CodexFlow):
             params = oauth.parse_callback(callback)
         except oauth.OAuthError as exc:
             if exc.code == "missing_codex_entitlement":
-                raise FlowError(
-                    "Codex is not enabled for this ChatGPT workspace (missing_codex_entitlement). Sign in again "
-                    "choosing a workspace with Codex, or set its workspace id (Back).",
-                    detail=str(exc),
-                ) from None
+                raise FlowError(_NO_ENTITLEMENT, detail=str(exc)) from None
             if exc.code:
                 raise FlowError(
                     f"ChatGPT did not complete the sign-in: {exc.code}. Open the link again and approve.",
@@ -340,28 +308,20 @@ class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
     description = "Sign in to ChatGPT in any browser and type a one-time code. Nothing to paste back."
     steps = (
         Step("connect", "Account", DeviceConnectForm, "We ask ChatGPT for a one-time code for you to approve."),
-        Step(
-            "approve",
-            "Approve in ChatGPT",
-            DeviceWaitForm,
+        DeviceCodeFlow.approve_step(
+            "ChatGPT",
             "Open the link signed in as the ChatGPT user whose subscription the team will use, and enter the code.",
             template="codex/device_wait.html",
         ),
     )
 
-    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
-        if step.name != "connect":
-            return  # the poll happens in finish(), which is allowed to create the account
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
         settings = {k: data[k] for k in _SETTINGS}
         try:
             code = codex_device_start(**_service_kwargs(settings))
         except oauth.OAuthError as exc:
             if exc.code == "device_disabled":
-                raise FlowError(
-                    "Device-code sign-in is disabled on this auth server (HTTP 404). Use the ChatGPT sign-in link "
-                    "flow or import an auth.json instead.",
-                    detail=str(exc),
-                ) from None
+                raise FlowError(_DEVICE_DISABLED, detail=str(exc)) from None
             raise _oauth_error(exc, doing="refused to start a device login", field="auth_url") from None
         except (httpx.HTTPError, ValueError) as exc:
             raise _unreachable(exc, settings["auth_url"], field="auth_url") from None
@@ -377,10 +337,8 @@ class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
             ended=False,
         )
 
-    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        if step.name != "approve":
-            return {}
-        return self.device_context(state, verification_url=state.get("verification_url", ""))
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        return {"verification_url": state.get("verification_url", "")}
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
         # The auth server keeps answering "pending" for a dead code: stop on our own clock too.

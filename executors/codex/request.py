@@ -121,13 +121,37 @@ def codex_body(body: dict[str, Any], *, default_instructions: str) -> dict[str, 
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}]
     if isinstance(items, list):
-        # `compaction_trigger` is a control signal, not a conversation item (docs/protocols/codex.md#identity).
-        out["input"] = [_item(i) for i in items if not (isinstance(i, dict) and i.get("type") == "compaction_trigger")]
+        # A `compaction_trigger` item goes out as sent: it is what asks the backend to compact
+        # (the CLI appends it to the input on the wire; docs/protocols/compaction.md).
+        out["input"] = [_item(i) for i in items]
     if "instructions" not in out and not _has_developer_item(out.get("input")):
         # Keep what the caller sent (the official CLI's prompt travels as developer items);
         # add a neutral prompt only when there is none at all.
         out["instructions"] = default_instructions
     return out
+
+
+# What the CLI's compaction input carries (openai/codex codex-api `CompactionInput`): the
+# /responses body without streaming, storage, includes or client metadata.
+COMPACT_FIELDS = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "parallel_tool_calls",
+        "reasoning",
+        "service_tier",
+        "prompt_cache_key",
+        "text",
+    }
+)
+
+
+def codex_compact_body(body: dict[str, Any], *, default_instructions: str) -> dict[str, Any]:
+    """The `/responses/compact` body: the /responses rules, then only the compaction fields."""
+    full = codex_body(body, default_instructions=default_instructions)
+    return {k: v for k, v in full.items() if k in COMPACT_FIELDS}
 
 
 def _has_developer_item(items: Any) -> bool:
@@ -156,7 +180,13 @@ def apply_identity(body: dict[str, Any], ident: Identity) -> dict[str, Any]:
 
 
 def codex_headers(
-    cfg: CodexConfig, *, access_token: str, chatgpt_account_id: str, ident: Identity, fedramp: bool = False
+    cfg: CodexConfig,
+    *,
+    access_token: str,
+    chatgpt_account_id: str,
+    ident: Identity,
+    fedramp: bool = False,
+    compact: bool = False,
 ) -> dict[str, str]:
     """A fresh header set: nothing from the caller is forwarded except resolved identity."""
     headers = {
@@ -178,6 +208,10 @@ def codex_headers(
     if cfg.beta_features:
         headers["x-codex-beta-features"] = cfg.beta_features
     headers.update(ident.extra_headers)
+    if compact:
+        # Unary JSON; the installation id travels as a header on this path only.
+        headers["accept"] = "application/json"
+        headers["x-codex-installation-id"] = ident.installation_id
     # A compressed stream would sit in the decompressor's buffer: ask for identity.
     headers["accept-encoding"] = "identity"
     return headers

@@ -47,6 +47,10 @@ class Reply:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def error(self, message: str, kind: str = GitLabError.LOGIN, account_state: str | None = None) -> GitLabError:
+        """This refusal as a GitLabError: our message, GitLab's status and own text."""
+        return GitLabError(message, kind=kind, status=self.status, upstream_text=self.text, account_state=account_state)
+
 
 def error_text(body: Any, raw: str) -> str:
     """GitLab's message from any of its envelopes: {"message": ...}, {"error": ..., "error_description": ...},

@@ -104,23 +104,24 @@ GATEWAY_TABLE: tuple[Rule, ...] = (
     CATCH_ALL,
 )
 
+
+def _fallback_off(code: int, stable_code: str, scope: CooldownScope, why: str) -> Rule:
+    """The instance will not serve the fallback for an hour: say why after GitLab's own text."""
+    return Rule(
+        status(code),
+        code=stable_code,
+        cooldown=seconds(3600.0),
+        scope=scope,
+        client_status=502,
+        message=lambda s: f"{s.message} ({why})",
+    )
+
+
 # The GitLab instance's code-suggestions fallback.
 FALLBACK_TABLE: tuple[Rule, ...] = (
-    Rule(
-        status(401),
-        code="gitlab_no_duo_access",
-        cooldown=seconds(3600.0),
-        scope=CooldownScope.ACCOUNT,
-        client_status=502,
-        message=lambda s: f"{s.message} (no Duo access or the feature is disabled)",
-    ),
-    Rule(
-        status(404),
-        code="gitlab_fallback_unavailable",
-        cooldown=seconds(3600.0),
-        scope=CooldownScope.MODEL,
-        client_status=502,
-        message=lambda s: f"{s.message} (this fallback is not enabled on the instance)",
+    _fallback_off(401, "gitlab_no_duo_access", CooldownScope.ACCOUNT, "no Duo access or the feature is disabled"),
+    _fallback_off(
+        404, "gitlab_fallback_unavailable", CooldownScope.MODEL, "this fallback is not enabled on the instance"
     ),
     Rule(status(429), code="upstream_rate_limited", cooldown=retry_after(seconds(60.0)), client_status=429),
     Rule(status(400, 413, 422), code="invalid_request", retryable=False),

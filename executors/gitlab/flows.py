@@ -14,20 +14,11 @@ import time
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 
-from accounts.flows.base import (
-    MIN_POLL_SECONDS,
-    AccountFlow,
-    DeviceCodeFlow,
-    FlowError,
-    Step,
-    allow_duplicate_field,
-    duplicate_error,
-)
+from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step, duplicate_error
+from accounts.flows.fields import allow_duplicate_field, label_clean, upstream_url_field, url_field
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
-from accounts.validators import upstream_url_validate
 from executors.gitlab import KIND
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
 from executors.gitlab.exceptions import GitLabError, LoginPending
@@ -74,14 +65,6 @@ def _flow_error(exc: GitLabError, *, field: str | None = None, suffix: str = "")
     return FlowError(text, field=field, detail=exc.upstream_text)
 
 
-def _url(value: str, field: str) -> str:
-    # Before anything contacts it: the SSRF guard runs on the admin's input.
-    try:
-        return upstream_url_validate(value)
-    except ValidationError as exc:
-        raise forms.ValidationError(f"{field}: {' '.join(exc.messages)}") from None
-
-
 # ------------------------------------------------------------------------------ forms
 
 
@@ -90,19 +73,17 @@ class _AccountForm(forms.Form):
         max_length=100,
         help_text="A name the team recognises, e.g. 'duo-alice'. Reusing a GitLab account's label logs it in again.",
     )
-    instance_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_INSTANCE_URL,
-        label="Instance URL",
-        assume_scheme="https",
-        help_text="Your GitLab: https://gitlab.com or your self-managed instance.",
+    instance_url = upstream_url_field(
+        "Instance URL",
+        DEFAULT_INSTANCE_URL,
+        "Your GitLab: https://gitlab.com or your self-managed instance.",
+        named="instance URL",
     )
-    gateway_url = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_GATEWAY_URL,
-        assume_scheme="https",
-        label="AI gateway URL",
-        help_text="The GitLab AI gateway the instance uses (GitLab does not tell us; the default is GitLab's).",
+    gateway_url = upstream_url_field(
+        "AI gateway URL",
+        DEFAULT_GATEWAY_URL,
+        "The GitLab AI gateway the instance uses (GitLab does not tell us; the default is GitLab's).",
+        named="AI gateway URL",
     )
     keep_without_duo = forms.BooleanField(
         required=False,
@@ -112,17 +93,7 @@ class _AccountForm(forms.Form):
     allow_duplicate = allow_duplicate_field("GitLab user")
 
     def clean_label(self) -> str:
-        label: str = self.cleaned_data["label"].strip()
-        other = UpstreamAccount.objects.filter(label=label).exclude(provider=KIND).first()
-        if other is not None:
-            raise forms.ValidationError(f"The label is used by a {other.get_provider_display()} account.")
-        return label
-
-    def clean_instance_url(self) -> str:
-        return _url(self.cleaned_data["instance_url"], "instance URL")
-
-    def clean_gateway_url(self) -> str:
-        return _url(self.cleaned_data["gateway_url"], "AI gateway URL")
+        return label_clean(self.cleaned_data["label"], KIND)
 
 
 class PatForm(_AccountForm):
@@ -154,12 +125,10 @@ class DeviceConnectForm(_OAuthForm):
 
 
 class PkceConnectForm(_OAuthForm):
-    redirect_uri = forms.URLField(
-        max_length=500,
-        initial=DEFAULT_REDIRECT_URI,
-        assume_scheme="https",
-        label="Redirect URI",
-        help_text="Exactly as registered on the application. Nothing needs to listen there: you paste the URL back.",
+    redirect_uri = url_field(
+        "Redirect URI",
+        DEFAULT_REDIRECT_URI,
+        "Exactly as registered on the application. Nothing needs to listen there: you paste the URL back.",
     )
     field_order = [
         "label",
@@ -170,10 +139,6 @@ class PkceConnectForm(_OAuthForm):
         "redirect_uri",
         "keep_without_duo",
     ]
-
-
-class DeviceWaitForm(forms.Form):
-    """No input: the person approves on GitLab, then continues (or the page re-polls)."""
 
 
 class PkceCallbackForm(forms.Form):
@@ -194,9 +159,17 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class GitLabPatFlow(AccountFlow):
-    key = "gitlab.pat"
+class _GitLabFlow(AccountFlow):
     provider = KIND
+    # What the first form shows again when the person comes back to it (Back, or a refusal).
+    refill: tuple[str, ...] = ("label", "instance_url", "gateway_url")
+
+    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        return {k: state[k] for k in self.refill if k in state} if step.name == self.steps[0].name else {}
+
+
+class GitLabPatFlow(_GitLabFlow):
+    key = "gitlab.pat"
     title = "GitLab Duo — personal access token (PAT)"
     description = "Paste a glpat- token. Simplest; the token is checked and GitLab Duo access is probed first."
     steps = (
@@ -208,9 +181,6 @@ class GitLabPatFlow(AccountFlow):
             "with it. Nothing is saved unless that works (or you keep it without Duo access).",
         ),
     )
-
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        return {k: state[k] for k in ("label", "instance_url", "gateway_url") if k in state}
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         # The token goes to state only for the finish() call of this same request; finish pops
@@ -229,9 +199,9 @@ class GitLabPatFlow(AccountFlow):
             raise _flow_error(exc, field="token" if exc.kind in _TOKEN_KINDS else None) from None
 
 
-class GitLabDeviceFlow(DeviceCodeFlow):
+class GitLabDeviceFlow(_GitLabFlow, DeviceCodeFlow):
     key = "gitlab.oauth_device"
-    provider = KIND
+    refill = (*_GitLabFlow.refill, "client_id")
     title = "GitLab Duo — OAuth, device code"
     description = (
         "Sign in as the GitLab user in any browser and type a code; the token refreshes itself. "
@@ -241,22 +211,14 @@ class GitLabDeviceFlow(DeviceCodeFlow):
         Step(
             "connect", "OAuth application", DeviceConnectForm, "We ask GitLab for a one-time code for you to approve."
         ),
-        Step(
-            "approve",
-            "Approve in GitLab",
-            DeviceWaitForm,
+        DeviceCodeFlow.approve_step(
+            "GitLab",
             "Open the link as the GitLab user whose Duo seat the team will use, enter the code, and authorize.",
             template="gitlab/device_wait.html",
         ),
     )
 
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        keys = ("label", "instance_url", "gateway_url", "client_id")
-        return {k: state[k] for k in keys if k in state} if step.name == "connect" else {}
-
-    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
-        if step.name != "connect":
-            return  # the poll happens in finish(), which is allowed to create the account
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
         try:
             start = gitlab_oauth_device_start(
                 client_id=data["client_id"], client_secret=data.get("client_secret") or "", **_settings(data)
@@ -279,14 +241,11 @@ class GitLabDeviceFlow(DeviceCodeFlow):
             ended=False,
         )
 
-    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        if step.name != "approve":
-            return {}
-        return self.device_context(
-            state,
-            verification_uri=state.get("verification_uri", ""),
-            verification_uri_complete=state.get("verification_uri_complete", ""),
-        )
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        return {
+            "verification_uri": state.get("verification_uri", ""),
+            "verification_uri_complete": state.get("verification_uri_complete", ""),
+        }
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
         # GitLab reports an expired code itself (expired_token), so no clock check here.
@@ -328,9 +287,9 @@ def _pkce_alive(flow_id: str) -> bool:
     return True
 
 
-class GitLabPkceFlow(AccountFlow):
+class GitLabPkceFlow(_GitLabFlow):
     key = "gitlab.oauth_pkce"
-    provider = KIND
+    refill = (*_GitLabFlow.refill, "client_id", "redirect_uri")
     title = "GitLab Duo — OAuth, authorization code + PKCE"
     description = (
         "Open a GitLab sign-in link, approve, and paste back the address you were redirected to. "
@@ -346,10 +305,6 @@ class GitLabPkceFlow(AccountFlow):
             template="gitlab/pkce_callback.html",
         ),
     )
-
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        keys = ("label", "instance_url", "gateway_url", "client_id", "redirect_uri")
-        return {k: state[k] for k in keys if k in state} if step.name == "connect" else {}
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         if step.name == "callback":

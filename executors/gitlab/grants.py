@@ -251,14 +251,7 @@ async def _mint(account_id: int, store: StateStore, client: httpx.AsyncClient) -
             )
         raise error
     grant = grant_from_reply(reply.body, gateway_url=account.gateway_url)
-    await db_call(
-        gitlab_gateway_token_save,
-        account_id=account_id,
-        token=grant.token,
-        headers=grant.headers,
-        expires_at=grant.expires_at,
-        gateway_url=grant.gateway_url,
-    )
+    await db_call(grant_save, account_id, grant)
     await _store_write(store, account_id, grant)
     _local[account_id] = grant
     if account.state in (AccountState.NOT_ENTITLED, AccountState.AUTH_FAILED):
@@ -283,63 +276,67 @@ def grant_from_reply(body: object, *, gateway_url: str) -> GatewayGrant:
     return GatewayGrant(token=str(body["token"]), headers=headers, expires_at=exp, gateway_url=gateway_url)
 
 
+def grant_save(account_id: int, grant: GatewayGrant) -> None:
+    """Keep a minted grant in the database too, so a restart does not mint again."""
+    gitlab_gateway_token_save(
+        account_id=account_id,
+        token=grant.token,
+        headers=grant.headers,
+        expires_at=grant.expires_at,
+        gateway_url=grant.gateway_url,
+    )
+
+
+# A refused grant that names its cause: (status, any of these in GitLab's text (none: any
+# text), our message, kind, the account state it implies). First match wins.
+_GRANT_REFUSALS: tuple[tuple[int, tuple[str, ...], str, str, str], ...] = (
+    # 401 on the grant while /user answers 200 = valid token without Duo
+    # (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
+    (401, (), "token valid but this user has no GitLab Duo access", GitLabError.NO_DUO, AccountState.NOT_ENTITLED),
+    (403, ("scope",), "token lacks the api scope", GitLabError.MISSING_SCOPE, AccountState.AUTH_FAILED),
+    (
+        403,
+        ("direct connections",),
+        "direct connections are disabled on this instance",
+        GitLabError.DIRECT_DISABLED,
+        AccountState.NOT_ENTITLED,
+    ),
+    (
+        403,
+        (),
+        "the third-party agent grant is not enabled for this user/instance",
+        GitLabError.GRANT_DISABLED,
+        AccountState.NOT_ENTITLED,
+    ),
+    (
+        404,
+        (),
+        "the third-party agent grant is not enabled for this user/instance (endpoint not found: "
+        "GitLab too old or the Duo switch is off)",
+        GitLabError.GRANT_DISABLED,
+        AccountState.NOT_ENTITLED,
+    ),
+)
+
+
 async def grant_error(reply: gl.Reply, *, instance_url: str, client: httpx.AsyncClient, token: str) -> GitLabError:
     """Name the cause of a refused third-party-agents grant
     (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant, docs/protocols/gitlab-duo.md#errors)."""
     status, text = reply.status, reply.text
     lowered = text.lower()
     if status == 401:
-        # 401 on the grant while /user answers 200 = valid token without Duo
-        # (docs/protocols/gitlab-duo.md#duo-entitlement-and-the-gateway-grant).
         user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
-        if user.ok:
+        if not user.ok:
             return GitLabError(
-                "token valid but this user has no GitLab Duo access",
-                kind=GitLabError.NO_DUO,
+                "GitLab rejected the token (401 on /api/v4/user too): revoked or expired",
+                kind=GitLabError.AUTH_FAILED,
                 status=status,
-                upstream_text=text,
-                account_state=AccountState.NOT_ENTITLED,
-            )
-        return GitLabError(
-            "GitLab rejected the token (401 on /api/v4/user too): revoked or expired",
-            kind=GitLabError.AUTH_FAILED,
-            status=status,
-            upstream_text=user.text or text,
-            account_state=AccountState.AUTH_FAILED,
-        )
-    if status == 403:
-        if "insufficient_scope" in lowered or "scope" in lowered:
-            return GitLabError(
-                "token lacks the api scope",
-                kind=GitLabError.MISSING_SCOPE,
-                status=status,
-                upstream_text=text,
+                upstream_text=user.text or text,
                 account_state=AccountState.AUTH_FAILED,
             )
-        if "direct connections" in lowered:
-            return GitLabError(
-                "direct connections are disabled on this instance",
-                kind=GitLabError.DIRECT_DISABLED,
-                status=status,
-                upstream_text=text,
-                account_state=AccountState.NOT_ENTITLED,
-            )
-        return GitLabError(
-            "the third-party agent grant is not enabled for this user/instance",
-            kind=GitLabError.GRANT_DISABLED,
-            status=status,
-            upstream_text=text,
-            account_state=AccountState.NOT_ENTITLED,
-        )
-    if status == 404:
-        return GitLabError(
-            "the third-party agent grant is not enabled for this user/instance (endpoint not found: "
-            "GitLab too old or the Duo switch is off)",
-            kind=GitLabError.GRANT_DISABLED,
-            status=status,
-            upstream_text=text,
-            account_state=AccountState.NOT_ENTITLED,
-        )
+    for code, needles, message, kind, state in _GRANT_REFUSALS:
+        if status == code and (not needles or any(n in lowered for n in needles)):
+            return reply.error(message, kind, account_state=state)
     if status == 429:
         wait = retry_after_seconds(reply.headers)
         return GitLabError(
@@ -349,9 +346,4 @@ async def grant_error(reply: gl.Reply, *, instance_url: str, client: httpx.Async
             upstream_text=text,
             retry_after=wait if wait is not None else _MINT_BACKOFF_DEFAULT,
         )
-    return GitLabError(
-        f"GitLab could not mint a gateway token (HTTP {status})",
-        kind=GitLabError.MINT_FAILED,
-        status=status,
-        upstream_text=text,
-    )
+    return reply.error(f"GitLab could not mint a gateway token (HTTP {status})", GitLabError.MINT_FAILED)

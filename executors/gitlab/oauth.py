@@ -154,18 +154,13 @@ async def _refresh(account: GitLabAccount, client: httpx.AsyncClient) -> str:
         message = "GitLab refused the refresh token (revoked, or already used); log in again with gitlab_login"
         raise await _auth_failed(account.id, message, reply)
     if reply.status == 429 or reply.status >= 500:
-        raise GitLabError(
-            f"GitLab token refresh failed with HTTP {reply.status}; will retry",
-            kind=GitLabError.MINT_FAILED,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"GitLab token refresh failed with HTTP {reply.status}; will retry", GitLabError.MINT_FAILED)
     # invalid_client & co: the OAuth application itself is misconfigured or deleted.
     message = f"GitLab rejected the OAuth application on refresh (HTTP {reply.status}); check client id/secret"
     raise await _auth_failed(account.id, message, reply)
 
 
-async def _auth_failed(account_id: int, message: str, reply: Any) -> GitLabError:
+async def _auth_failed(account_id: int, message: str, reply: gl.Reply) -> GitLabError:
     """The refresh can never work again: the account needs a new login (state recorded)."""
     await db_call(
         gitlab_account_state_set,
@@ -173,10 +168,4 @@ async def _auth_failed(account_id: int, message: str, reply: Any) -> GitLabError
         state=AccountState.AUTH_FAILED,
         message=f"{message} (GitLab said: {reply.text})",
     )
-    return GitLabError(
-        message,
-        kind=GitLabError.AUTH_FAILED,
-        status=reply.status,
-        upstream_text=reply.text,
-        account_state=AccountState.AUTH_FAILED,
-    )
+    return reply.error(message, GitLabError.AUTH_FAILED, account_state=AccountState.AUTH_FAILED)

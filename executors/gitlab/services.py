@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -39,9 +39,10 @@ from executors.gitlab.grants import (
     grant_error,
     grant_from_reply,
     grant_local_forget,
+    grant_save,
 )
 from executors.gitlab.oauth import gitlab_access_token, token_secret
-from executors.gitlab.records import gitlab_account_state_set, gitlab_gateway_token_save
+from executors.gitlab.records import gitlab_account_state_set
 from executors.gitlab.selectors import gitlab_account_ids_for_refresh
 from infra.db import db_call
 from statestore import StateStore
@@ -97,24 +98,30 @@ def _flow_drop(flow_id: str) -> None:
     call_sync(drop)
 
 
-def _account_settings(
-    *,
-    label: str,
-    instance_url: str,
-    gateway_url: str,
-    priority: int,
-    weight: int,
-    keep_without_duo: bool,
-    allow_duplicate: bool = False,
-) -> dict[str, Any]:
+class AccountSettings(TypedDict, total=False):
+    """What every GitLab login saves with the account (defaults: gitlab.com, GitLab's gateway,
+    priority 0, weight 1, refused without Duo, refused as a duplicate)."""
+
+    instance_url: str
+    gateway_url: str
+    priority: int
+    weight: int
+    keep_without_duo: bool
+    allow_duplicate: bool
+
+
+def _account_settings(label: str, settings: AccountSettings) -> dict[str, Any]:
+    # The URLs pass the SSRF guard before anything contacts them.
+    instance_url = upstream_url_validate(settings.get("instance_url", DEFAULT_INSTANCE_URL))
+    gateway_url = upstream_url_validate(settings.get("gateway_url", DEFAULT_GATEWAY_URL))
     return {
-        "allow_duplicate": allow_duplicate,
+        "allow_duplicate": settings.get("allow_duplicate", False),
         "label": label,
         "instance_url": (instance_url or DEFAULT_INSTANCE_URL).rstrip("/"),
         "gateway_url": (gateway_url or DEFAULT_GATEWAY_URL).rstrip("/"),
-        "priority": priority,
-        "weight": weight,
-        "keep_without_duo": keep_without_duo,
+        "priority": settings.get("priority", 0),
+        "weight": settings.get("weight", 1),
+        "keep_without_duo": settings.get("keep_without_duo", False),
     }
 
 
@@ -135,27 +142,13 @@ def gitlab_oauth_device_start(
     *,
     label: str,
     client_id: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
     client_secret: str = "",
     scopes: str = DEFAULT_SCOPES,
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
+    **settings: Unpack[AccountSettings],
 ) -> DeviceStart:
     """Start the device authorization grant (docs/protocols/gitlab-duo.md#sign-in-and-tokens); show
     `user_code`/`verification_uri` to a human."""
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, settings)
     base = record["instance_url"]
     form = {"client_id": client_id, "scope": scopes}
     if client_secret:
@@ -163,12 +156,7 @@ def gitlab_oauth_device_start(
     reply = _run(lambda _s, c: gl.request(c, "POST", f"{base}/oauth/authorize_device", form=form))
     if not reply.ok or not isinstance(reply.body, dict) or "device_code" not in reply.body:
         hint = " (device grant needs GitLab 17.3+)" if reply.status == 404 else ""
-        raise GitLabError(
-            f"GitLab refused to start the device login (HTTP {reply.status}){hint}",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"GitLab refused to start the device login (HTTP {reply.status}){hint}")
     body = reply.body
     expires_in = float(body.get("expires_in") or 300)
     interval = float(body.get("interval") or 5)
@@ -214,25 +202,10 @@ def gitlab_oauth_device_poll(*, flow_id: str, actor: Any | None = None) -> Upstr
         raise LoginPending(record["interval"], slow_down=True)
     _flow_drop(flow_id)
     if error == "expired_token":
-        raise GitLabError(
-            "the device code expired before it was approved; start again",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error("the device code expired before it was approved; start again")
     if error == "access_denied":
-        raise GitLabError(
-            "the GitLab user refused the authorization request",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
-    raise GitLabError(
-        f"GitLab refused the device login (HTTP {reply.status})",
-        kind=GitLabError.LOGIN,
-        status=reply.status,
-        upstream_text=reply.text,
-    )
+        raise reply.error("the GitLab user refused the authorization request")
+    raise reply.error(f"GitLab refused the device login (HTTP {reply.status})")
 
 
 # ------------------------------------------------------------------- authorization code
@@ -255,29 +228,15 @@ def gitlab_oauth_pkce_start(
     label: str,
     client_id: str,
     redirect_uri: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
     client_secret: str = "",
     scopes: str = DEFAULT_SCOPES,
     root_namespace_id: str = "",
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
+    **settings: Unpack[AccountSettings],
 ) -> PkceStart:
     """Authorization code + PKCE (S256), paste-callback style (docs/protocols/gitlab-duo.md#sign-in-and-tokens): open
     `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, settings)
     verifier, challenge = _pkce_pair()
     state = secrets.token_urlsafe(24)
     query = {
@@ -339,12 +298,7 @@ def gitlab_oauth_pkce_finish(*, callback: str, flow_id: str = "", actor: Any | N
     base = record["instance_url"]
     reply = _run(lambda _s, c: gl.request(c, "POST", f"{base}/oauth/token", form=form))
     if not reply.ok:
-        raise GitLabError(
-            f"GitLab refused the authorization code (HTTP {reply.status})",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"GitLab refused the authorization code (HTTP {reply.status})")
     return _oauth_finish(record, reply.body, actor=actor)
 
 
@@ -364,12 +318,7 @@ async def _probe(client: httpx.AsyncClient, *, instance_url: str, gateway_url: s
     A valid token says nothing about Duo; the grant is the one thing the proxy needs."""
     user = await gl.request(client, "GET", f"{instance_url}/api/v4/user", token=token)
     if not user.ok:
-        raise GitLabError(
-            f"GitLab rejected the token on /api/v4/user (HTTP {user.status})",
-            kind=GitLabError.AUTH_FAILED,
-            status=user.status,
-            upstream_text=user.text,
-        )
+        raise user.error(f"GitLab rejected the token on /api/v4/user (HTTP {user.status})", GitLabError.AUTH_FAILED)
     body = user.body if isinstance(user.body, dict) else {}
     identity = {k: body.get(k) for k in ("id", "username", "name") if k in body}
     reply = await gl.request(client, "POST", instance_url + gl.GRANT_PATH, token=token)
@@ -474,13 +423,7 @@ def _account_save(
     call_sync(lambda store: store.delete(f"gitlab:mint-error:{account.id}"))
     if grant is not None:
         # The probe minted a real grant: keep it rather than minting again on the first request.
-        gitlab_gateway_token_save(
-            account_id=account.id,
-            token=grant.token,
-            headers=grant.headers,
-            expires_at=grant.expires_at,
-            gateway_url=grant.gateway_url,
-        )
+        grant_save(account.id, grant)
         call_sync(lambda store: _store_write(store, account.id, grant))
     else:
         call_sync(lambda store: store.delete(f"gitlab:grant:{account.id}"))
@@ -513,12 +456,7 @@ async def _pat_check(client: httpx.AsyncClient, *, instance_url: str, token: str
             "token lacks the api scope", kind=GitLabError.MISSING_SCOPE, status=403, upstream_text=reply.text
         )
     if not reply.ok or not isinstance(reply.body, dict):
-        raise GitLabError(
-            f"could not read the token's details (HTTP {reply.status})",
-            kind=GitLabError.LOGIN,
-            status=reply.status,
-            upstream_text=reply.text,
-        )
+        raise reply.error(f"could not read the token's details (HTTP {reply.status})")
     body = reply.body
     if body.get("active") is False or body.get("revoked") is True:
         raise GitLabError("the token is revoked or no longer active", kind=GitLabError.AUTH_FAILED)
@@ -541,13 +479,8 @@ def gitlab_pat_add(
     *,
     label: str,
     token: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
     actor: Any | None = None,
+    **settings: Unpack[AccountSettings],
 ) -> UpstreamAccount:
     """Validate a personal access token, probe Duo, and add (or re-key) the account.
 
@@ -555,16 +488,7 @@ def gitlab_pat_add(
     connections disabled, grant not enabled (unless keep_without_duo: then the account is saved
     in state not_entitled with that reason).
     """
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
-    record = _account_settings(
-        label=label,
-        instance_url=instance_url,
-        gateway_url=gateway_url,
-        priority=priority,
-        weight=weight,
-        keep_without_duo=keep_without_duo,
-        allow_duplicate=allow_duplicate,
-    )
+    record = _account_settings(label, settings)
     token = token.strip()
 
     async def check(_store: StateStore, client: httpx.AsyncClient) -> tuple[PatInfo, _Probe]:
@@ -648,6 +572,7 @@ def gitlab_account_state_reset(*, account_id: int) -> None:
 
 
 __all__ = [
+    "AccountSettings",
     "DeviceStart",
     "GitLabError",
     "LoginPending",

@@ -16,7 +16,7 @@ from formats import Dialect
 from routing.auth import client_authenticate
 from routing.catalog import catalog_models
 from routing.errors import ProxyError, internal_error
-from routing.proxy import Reply, count_tokens_handle, proxy_handle
+from routing.proxy import Reply, compact_handle, count_tokens_handle, proxy_handle
 
 # No /v1/docs or /v1/openapi.json (issue 17): the request and response bodies are the OpenAI and
 # Anthropic formats, documented by them; ninja's page documented nothing more, loaded Swagger from
@@ -65,6 +65,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
 @api.post("/responses", summary="OpenAI Responses")
 async def responses(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return await _serve(Dialect.RESPONSES, request)
+
+
+@api.post("/responses/compact", summary="OpenAI Responses compaction")
+async def responses_compact(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    raw, too_large = _read_body(request)
+    reply = await compact_handle(headers=request.headers, raw_body=raw, body_too_large=too_large)
+    return _to_response(reply)
 
 
 @api.get("/responses", include_in_schema=False)

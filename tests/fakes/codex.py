@@ -104,6 +104,11 @@ CLI_HTTP_FIELDS = frozenset(
     ]
 )
 CLI_WS_FIELDS = CLI_HTTP_FIELDS | {"previous_response_id", "generate"}
+# `/responses/compact`: the CLI's `CompactionInput` (codex-api common.rs): no stream/store/include.
+COMPACT_FIELDS = frozenset(
+    {"model", "input", "instructions", "tools", "parallel_tool_calls", "reasoning", "service_tier"}
+    | {"prompt_cache_key", "text"}
+)
 CHALLENGE_PAGE = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
     "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
@@ -212,6 +217,7 @@ class CodexFakeApp(FakeApp):
         self.route("POST", "/api/accounts/deviceauth/usercode", self.device_usercode)
         self.route("POST", "/api/accounts/deviceauth/token", self.device_token)
         self.route("POST", "/backend-api/codex/responses", self.responses)
+        self.route("POST", "/backend-api/codex/responses/compact", self.compact)
         self.route("GET", "/backend-api/codex/models", self.list_models)
         self.route("GET", "/_fake/transport", self.transport_stats)
 
@@ -231,6 +237,7 @@ class CodexFakeApp(FakeApp):
         self.ws_bytes_in = 0  # bytes of every text message received
         self.ws_turns = 0  # response.create messages answered
         self.http_bytes_in = 0  # bytes of every POST /responses body
+        self.blobs: set[str] = set()  # compaction `encrypted_content` this backend minted
 
     def reset(self) -> None:
         super().reset()
@@ -475,6 +482,53 @@ class CodexFakeApp(FakeApp):
             model=model,
         )
 
+    async def compact(self, req: Request) -> Response:
+        """`POST /responses/compact`: unary JSON (docs/fake-rules.md, Codex compaction rows)."""
+        account = self._check_auth(req)
+        self._check_fingerprint(req, account)
+        if "json" not in req.headers.get("accept", ""):
+            raise HTTPError(406, {"detail": "Not Acceptable"})  # a guard of the fake (no public source)
+        body = req.json
+        if not isinstance(body, dict):
+            raise HTTPError(400, {"detail": "Invalid JSON body"})
+        for key in body:
+            if key not in COMPACT_FIELDS:
+                raise HTTPError(400, {"detail": f"Unsupported parameter: {key}"}, rule="codex.compact-fields")
+        if body.get("model") not in self.models:
+            raise HTTPError(400, {"detail": f"The '{body.get('model')}' model is not supported."}, rule="codex.model")
+        items = [i for i in body.get("input") or [] if isinstance(i, dict)]
+        self._check_blobs(items)
+        final = self._final({**body, "input": [*items, {"type": "compaction_trigger"}]})
+        users = [i for i in items if i.get("type", "message") == "message" and i.get("role") == "user"]
+        out = {
+            "id": self._id("resp_"),
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": [*users, *final["output"]],
+            "usage": final["usage"],
+        }
+        return json_response(out, headers=self._rate_headers())
+
+    def _check_blobs(self, items: list[dict[str, Any]]) -> None:
+        for i, item in enumerate(items):
+            if (
+                item.get("type") in ("compaction", "compaction_summary")
+                and item.get("encrypted_content") not in self.blobs
+            ):
+                raise HTTPError(
+                    400,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "invalid_encrypted_content",
+                            "message": f"The encrypted content for item {item.get('id') or f'input[{i}]'} could not "
+                            "be verified. Reason: Encrypted content could not be decrypted or parsed.",
+                            "param": None,
+                        }
+                    },
+                    rule="codex.compaction-blob",
+                )
+
     def _check_body(self, account: str, body: Any, *, websocket: bool) -> str:
         """The backend's body rules (docs/fake-rules.md, Codex table); returns the model."""
         if not isinstance(body, dict):
@@ -490,6 +544,7 @@ class CodexFakeApp(FakeApp):
         if body.get("instructions") is None and not _has_developer_item(body.get("input")):
             # An empty string is accepted; a missing field with no developer item is not.
             raise HTTPError(400, {"detail": "Instructions are required"}, rule="codex.instructions")
+        self._check_blobs([i for i in body.get("input") or [] if isinstance(i, dict)])
         model = body.get("model")
         if model not in self.models:
             raise HTTPError(
@@ -707,7 +762,13 @@ class CodexFakeApp(FakeApp):
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
         last = items[-1] if items else {}
         output: list[dict[str, Any]]
-        if last.get("type") == "function_call_output":
+        if last.get("type") == "compaction_trigger":
+            # Remote compaction: exactly one opaque `compaction` item (docs/fake-rules.md).
+            blob = "fake-cmp-" + secrets.token_urlsafe(24)
+            with self._lock:
+                self.blobs.add(blob)
+            output = [{"id": self._id("cmp_"), "type": "compaction", "encrypted_content": blob}]
+        elif last.get("type") == "function_call_output":
             text = f"The tool returned: {last.get('output')}"
             output = [self._message(text)]
         else:
@@ -807,6 +868,8 @@ class CodexFakeApp(FakeApp):
                     yield ev("response.output_text.delta", **loc, delta=piece)
                 yield ev("response.output_text.done", **loc, text=text)
                 yield ev("response.content_part.done", **loc, part=item["content"][0])
+            elif item["type"] != "function_call":
+                yield ev("response.output_item.added", output_index=idx, item=item)
             else:
                 yield ev(
                     "response.output_item.added",

@@ -73,7 +73,10 @@ def assert_not_stalled(answered: list[float], started: float, ended: float) -> N
     inside = [t for t in answered if started <= t <= ended]
     points = [started, *inside, ended]
     longest = max(b - a for a, b in itertools.pairwise(points))
-    assert len(inside) >= 2, f"no /healthz answer during a {ended - started:.2f} s request"
+    # A request refused in well under the bound (the 413 can be that fast) cannot have stalled
+    # the loop for longer than it lasted; a longer one must have let /healthz answer inside it.
+    if ended - started >= 0.75:
+        assert len(inside) >= 2, f"no /healthz answer during a {ended - started:.2f} s request"
     assert longest < max(0.75, 0.5 * (ended - started)), (longest, ended - started, len(inside))
 
 

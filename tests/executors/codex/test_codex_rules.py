@@ -127,7 +127,7 @@ def test_body_rewrites_system_items_tools_and_compaction_trigger() -> None:
             "service_tier": "priority",
         }
     )
-    assert body["input"][0]["role"] == "developer" and len(body["input"]) == 2
+    assert body["input"][0]["role"] == "developer" and body["input"][-1] == {"type": "compaction_trigger"}
     assert body["tools"] == [{"type": "web_search"}] and body["service_tier"] == "priority"
     assert codex_body({"model": "m", "input": "hi"})["input"] == [MSG]
 

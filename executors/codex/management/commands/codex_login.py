@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.cli import add_allow_duplicate, add_login_mode
 from accounts.services import DuplicateIdentity
 from audit.services import cli_actor
 from executors.codex import oauth
@@ -29,9 +30,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        mode = parser.add_mutually_exclusive_group(required=True)
-        mode.add_argument("--pkce", action="store_true", help="paste-callback browser sign-in")
-        mode.add_argument("--device", action="store_true", help="device-code sign-in (headless)")
+        add_login_mode(parser, pkce="paste-callback browser sign-in", device="device-code sign-in (headless)")
         parser.add_argument("--label", required=True)
         parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="Codex backend base URL")
         parser.add_argument("--auth-url", default="", help="auth server (default https://auth.openai.com)")
@@ -40,9 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--account-id", default=None, help="pin the chatgpt_account_id")
         parser.add_argument("--callback", default=None, help="the pasted callback URL (else read from stdin)")
         parser.add_argument("--timeout", type=float, default=900.0, help="device-code approval timeout, seconds")
-        parser.add_argument(
-            "--allow-duplicate", action="store_true", help="add it even if this ChatGPT account is already an account"
-        )
+        add_allow_duplicate(parser, "ChatGPT account")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         config = {"auth_url": opts["auth_url"]} if opts["auth_url"] else {}

@@ -6,11 +6,13 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.cli import add_login_mode
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
 from audit.services import cli_actor
-from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL, DEFAULT_SCOPES
+from executors.gitlab.config import DEFAULT_SCOPES
 from executors.gitlab.exceptions import GitLabError, LoginPending
+from executors.gitlab.management.arguments import account_settings, add_account_settings
 from executors.gitlab.services import (
     gitlab_oauth_device_poll,
     gitlab_oauth_device_start,
@@ -26,14 +28,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        mode = parser.add_mutually_exclusive_group(required=True)
-        mode.add_argument("--device", action="store_true", help="device authorization grant (GitLab 17.3+)")
-        mode.add_argument("--pkce", action="store_true", help="authorization code + PKCE, paste the callback URL")
+        add_login_mode(
+            parser,
+            pkce="authorization code + PKCE, paste the callback URL",
+            device="device authorization grant (GitLab 17.3+)",
+        )
         parser.add_argument("--label", required=True, help="account label (an existing GitLab label is re-logged in)")
         parser.add_argument("--client-id", required=True, help="the OAuth application's id on this instance")
         parser.add_argument("--client-secret", default="", help="only for a confidential application")
-        parser.add_argument("--instance-url", default=DEFAULT_INSTANCE_URL)
-        parser.add_argument("--gateway-url", default=DEFAULT_GATEWAY_URL, help="AI gateway base URL")
         parser.add_argument(
             "--redirect-uri",
             default="http://localhost:17171/auth/callback",
@@ -42,29 +44,14 @@ class Command(BaseCommand):
         parser.add_argument("--scopes", default=DEFAULT_SCOPES)
         parser.add_argument("--root-namespace-id", default="", help="--pkce: group SAML SSO namespace")
         parser.add_argument("--callback", default="", help="--pkce: the redirected URL (else asked interactively)")
-        parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--weight", type=int, default=1)
-        parser.add_argument(
-            "--keep-without-duo",
-            action="store_true",
-            help="save the account (state not_entitled) even if the Duo probe fails",
-        )
-        parser.add_argument(
-            "--allow-duplicate", action="store_true", help="add it even if this GitLab user is already an account"
-        )
+        add_account_settings(parser)
 
     def handle(self, *args: object, **opts: object) -> None:
         common = {
-            "label": str(opts["label"]),
             "client_id": str(opts["client_id"]),
             "client_secret": str(opts["client_secret"] or ""),
-            "instance_url": str(opts["instance_url"]),
-            "gateway_url": str(opts["gateway_url"]),
             "scopes": str(opts["scopes"]),
-            "priority": int(opts["priority"]),  # type: ignore[call-overload]
-            "weight": int(opts["weight"]),  # type: ignore[call-overload]
-            "keep_without_duo": bool(opts["keep_without_duo"]),
-            "allow_duplicate": bool(opts["allow_duplicate"]),
+            **account_settings(opts),
         }
         try:
             account = self._device(common) if opts["device"] else self._pkce(common, opts)

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.cli import add_rotation, rotation, secret_option
 from audit.services import cli_actor
 from executors.openai_compat.services import account_add_openai_compat
 
@@ -14,23 +15,17 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
         parser.add_argument("--api-key", help="the upstream API key (or set UPSTREAM_API_KEY)")
         parser.add_argument("--models", required=True, help="comma-separated model names this account serves")
-        parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--weight", type=int, default=1)
+        add_rotation(parser)
 
     def handle(self, *args: object, **opts: object) -> None:
-        import os
-
-        api_key = str(opts["api_key"] or os.environ.get("UPSTREAM_API_KEY", ""))
-        if not api_key:
-            raise CommandError("an API key is required: --api-key or UPSTREAM_API_KEY")
+        api_key = secret_option(opts, "api_key", "UPSTREAM_API_KEY", "an API key")
         try:
             account = account_add_openai_compat(
                 label=str(opts["label"]),
                 base_url=str(opts["base_url"]),
                 api_key=api_key,
                 model_names=str(opts["models"]).split(","),
-                priority=int(opts["priority"]),  # type: ignore[call-overload]
-                weight=int(opts["weight"]),  # type: ignore[call-overload]
+                **rotation(opts),
                 actor=cli_actor("account_add"),
             )
         except ValidationError as exc:

@@ -1,0 +1,145 @@
+"""Context compaction through the real proxy on every upstream path (docs/protocols/compaction.md):
+a `compaction_trigger` turn (Codex CLI's remote compaction) and `POST /v1/responses/compact`
+answer with exactly one `compaction` item; the next turn carrying it is accepted; a Codex blob
+never reaches a non-Codex upstream; bad input is refused before any upstream call; every call
+leaves one usage record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from formats.compaction import SUMMARY_HEADER
+from tests.conformance.paths import CODEX, PATHS, Fakes, setup_path
+from tests.fakes.base import parse_sse
+from tests.support.proxy import usage_rows
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+DEV = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]}
+
+
+def _user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def _assistant(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+HISTORY = [DEV, _user("Remember the code word PELICAN"), _assistant("Noted: PELICAN"), _user("Now list files")]
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[Fakes]:
+    served = Fakes.serve()
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+async def run(live_proxy: Any, fakes: Fakes, request: pytest.FixtureRequest) -> dict[str, Any]:
+    from accounts.services import client_key_create
+    from infra.db import db_call
+
+    fakes.reset()
+    up = await db_call(setup_path, request.param, fakes)
+    _, key = await db_call(client_key_create, name="compact", owner_label="compact@example.com")
+    return {"url": live_proxy.url, "key": key, "up": up, "fakes": fakes}
+
+
+async def _post(run: dict[str, Any], path: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            run["url"] + path,
+            json={"model": run["up"].model, **body},
+            headers={"authorization": f"Bearer {run['key']}"},
+        )
+
+
+def _done_items(text: str) -> list[dict[str, Any]]:
+    events = [e.json() for e in parse_sse(text) if e.data and e.data != "[DONE]"]
+    assert events[-1]["type"] == "response.completed", events[-1]
+    return [e["item"] for e in events if e["type"] == "response.output_item.done"]
+
+
+def _last_call(run: dict[str, Any]) -> str:
+    calls = run["up"].calls()
+    assert calls, "the upstream got no model call"
+    return json.dumps(calls[-1]["json"])
+
+
+@pytest.mark.parametrize("run", PATHS, indirect=True)
+async def test_trigger_turn_compacts_and_the_next_turn_carries_it(run: dict[str, Any]) -> None:
+    trigger = {"type": "compaction_trigger"}
+    resp = await _post(run, "/v1/responses", {"input": [*HISTORY, trigger], "stream": True})
+    assert resp.status_code == 200, resp.text[:400]
+    items = _done_items(resp.text)
+    assert [i["type"] for i in items] == ["compaction"], items
+    blob = items[0]["encrypted_content"]
+    sent = _last_call(run)
+    if run["up"].name == CODEX:
+        assert '"compaction_trigger"' in sent  # the backend compacts itself
+    else:
+        assert "compaction_trigger" not in sent and "PELICAN" in sent  # the summarising turn
+    # The next turn: the retained user messages, the compaction item, a new question.
+    follow = [DEV, _user("Remember the code word PELICAN"), items[0], _user("Which code word?")]
+    resp = await _post(run, "/v1/responses", {"input": follow, "stream": True})
+    assert resp.status_code == 200, resp.text[:400]
+    assert [i["type"] for i in _done_items(resp.text)] == ["message"]
+    sent = _last_call(run)
+    if run["up"].name == CODEX:
+        assert blob in sent
+    else:
+        assert SUMMARY_HEADER in sent and blob not in sent
+    assert not run["fakes"].violations()
+    rows = await usage_rows(2)
+    assert [r.outcome for r in rows] == ["ok", "ok"] and rows[0].account_id is not None
+    assert rows[0].input_tokens > 0 and rows[0].output_tokens > 0
+
+
+@pytest.mark.parametrize("run", PATHS, indirect=True)
+async def test_compact_endpoint(run: dict[str, Any]) -> None:
+    resp = await _post(run, "/v1/responses/compact", {"input": HISTORY, "instructions": "Be brief."})
+    assert resp.status_code == 200, resp.text[:400]
+    body = resp.json()
+    assert body["object"] == "response.compaction"
+    kinds = [(i.get("type"), i.get("role")) for i in body["output"]]
+    assert kinds == [("message", "user"), ("message", "user"), ("compaction", None)], kinds
+    if run["up"].name == CODEX:
+        compact_calls = [r for r in run["fakes"].codex.requests if r["path"].endswith("/responses/compact")]
+        assert len(compact_calls) == 1 and "stream" not in compact_calls[0]["json"]
+        sent_headers = compact_calls[0]["headers"]
+        assert sent_headers.get("accept") == "application/json" and sent_headers.get("x-codex-installation-id")
+        assert not [r for r in run["fakes"].codex.requests if r["path"].endswith("/codex/responses")]
+    resp = await _post(run, "/v1/responses", {"input": [*body["output"], _user("Which code word?")]})
+    assert resp.status_code == 200, resp.text[:400]
+    assert not run["fakes"].violations()
+    rows = await usage_rows(2)
+    assert rows[0].surface == "responses.compact" and rows[0].outcome == "ok"
+    assert rows[0].account_id is not None and rows[0].input_tokens > 0
+
+
+@pytest.mark.parametrize("run", [p for p in PATHS if p != CODEX], indirect=True)
+async def test_codex_blob_is_refused_on_other_upstreams(run: dict[str, Any]) -> None:
+    foreign = {"type": "compaction", "encrypted_content": "gAAAAABcodexblob"}
+    resp = await _post(run, "/v1/responses", {"input": [_user("hi"), foreign, _user("go on")]})
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["error"]
+    assert err["param"] == "input[1]" and "Codex" in err["message"]
+    assert not run["up"].calls()
+
+
+@pytest.mark.parametrize("run", [CODEX, PATHS[-1]], indirect=True)
+async def test_compact_endpoint_bad_input_never_reaches_upstream(run: dict[str, Any]) -> None:
+    for body, param in (({"input": HISTORY, "stream": True}, "stream"), ({"input": 7}, "input")):
+        resp = await _post(run, "/v1/responses/compact", body)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["param"] == param
+    assert not run["up"].calls()
+    rows = await usage_rows(2)
+    assert [(r.surface, r.status_code) for r in rows] == [("responses.compact", 400)] * 2
