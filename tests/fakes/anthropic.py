@@ -210,7 +210,9 @@ class AnthropicApp(FakeApp):
 
     # -- the checks every endpoint makes, in the API's order
     def _authenticate(self, req: Request) -> None:
-        key = req.headers.get("x-api-key")
+        # `x-api-key` is the documented header; the official SDK (2.x) sends the same key as a
+        # bearer token, which the API accepts too.
+        key = req.headers.get("x-api-key") or req.bearer()
         if not key:
             raise anthropic_error(401, "authentication_error", "x-api-key header is required", rule="anthropic.api-key")
         if key not in self.keys:
@@ -291,7 +293,7 @@ class AnthropicApp(FakeApp):
         blocks, stop = self._answer(body, msg_id)
         usage = self._usage(body, blocks)
         now = time.time()
-        key = req.headers["x-api-key"]
+        key = req.headers.get("x-api-key") or req.bearer() or ""
         with self._lock:
             buckets = self.bucket(key)
             buckets["requests"].take(1, now)
