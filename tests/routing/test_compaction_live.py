@@ -143,3 +143,24 @@ async def test_compact_endpoint_bad_input_never_reaches_upstream(run: dict[str, 
     assert not run["up"].calls()
     rows = await usage_rows(2)
     assert [(r.surface, r.status_code) for r in rows] == [("responses.compact", 400)] * 2
+
+
+@pytest.mark.parametrize("run", ["openai-compat"], indirect=True)
+async def test_large_compaction_request_is_prepared_off_the_loop(
+    run: dict[str, Any], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large body's summarising turn is built by translations_warm (off the event loop); the
+    executor then only reads it from the memo."""
+    import executors.base
+
+    settings.PROXY_INLINE_BODY_BYTES = 200
+
+    def on_the_loop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the compaction translation was computed on the event loop")
+
+    monkeypatch.setattr(executors.base, "compaction_translate", on_the_loop)
+    history = [*HISTORY, _user("x " * 300), {"type": "compaction_trigger"}]
+    resp = await _post(run, "/v1/responses", {"input": history})
+    assert resp.status_code == 200, resp.text[:400]
+    assert [i["type"] for i in resp.json()["output"]] == ["compaction"]
+    assert "PELICAN" in _last_call(run)
