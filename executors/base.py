@@ -289,6 +289,8 @@ class Executor(Protocol):
     # How the upstream charges: "metered" (per token, e.g. an API key) or "subscription" (a
     # flat fee: ChatGPT plans, GitLab Duo seats). Pricing's default for the provider's usage.
     billing: str
+    # Optional `native_compaction = True`: the upstream compacts itself (UpstreamCall.compaction);
+    # without it routing emulates compaction with a summarising turn (docs/protocols/compaction.md).
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the request once. Raises UpstreamError (classified from the provider's error

@@ -164,3 +164,32 @@ async def test_large_compaction_request_is_prepared_off_the_loop(
     assert resp.status_code == 200, resp.text[:400]
     assert [i["type"] for i in resp.json()["output"]] == ["compaction"]
     assert "PELICAN" in _last_call(run)
+
+
+@pytest.mark.parametrize("run", [CODEX], indirect=True)
+async def test_compact_endpoint_key_checks_as_for_responses(run: dict[str, Any]) -> None:
+    """No key, a key without the model, a key out of requests: refused in the OpenAI dialect,
+    each with its usage record, and no upstream call."""
+    from accounts.services import client_key_create
+    from infra.db import db_call
+
+    _, other = await db_call(client_key_create, name="narrow", allowed_models=["gpt-4o-mini"])
+    _, limited = await db_call(client_key_create, name="limited", requests_per_minute=1)
+    body = {"model": run["up"].model, "input": HISTORY}
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = run["url"] + "/v1/responses/compact"
+        anonymous = await http.post(url, json=body)
+        narrow = await http.post(url, json=body, headers={"authorization": f"Bearer {other}"})
+        first = await http.post(url, json=body, headers={"authorization": f"Bearer {limited}"})
+        second = await http.post(url, json=body, headers={"authorization": f"Bearer {limited}"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"]
+    assert narrow.status_code == 403 and narrow.json()["error"]["param"] == "model"
+    assert first.status_code == 200 and second.status_code == 429 and second.headers.get("retry-after")
+    assert len([r for r in run["fakes"].codex.requests if r["path"].endswith("/compact")]) == 1
+    rows = await usage_rows(4)
+    assert [(r.surface, r.status_code) for r in rows] == [
+        ("responses.compact", 401),
+        ("responses.compact", 403),
+        ("responses.compact", 200),
+        ("responses.compact", 429),
+    ]
