@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # The one credential kind the admin edits directly (a plain {"api_key": ...} secret); sign-in
 # credentials are replaced by signing in again through the provider's flow.
 API_KEY_KIND = "api_key"
+# `credential_kinds` of a provider whose accounts hold just an API key.
+API_KEY_CREDENTIALS: Mapping[str, str] = {API_KEY_KIND: "API key"}
 
 
 @dataclass(slots=True)

@@ -18,6 +18,8 @@ from accounts.models import ClientKey, Team, UpstreamAccount
 from audit.charts import Chart, line_chart
 from audit.models import Granularity
 from audit.selectors import (
+    Health,
+    Matrix,
     UsageFilter,
     UsageScope,
     buckets_between,
@@ -151,8 +153,22 @@ def dashboard_context(*, scope: UsageScope, start: datetime, end: datetime, flt:
         b = usage_breakdown(scope=scope, start=start, end=end, dimension=dimension, buckets=buckets, flt=flt)  # type: ignore[arg-type]
         tables.append(_table(dimension, b.rows, start, end))
     health = usage_health(scope=scope, start=start, end=end, buckets=buckets, flt=flt)
-    base_link = _linker(flt, {}, buckets, step, end)
-    charts.append(
+    charts.extend(_health_charts(health, buckets, hourly, _linker(flt, {}, buckets, step, end)))
+    matrix = usage_matrix(scope=scope, start=start, end=end, flt=flt)
+    totals = dict(health.totals)
+    totals["cost"] = usd_format(totals["cost_nanousd"])
+    return {
+        "granularity": "hourly" if hourly else "daily",
+        "charts": charts,
+        "tables": tables,
+        "matrix": _matrix_rows(matrix, start, end),
+        "totals": totals,
+        "all_records": records_url(flt.params(), start, end),
+    }
+
+
+def _health_charts(health: Health, buckets: list[datetime], hourly: bool, base_link: Any) -> list[Chart]:
+    return [
         line_chart(
             title="Errors and failovers (% of requests)",
             x=buckets,
@@ -167,9 +183,7 @@ def dashboard_context(*, scope: UsageScope, start: datetime, end: datetime, flt:
             zero_is_data=bool(health.totals["requests"]),
             link=lambda series, i: base_link(None, i),
             chart_id="chart-errors",
-        )
-    )
-    charts.append(
+        ),
         line_chart(
             title="Time to first byte (ms)",
             x=buckets,
@@ -178,34 +192,28 @@ def dashboard_context(*, scope: UsageScope, start: datetime, end: datetime, flt:
             integer=False,
             link=lambda series, i: base_link(None, i),
             chart_id="chart-ttfb",
-        )
-    )
-    matrix = usage_matrix(scope=scope, start=start, end=end, flt=flt)
-    totals = dict(health.totals)
-    totals["cost"] = usd_format(totals["cost_nanousd"])
+        ),
+    ]
+
+
+def _matrix_rows(matrix: Matrix, start: datetime, end: datetime) -> dict[str, Any]:
+    """Developer x account cells: (counts, spend, link to the records)."""
     return {
-        "granularity": "hourly" if hourly else "daily",
-        "charts": charts,
-        "tables": tables,
-        "matrix": {
-            "accounts": matrix.accounts,
-            "rows": [
-                (
-                    dev,
-                    [
-                        (
-                            matrix.cells.get((dev, aid)),
-                            usd_format(matrix.cells[(dev, aid)][1]) if (dev, aid) in matrix.cells else "",
-                            records_url(matrix.params[(dev, aid)], start, end) if (dev, aid) in matrix.params else "",
-                        )
-                        for _, aid in matrix.accounts
-                    ],
-                )
-                for dev in matrix.developers
-            ],
-        },
-        "totals": totals,
-        "all_records": records_url(flt.params(), start, end),
+        "accounts": matrix.accounts,
+        "rows": [
+            (
+                dev,
+                [
+                    (
+                        matrix.cells.get((dev, aid)),
+                        usd_format(matrix.cells[(dev, aid)][1]) if (dev, aid) in matrix.cells else "",
+                        records_url(matrix.params[(dev, aid)], start, end) if (dev, aid) in matrix.params else "",
+                    )
+                    for _, aid in matrix.accounts
+                ],
+            )
+            for dev in matrix.developers
+        ],
     }
 
 

@@ -85,9 +85,37 @@ class AccountFlow(ABC):
 MIN_POLL_SECONDS = 2.0
 
 
+class DeviceWaitForm(forms.Form):
+    """No input: the person approves at the upstream, then continues (or the page re-polls)."""
+
+
 class DeviceCodeFlow(AccountFlow):
-    """Shared rules of device-code logins (GitLab, Codex): what the approve page shows and
-    when polling stops. Providers keep their own wording, links and error mapping."""
+    """Shared rules of device-code logins (GitLab, Codex): the approve step, what its page
+    shows and when polling stops. Providers keep their own wording, links and error mapping."""
+
+    APPROVE = "approve"
+
+    @classmethod
+    def approve_step(cls, upstream: str, help_text: str, *, template: str) -> Step:
+        """The step after the code is issued: no input; `template` shows the code and link."""
+        return Step(cls.APPROVE, f"Approve in {upstream}", DeviceWaitForm, help_text, template=template)
+
+    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
+        # Only the first step asks for a code; the poll happens in finish(), which is allowed
+        # to create the account.
+        if step.name == self.steps[0].name:
+            self.device_start(data, state)
+
+    @abstractmethod
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
+        """Ask the upstream for a code with the first form's `data`; keep what polling needs in `state`."""
+
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        """The links the approve page shows (the provider's names for them)."""
+        return {}
+
+    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        return self.device_context(state, **self.device_links(state)) if step.name == self.APPROVE else {}
 
     def device_context(self, state: dict[str, Any], **links: str) -> dict[str, Any]:
         return {

@@ -3,6 +3,8 @@ asked for and checked the same way in every provider's flow."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -22,18 +24,31 @@ def allow_duplicate_field(what: str) -> forms.BooleanField:
 
 
 def url_field(label: str, initial: str, help_text: str) -> forms.URLField:
-    """A server address the admin may change (https assumed); the flow still passes it through
-    the SSRF guard (accounts.validators.upstream_url_validate) before contacting it."""
+    """An address the admin may change that the proxy itself never contacts (e.g. a redirect URI)."""
     return forms.URLField(max_length=500, initial=initial, assume_scheme="https", label=label, help_text=help_text)
 
 
-def url_checked(value: str, field: str) -> str:
-    """The address after the SSRF guard, which runs on the admin's input before anything
-    contacts it; a refusal names the field."""
-    try:
-        return upstream_url_validate(value)
-    except ValidationError as exc:
-        raise forms.ValidationError(f"{field}: {' '.join(exc.messages)}") from None
+class UpstreamURLField(forms.URLField):
+    """An address the proxy will contact: the SSRF guard (upstream_url_validate) is part of the
+    field's own cleaning, before any wire call, so no form can leave it out. A refusal names
+    the field (`named`)."""
+
+    def __init__(self, *, named: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.named = named
+
+    def clean(self, value: Any) -> str:
+        url: str = super().clean(value)
+        try:
+            return upstream_url_validate(url)
+        except ValidationError as exc:
+            raise forms.ValidationError(f"{self.named}: {' '.join(exc.messages)}") from None
+
+
+def upstream_url_field(label: str, initial: str, help_text: str, *, named: str) -> UpstreamURLField:
+    return UpstreamURLField(
+        named=named, max_length=500, initial=initial, assume_scheme="https", label=label, help_text=help_text
+    )
 
 
 def label_clean(value: str, kind: str) -> str:

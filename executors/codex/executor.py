@@ -200,14 +200,7 @@ class CodexExecutor:
     ) -> UpstreamResponse:
         """`POST {base}/responses/compact`: unary JSON, answered with the backend's
         `response.compaction` object, passed to the client verbatim (docs/protocols/compaction.md)."""
-        headers = codex_headers(
-            cfg,
-            access_token=str(secret.get("access_token") or ""),
-            chatgpt_account_id=str(secret.get("account_id") or ""),
-            ident=ident,
-            fedramp=bool(secret.get("fedramp")),
-            compact=True,
-        )
+        headers = _credential_headers(cfg, secret, ident, compact=True)
         client = http_client("codex")
         url = f"{call.account.base_url}/responses/compact"
         try:
@@ -251,13 +244,7 @@ class CodexExecutor:
     async def _attempt(
         self, call: UpstreamCall, cfg: CodexConfig, secret: dict[str, Any], ident: Identity, body: dict[str, Any]
     ) -> UpstreamResponse:
-        headers = codex_headers(
-            cfg,
-            access_token=str(secret.get("access_token") or ""),
-            chatgpt_account_id=str(secret.get("account_id") or ""),
-            ident=ident,
-            fedramp=bool(secret.get("fedramp")),
-        )
+        headers = _credential_headers(cfg, secret, ident)
         if await self._wants_websocket(call, cfg):
             opened = await self._websocket(call, cfg, headers, ident, body)
             if opened is not None:
@@ -504,6 +491,20 @@ def _refresh_failed(exc: CodexRefreshError, what: str) -> UpstreamError:
         cooldown=None if exc.terminal else 30.0,
         cooldown_scope=CooldownScope.ACCOUNT,
         client_status=502,
+    )
+
+
+def _credential_headers(
+    cfg: CodexConfig, secret: dict[str, Any], ident: Identity, *, compact: bool = False
+) -> dict[str, str]:
+    """The backend's headers for this account's stored ChatGPT credential."""
+    return codex_headers(
+        cfg,
+        access_token=str(secret.get("access_token") or ""),
+        chatgpt_account_id=str(secret.get("account_id") or ""),
+        ident=ident,
+        fedramp=bool(secret.get("fedramp")),
+        compact=compact,
     )
 
 

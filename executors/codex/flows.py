@@ -19,7 +19,7 @@ import httpx
 from django import forms
 
 from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step, duplicate_error
-from accounts.flows.fields import allow_duplicate_field, label_clean, url_checked, url_field
+from accounts.flows.fields import allow_duplicate_field, label_clean, upstream_url_field
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
 from executors.codex import KIND, oauth
@@ -96,11 +96,14 @@ class _AccountForm(forms.Form):
         initial=",".join(DEFAULT_MODELS),
         help_text="Comma-separated model names this account serves.",
     )
-    base_url = url_field("Codex backend URL", DEFAULT_BASE_URL, "Leave as is unless you run a test double.")
-    auth_url = url_field(
+    base_url = upstream_url_field(
+        "Codex backend URL", DEFAULT_BASE_URL, "Leave as is unless you run a test double.", named="Codex backend URL"
+    )
+    auth_url = upstream_url_field(
         "Auth server URL",
         DEFAULT_AUTH_URL,
         "ChatGPT's sign-in server (sign-in and token refresh). Leave as is unless you run a test double.",
+        named="auth server URL",
     )
     allow_duplicate = allow_duplicate_field("ChatGPT account")
 
@@ -112,13 +115,6 @@ class _AccountForm(forms.Form):
         if not names:
             raise forms.ValidationError("Name at least one model.")
         return names
-
-    # Before anything contacts them: the SSRF guard runs on the admin's input.
-    def clean_baseurl_checked(self) -> str:
-        return url_checked(self.cleaned_data["base_url"], "Codex backend URL")
-
-    def clean_authurl_checked(self) -> str:
-        return url_checked(self.cleaned_data["auth_url"], "auth server URL")
 
 
 class PkceConnectForm(_AccountForm):
@@ -179,10 +175,6 @@ class PkceCallbackForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 90, "autocomplete": "off"}),
         help_text=f"The full address of the page that failed to load ({PKCE_REDIRECT_URI}?code=…&state=…).",
     )
-
-
-class DeviceWaitForm(forms.Form):
-    """No input: the person approves on ChatGPT, then continues (or the page re-polls)."""
 
 
 # ------------------------------------------------------------------------------ flows
@@ -316,18 +308,14 @@ class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
     description = "Sign in to ChatGPT in any browser and type a one-time code. Nothing to paste back."
     steps = (
         Step("connect", "Account", DeviceConnectForm, "We ask ChatGPT for a one-time code for you to approve."),
-        Step(
-            "approve",
-            "Approve in ChatGPT",
-            DeviceWaitForm,
+        DeviceCodeFlow.approve_step(
+            "ChatGPT",
             "Open the link signed in as the ChatGPT user whose subscription the team will use, and enter the code.",
             template="codex/device_wait.html",
         ),
     )
 
-    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
-        if step.name != "connect":
-            return  # the poll happens in finish(), which is allowed to create the account
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
         settings = {k: data[k] for k in _SETTINGS}
         try:
             code = codex_device_start(**_service_kwargs(settings))
@@ -349,10 +337,8 @@ class CodexDeviceFlow(_CodexFlow, DeviceCodeFlow):
             ended=False,
         )
 
-    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        if step.name != "approve":
-            return {}
-        return self.device_context(state, verification_url=state.get("verification_url", ""))
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        return {"verification_url": state.get("verification_url", "")}
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
         # The auth server keeps answering "pending" for a dead code: stop on our own clock too.

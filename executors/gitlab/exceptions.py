@@ -7,7 +7,10 @@ Each carries a stable `kind`, a human message that names the cause (never a gene
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 
+
+@dataclass(eq=False, repr=False)  # an exception: identity equality, Exception's repr
 class GitLabError(Exception):
     # kinds
     AUTH_FAILED = "auth_failed"  # GitLab token rejected/revoked, refresh token dead
@@ -20,24 +23,19 @@ class GitLabError(Exception):
     UNREACHABLE = "unreachable"  # network
     LOGIN = "login"  # a login flow step failed (expired, denied, bad state, ...)
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        status: int = 0,
-        upstream_text: str = "",
-        account_state: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        full = f"{message} (GitLab said: {upstream_text})" if upstream_text else message
-        super().__init__(full)
-        self.message = full
-        self.kind = kind
-        self.status = status
-        self.upstream_text = upstream_text
-        self.account_state = account_state
-        self.retry_after = retry_after
+    # The human message (GitLab's own text appended once, at construction: see __post_init__).
+    message: str
+    _: KW_ONLY
+    kind: str
+    status: int = 0
+    upstream_text: str = ""
+    account_state: str | None = None
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.upstream_text:
+            self.message = f"{self.message} (GitLab said: {self.upstream_text})"
+        super().__init__(self.message)
 
     @property
     def transient(self) -> bool:
@@ -54,15 +52,14 @@ class GitLabError(Exception):
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> GitLabError:
-        err = cls("", kind=str(data.get("kind") or cls.MINT_FAILED))
-        err.message = str(data.get("message") or "")
-        err.args = (err.message,)
-        err.status = int(data.get("status") or 0)  # type: ignore[call-overload]
-        state = data.get("account_state")
-        err.account_state = str(state) if state else None
-        retry = data.get("retry_after")
-        err.retry_after = float(retry) if isinstance(retry, int | float) else None
-        return err
+        state, retry = data.get("account_state"), data.get("retry_after")
+        return cls(
+            str(data.get("message") or ""),  # already complete: no upstream_text to append again
+            kind=str(data.get("kind") or cls.MINT_FAILED),
+            status=int(data.get("status") or 0),  # type: ignore[call-overload]
+            account_state=str(state) if state else None,
+            retry_after=float(retry) if isinstance(retry, int | float) else None,
+        )
 
 
 class LoginPending(Exception):

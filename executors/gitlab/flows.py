@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 
 from accounts.flows.base import MIN_POLL_SECONDS, AccountFlow, DeviceCodeFlow, FlowError, Step, duplicate_error
-from accounts.flows.fields import allow_duplicate_field, label_clean, url_checked, url_field
+from accounts.flows.fields import allow_duplicate_field, label_clean, upstream_url_field, url_field
 from accounts.models import UpstreamAccount
 from accounts.services import DuplicateIdentity
 from executors.gitlab import KIND
@@ -65,14 +65,6 @@ def _flow_error(exc: GitLabError, *, field: str | None = None, suffix: str = "")
     return FlowError(text, field=field, detail=exc.upstream_text)
 
 
-# What a form shows again when the person comes back to it (Back, or a refused step).
-_ACCOUNT_KEYS = ("label", "instance_url", "gateway_url")
-
-
-def _refill(state: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: state[k] for k in keys if k in state}
-
-
 # ------------------------------------------------------------------------------ forms
 
 
@@ -81,13 +73,17 @@ class _AccountForm(forms.Form):
         max_length=100,
         help_text="A name the team recognises, e.g. 'duo-alice'. Reusing a GitLab account's label logs it in again.",
     )
-    instance_url = url_field(
-        "Instance URL", DEFAULT_INSTANCE_URL, "Your GitLab: https://gitlab.com or your self-managed instance."
+    instance_url = upstream_url_field(
+        "Instance URL",
+        DEFAULT_INSTANCE_URL,
+        "Your GitLab: https://gitlab.com or your self-managed instance.",
+        named="instance URL",
     )
-    gateway_url = url_field(
+    gateway_url = upstream_url_field(
         "AI gateway URL",
         DEFAULT_GATEWAY_URL,
         "The GitLab AI gateway the instance uses (GitLab does not tell us; the default is GitLab's).",
+        named="AI gateway URL",
     )
     keep_without_duo = forms.BooleanField(
         required=False,
@@ -98,12 +94,6 @@ class _AccountForm(forms.Form):
 
     def clean_label(self) -> str:
         return label_clean(self.cleaned_data["label"], KIND)
-
-    def clean_instanceurl_checked(self) -> str:
-        return url_checked(self.cleaned_data["instance_url"], "instance URL")
-
-    def clean_gatewayurl_checked(self) -> str:
-        return url_checked(self.cleaned_data["gateway_url"], "AI gateway URL")
 
 
 class PatForm(_AccountForm):
@@ -151,10 +141,6 @@ class PkceConnectForm(_OAuthForm):
     ]
 
 
-class DeviceWaitForm(forms.Form):
-    """No input: the person approves on GitLab, then continues (or the page re-polls)."""
-
-
 class PkceCallbackForm(forms.Form):
     callback = forms.CharField(
         label="Callback URL or code",
@@ -173,9 +159,17 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class GitLabPatFlow(AccountFlow):
-    key = "gitlab.pat"
+class _GitLabFlow(AccountFlow):
     provider = KIND
+    # What the first form shows again when the person comes back to it (Back, or a refusal).
+    refill: tuple[str, ...] = ("label", "instance_url", "gateway_url")
+
+    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
+        return {k: state[k] for k in self.refill if k in state} if step.name == self.steps[0].name else {}
+
+
+class GitLabPatFlow(_GitLabFlow):
+    key = "gitlab.pat"
     title = "GitLab Duo — personal access token (PAT)"
     description = "Paste a glpat- token. Simplest; the token is checked and GitLab Duo access is probed first."
     steps = (
@@ -187,9 +181,6 @@ class GitLabPatFlow(AccountFlow):
             "with it. Nothing is saved unless that works (or you keep it without Duo access).",
         ),
     )
-
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        return _refill(state, _ACCOUNT_KEYS)
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         # The token goes to state only for the finish() call of this same request; finish pops
@@ -208,9 +199,9 @@ class GitLabPatFlow(AccountFlow):
             raise _flow_error(exc, field="token" if exc.kind in _TOKEN_KINDS else None) from None
 
 
-class GitLabDeviceFlow(DeviceCodeFlow):
+class GitLabDeviceFlow(_GitLabFlow, DeviceCodeFlow):
     key = "gitlab.oauth_device"
-    provider = KIND
+    refill = (*_GitLabFlow.refill, "client_id")
     title = "GitLab Duo — OAuth, device code"
     description = (
         "Sign in as the GitLab user in any browser and type a code; the token refreshes itself. "
@@ -220,21 +211,14 @@ class GitLabDeviceFlow(DeviceCodeFlow):
         Step(
             "connect", "OAuth application", DeviceConnectForm, "We ask GitLab for a one-time code for you to approve."
         ),
-        Step(
-            "approve",
-            "Approve in GitLab",
-            DeviceWaitForm,
+        DeviceCodeFlow.approve_step(
+            "GitLab",
             "Open the link as the GitLab user whose Duo seat the team will use, enter the code, and authorize.",
             template="gitlab/device_wait.html",
         ),
     )
 
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        return _refill(state, (*_ACCOUNT_KEYS, "client_id")) if step.name == "connect" else {}
-
-    def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
-        if step.name != "connect":
-            return  # the poll happens in finish(), which is allowed to create the account
+    def device_start(self, data: dict[str, Any], state: dict[str, Any]) -> None:
         try:
             start = gitlab_oauth_device_start(
                 client_id=data["client_id"], client_secret=data.get("client_secret") or "", **_settings(data)
@@ -257,14 +241,11 @@ class GitLabDeviceFlow(DeviceCodeFlow):
             ended=False,
         )
 
-    def context(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        if step.name != "approve":
-            return {}
-        return self.device_context(
-            state,
-            verification_uri=state.get("verification_uri", ""),
-            verification_uri_complete=state.get("verification_uri_complete", ""),
-        )
+    def device_links(self, state: dict[str, Any]) -> dict[str, str]:
+        return {
+            "verification_uri": state.get("verification_uri", ""),
+            "verification_uri_complete": state.get("verification_uri_complete", ""),
+        }
 
     def finish(self, state: dict[str, Any], *, actor: Any) -> UpstreamAccount:
         # GitLab reports an expired code itself (expired_token), so no clock check here.
@@ -306,9 +287,9 @@ def _pkce_alive(flow_id: str) -> bool:
     return True
 
 
-class GitLabPkceFlow(AccountFlow):
+class GitLabPkceFlow(_GitLabFlow):
     key = "gitlab.oauth_pkce"
-    provider = KIND
+    refill = (*_GitLabFlow.refill, "client_id", "redirect_uri")
     title = "GitLab Duo — OAuth, authorization code + PKCE"
     description = (
         "Open a GitLab sign-in link, approve, and paste back the address you were redirected to. "
@@ -316,11 +297,14 @@ class GitLabPkceFlow(AccountFlow):
     )
     steps = (
         Step("connect", "OAuth application", PkceConnectForm, "We prepare a sign-in link (PKCE, S256)."),
-        Step("callback", "Authorize and paste back", PkceCallbackForm, "", template="gitlab/pkce_callback.html"),
+        Step(
+            "callback",
+            "Authorize and paste back",
+            PkceCallbackForm,
+            "",
+            template="gitlab/pkce_callback.html",
+        ),
     )
-
-    def initial(self, step: Step, state: dict[str, Any]) -> dict[str, Any]:
-        return _refill(state, (*_ACCOUNT_KEYS, "client_id", "redirect_uri")) if step.name == "connect" else {}
 
     def process(self, step: Step, data: dict[str, Any], state: dict[str, Any]) -> None:
         if step.name == "callback":

@@ -251,14 +251,7 @@ async def _mint(account_id: int, store: StateStore, client: httpx.AsyncClient) -
             )
         raise error
     grant = grant_from_reply(reply.body, gateway_url=account.gateway_url)
-    await db_call(
-        gitlab_gateway_token_save,
-        account_id=account_id,
-        token=grant.token,
-        headers=grant.headers,
-        expires_at=grant.expires_at,
-        gateway_url=grant.gateway_url,
-    )
+    await db_call(grant_save, account_id, grant)
     await _store_write(store, account_id, grant)
     _local[account_id] = grant
     if account.state in (AccountState.NOT_ENTITLED, AccountState.AUTH_FAILED):
@@ -281,6 +274,17 @@ def grant_from_reply(body: object, *, gateway_url: str) -> GatewayGrant:
     # expiry.
     exp = float(expires_at) if isinstance(expires_at, int | float) else time.time() + 3600.0
     return GatewayGrant(token=str(body["token"]), headers=headers, expires_at=exp, gateway_url=gateway_url)
+
+
+def grant_save(account_id: int, grant: GatewayGrant) -> None:
+    """Keep a minted grant in the database too, so a restart does not mint again."""
+    gitlab_gateway_token_save(
+        account_id=account_id,
+        token=grant.token,
+        headers=grant.headers,
+        expires_at=grant.expires_at,
+        gateway_url=grant.gateway_url,
+    )
 
 
 # A refused grant that names its cause: (status, any of these in GitLab's text (none: any

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -39,9 +39,10 @@ from executors.gitlab.grants import (
     grant_error,
     grant_from_reply,
     grant_local_forget,
+    grant_save,
 )
 from executors.gitlab.oauth import gitlab_access_token, token_secret
-from executors.gitlab.records import gitlab_account_state_set, gitlab_gateway_token_save
+from executors.gitlab.records import gitlab_account_state_set
 from executors.gitlab.selectors import gitlab_account_ids_for_refresh
 from infra.db import db_call
 from statestore import StateStore
@@ -97,27 +98,30 @@ def _flow_drop(flow_id: str) -> None:
     call_sync(drop)
 
 
-def _account_settings(
-    label: str,
-    instance_url: str,
-    gateway_url: str,
-    priority: int,
-    weight: int,
-    keep_without_duo: bool,
-    allow_duplicate: bool,
-    /,
-) -> dict[str, Any]:
-    """What every login flow saves with the account; the URLs pass the SSRF guard before
-    anything contacts them."""
-    instance_url, gateway_url = upstream_url_validate(instance_url), upstream_url_validate(gateway_url)
+class AccountSettings(TypedDict, total=False):
+    """What every GitLab login saves with the account (defaults: gitlab.com, GitLab's gateway,
+    priority 0, weight 1, refused without Duo, refused as a duplicate)."""
+
+    instance_url: str
+    gateway_url: str
+    priority: int
+    weight: int
+    keep_without_duo: bool
+    allow_duplicate: bool
+
+
+def _account_settings(label: str, settings: AccountSettings) -> dict[str, Any]:
+    # The URLs pass the SSRF guard before anything contacts them.
+    instance_url = upstream_url_validate(settings.get("instance_url", DEFAULT_INSTANCE_URL))
+    gateway_url = upstream_url_validate(settings.get("gateway_url", DEFAULT_GATEWAY_URL))
     return {
-        "allow_duplicate": allow_duplicate,
+        "allow_duplicate": settings.get("allow_duplicate", False),
         "label": label,
         "instance_url": (instance_url or DEFAULT_INSTANCE_URL).rstrip("/"),
         "gateway_url": (gateway_url or DEFAULT_GATEWAY_URL).rstrip("/"),
-        "priority": priority,
-        "weight": weight,
-        "keep_without_duo": keep_without_duo,
+        "priority": settings.get("priority", 0),
+        "weight": settings.get("weight", 1),
+        "keep_without_duo": settings.get("keep_without_duo", False),
     }
 
 
@@ -138,18 +142,13 @@ def gitlab_oauth_device_start(
     *,
     label: str,
     client_id: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
     client_secret: str = "",
     scopes: str = DEFAULT_SCOPES,
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
+    **settings: Unpack[AccountSettings],
 ) -> DeviceStart:
     """Start the device authorization grant (docs/protocols/gitlab-duo.md#sign-in-and-tokens); show
     `user_code`/`verification_uri` to a human."""
-    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
+    record = _account_settings(label, settings)
     base = record["instance_url"]
     form = {"client_id": client_id, "scope": scopes}
     if client_secret:
@@ -229,20 +228,15 @@ def gitlab_oauth_pkce_start(
     label: str,
     client_id: str,
     redirect_uri: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
     client_secret: str = "",
     scopes: str = DEFAULT_SCOPES,
     root_namespace_id: str = "",
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
+    **settings: Unpack[AccountSettings],
 ) -> PkceStart:
     """Authorization code + PKCE (S256), paste-callback style (docs/protocols/gitlab-duo.md#sign-in-and-tokens): open
     `authorize_url`,
     approve, then hand the URL the browser was redirected to to `gitlab_oauth_pkce_finish`."""
-    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
+    record = _account_settings(label, settings)
     verifier, challenge = _pkce_pair()
     state = secrets.token_urlsafe(24)
     query = {
@@ -429,13 +423,7 @@ def _account_save(
     call_sync(lambda store: store.delete(f"gitlab:mint-error:{account.id}"))
     if grant is not None:
         # The probe minted a real grant: keep it rather than minting again on the first request.
-        gitlab_gateway_token_save(
-            account_id=account.id,
-            token=grant.token,
-            headers=grant.headers,
-            expires_at=grant.expires_at,
-            gateway_url=grant.gateway_url,
-        )
+        grant_save(account.id, grant)
         call_sync(lambda store: _store_write(store, account.id, grant))
     else:
         call_sync(lambda store: store.delete(f"gitlab:grant:{account.id}"))
@@ -491,13 +479,8 @@ def gitlab_pat_add(
     *,
     label: str,
     token: str,
-    instance_url: str = DEFAULT_INSTANCE_URL,
-    gateway_url: str = DEFAULT_GATEWAY_URL,
-    priority: int = 0,
-    weight: int = 1,
-    keep_without_duo: bool = False,
-    allow_duplicate: bool = False,
     actor: Any | None = None,
+    **settings: Unpack[AccountSettings],
 ) -> UpstreamAccount:
     """Validate a personal access token, probe Duo, and add (or re-key) the account.
 
@@ -505,7 +488,7 @@ def gitlab_pat_add(
     connections disabled, grant not enabled (unless keep_without_duo: then the account is saved
     in state not_entitled with that reason).
     """
-    record = _account_settings(label, instance_url, gateway_url, priority, weight, keep_without_duo, allow_duplicate)
+    record = _account_settings(label, settings)
     token = token.strip()
 
     async def check(_store: StateStore, client: httpx.AsyncClient) -> tuple[PatInfo, _Probe]:
@@ -589,6 +572,7 @@ def gitlab_account_state_reset(*, account_id: int) -> None:
 
 
 __all__ = [
+    "AccountSettings",
     "DeviceStart",
     "GitLabError",
     "LoginPending",

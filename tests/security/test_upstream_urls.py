@@ -221,3 +221,32 @@ def test_provider_config_urls_are_checked_again_where_used(settings: Any) -> Non
     # defaults and public URLs pass
     assert gateway_url({}) == "https://cloud.gitlab.com/ai"
     assert instance_url({"instance_url": "https://8.8.8.8/"}) == "https://8.8.8.8"
+
+
+# Public addresses as literals: the guard resolves host names, and this sandbox may not.
+_CODEX = {"label": "c", "models": "gpt-5.5", "base_url": "https://1.1.1.1/backend-api/codex"}
+_GITLAB = {"label": "g", "token": "glpat-x", "instance_url": "https://8.8.8.8", "gateway_url": "https://8.8.4.4"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("form_path", "data", "field"),
+    [
+        ("executors.codex.flows.DeviceConnectForm", {**_CODEX, "auth_url": "https://1.0.0.1"}, "base_url"),
+        ("executors.codex.flows.DeviceConnectForm", {**_CODEX, "auth_url": "https://1.0.0.1"}, "auth_url"),
+        ("executors.gitlab.flows.PatForm", _GITLAB, "instance_url"),
+        ("executors.gitlab.flows.PatForm", _GITLAB, "gateway_url"),
+    ],
+)
+def test_provider_add_forms_refuse_private_urls_on_the_field(
+    settings: Any, form_path: str, data: dict[str, str], field: str
+) -> None:
+    # The admin's add-account forms run the SSRF guard on every URL they take, before any
+    # wire call; the same data with a public address passes.
+    from django.utils.module_loading import import_string
+
+    settings.PROXY_ALLOW_PRIVATE_UPSTREAMS = False
+    form_class = import_string(form_path)
+    assert form_class(data=data).is_valid()
+    form = form_class(data={**data, field: "http://169.254.169.254/latest"})
+    assert not form.is_valid() and list(form.errors) == [field]

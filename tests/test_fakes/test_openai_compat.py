@@ -226,10 +226,12 @@ def test_stream_pacing_is_real(fake: Fake) -> None:
             for line in resp.iter_lines():
                 if line.startswith("data:"):
                     arrivals.append(time.monotonic())
-    # role + 10 content + final + [DONE] = 13 events, 12 gaps of ~30 ms, each flushed on its own
+    # role + 10 content + final + [DONE] = 13 events, 12 gaps of ~30 ms, each flushed on its own.
+    # A busy machine may hand this reader two events in one read now and then (a ~0 gap), so
+    # most gaps, not every one, must show the pacing; an unpaced fake has none.
     assert len(arrivals) == 13
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) > 0.015
+    assert sum(g > fake.app.interval / 2 for g in gaps) >= len(gaps) * 2 // 3
     assert arrivals[-1] - arrivals[0] > 0.3
 
 

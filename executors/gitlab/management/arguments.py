@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
 
 from django.core.management.base import CommandParser
 
 from accounts.cli import add_allow_duplicate, add_rotation, rotation
 from executors.gitlab.config import DEFAULT_GATEWAY_URL, DEFAULT_INSTANCE_URL
+from executors.gitlab.services import AccountSettings
 
 
-class AccountSettings(TypedDict):
+class LoginOptions(AccountSettings):
     label: str
-    instance_url: str
-    gateway_url: str
-    priority: int
-    weight: int
-    keep_without_duo: bool
-    allow_duplicate: bool
 
 
 def add_account_settings(parser: CommandParser) -> None:
@@ -33,7 +27,7 @@ def add_account_settings(parser: CommandParser) -> None:
     add_allow_duplicate(parser, "GitLab user")
 
 
-def account_settings(opts: Mapping[str, object]) -> AccountSettings:
+def account_settings(opts: Mapping[str, object]) -> LoginOptions:
     return {
         "label": str(opts["label"]),
         "instance_url": str(opts["instance_url"]),

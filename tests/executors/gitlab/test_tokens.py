@@ -65,13 +65,19 @@ async def test_concurrent_refreshes_rotate_once(gitlab: GitLabFakes) -> None:
 
 
 async def test_invalid_grant_rereads_a_pair_rotated_by_a_sibling(gitlab: GitLabFakes) -> None:
-    # given our refresh POST is delayed, and meanwhile a sibling process rotates the pair
+    # given our refresh POST is held at GitLab, and meanwhile a sibling process rotates the pair
     account = await db_call(_oauth_account, gitlab)
     before = await db_call(_secret, account.id)
-    gitlab.instance.faults.push(Fault.slow(0.4).where(path="/oauth/token"))
+    token_posts = _token_posts(gitlab)
+    gitlab.instance.faults.push(Fault.slow(0.5).where(path="/oauth/token"))
 
     async def sibling() -> None:
-        await asyncio.sleep(0.1)
+        # Only once ours has reached GitLab (a fixed head start was not enough where the lock
+        # and the first database read take longer, e.g. on Postgres under load).
+        deadline = time.monotonic() + 5.0
+        while _token_posts(gitlab) == token_posts:
+            assert time.monotonic() < deadline, "our refresh never reached GitLab"
+            await asyncio.sleep(0.01)
         async with httpx.AsyncClient() as c:
             r = await c.post(
                 gitlab.instance_url + "/oauth/token",
@@ -94,6 +100,10 @@ async def test_invalid_grant_rereads_a_pair_rotated_by_a_sibling(gitlab: GitLabF
     after = await db_call(_secret, account.id)
     assert token == after["access_token"] != before["access_token"]
     assert (await db_call(UpstreamAccount.objects.get, pk=account.id)).state == AccountState.ACTIVE
+
+
+def _token_posts(gitlab: GitLabFakes) -> int:
+    return sum(1 for r in gitlab.instance.control.requests if r["method"] == "POST" and r["path"] == "/oauth/token")
 
 
 def _store_pair(account_id: int, body: dict[str, object]) -> None:
