@@ -328,3 +328,32 @@ async def _reward(
             store, key_id=affinity.key_id, model=resolution.name, session=affinity.session, account_id=target.account.id
         )
     await selection_used(store, resolution, target)
+
+
+async def dispatch_count_tokens(
+    resolution: Resolution, body: dict[str, Any], headers: Mapping[str, str], draft: UsageDraft
+) -> int | None:
+    """Anthropic `count_tokens` answered by the upstream, when a target's provider can count
+    exactly (an executor with a `count_tokens(call)` method); None: count locally. A failed
+    count is not retried elsewhere: the local count is the fallback."""
+    for target in resolution.targets:
+        count = getattr(executor_for(target.account.provider), "count_tokens", None)
+        if count is None:
+            continue
+        call = UpstreamCall(
+            account=target.account,
+            dialect=Dialect.MESSAGES,
+            body=body,
+            stream=False,
+            upstream_model=target.upstream_model,
+            client_headers=headers,
+            facts=target.facts,
+        )
+        try:
+            tokens: int = await count(call)
+        except UpstreamError as exc:
+            log.info("count_tokens upstream failed on account %s: %s", target.account.id, exc.code)
+            return None
+        draft.account_id, draft.served_model = target.account.id, target.upstream_model
+        return tokens
+    return None

@@ -49,7 +49,7 @@ from routing.compaction import (
     compaction_response,
 )
 from routing.conversation import Conversation
-from routing.dispatch import Affinity, Job, Opened, dispatch_open
+from routing.dispatch import Affinity, Job, Opened, dispatch_count_tokens, dispatch_open
 from routing.errors import ErrorCode, ProxyError, internal_error
 from routing.intake import Intake, body_is_large, body_read, expanded_read, translations_warm
 from routing.relay import Relay
@@ -430,23 +430,28 @@ def _prewarm_reply(fin: _Finisher, conversation: Conversation, body: dict[str, A
 
 
 async def count_tokens_handle(*, headers: Mapping[str, str], raw_body: bytes, body_too_large: bool = False) -> Reply:
-    """Anthropic `count_tokens`: counted locally, never sent upstream."""
+    """Anthropic `count_tokens`: the upstream's exact count where the model's provider counts
+    (dispatch_count_tokens), else counted locally."""
     fin = _Finisher(UsageDraft(surface="messages.count_tokens", request_id=request_id_current()))
     try:
         _, intake = await _admit(fin, Dialect.MESSAGES, headers, raw_body, body_too_large, count_only=True)
         body = intake.body
         assert body is not None
-        if not (await catalog_resolve(body["model"])).targets:
+        resolution = await catalog_resolve(body["model"])
+        if not resolution.targets:
             raise ProxyError(
                 404, ErrorCode.MODEL_NOT_FOUND, f"the model '{body['model']}' does not exist", param="model"
             )
-        try:
-            # CPU-bound, proportional to the body (and the first call loads the tokenizer):
-            # decoded and counted off the event loop.
-            n = await asyncio.to_thread(_count_request_tokens, body)
-        except (UnsupportedFeature, InvalidRequest) as exc:
-            raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
-        fin.draft.input_tokens, fin.draft.usage_estimated = n, True
+        n = await dispatch_count_tokens(resolution, body, headers, fin.draft)
+        if n is None:
+            try:
+                # CPU-bound, proportional to the body (and the first call loads the tokenizer):
+                # decoded and counted off the event loop.
+                n = await asyncio.to_thread(_count_request_tokens, body)
+            except (UnsupportedFeature, InvalidRequest) as exc:
+                raise ProxyError(400, ErrorCode.INVALID_REQUEST, str(exc), param=exc.field) from None
+            fin.draft.usage_estimated = True
+        fin.draft.input_tokens = n
         fin.mark_first_byte()
         return Reply(status=200, headers=dict(JSON_HEADERS), body=orjson.dumps({"input_tokens": n}))
     except ProxyError as exc:

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "executors.openai_compat",
     "executors.gitlab",
     "executors.codex",
+    "executors.anthropic",
 ]
 
 MIDDLEWARE = [

@@ -21,7 +21,8 @@ GITLAB_OPENAI = "gitlab-openai"
 CODEX = "codex"
 OPENAI_COMPAT = "openai-compat"
 OPENAI_RESPONSES = "openai-responses"
-PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT, OPENAI_RESPONSES)
+ANTHROPIC_API = "anthropic-api"
+PATHS = (GITLAB_ANTHROPIC, GITLAB_OPENAI, CODEX, OPENAI_COMPAT, OPENAI_RESPONSES, ANTHROPIC_API)
 
 PATH_TITLES = {
     GITLAB_ANTHROPIC: "GitLab Duo → AI gateway Anthropic path (claude-sonnet-4-6)",
@@ -29,6 +30,7 @@ PATH_TITLES = {
     CODEX: "Codex account (ChatGPT backend, gpt-5.5)",
     OPENAI_COMPAT: "OpenAI-compatible account, Chat Completions (gpt-4o-mini)",
     OPENAI_RESPONSES: "OpenAI-compatible account, Responses (gpt-5.5, a responses-only model)",
+    ANTHROPIC_API: "Anthropic API key account (claude-sonnet-4-6)",
 }
 MODELS = {
     GITLAB_ANTHROPIC: "claude-sonnet-4-6",
@@ -36,12 +38,14 @@ MODELS = {
     CODEX: "gpt-5.5",
     OPENAI_COMPAT: "gpt-4o-mini",
     OPENAI_RESPONSES: "gpt-5.5",
+    ANTHROPIC_API: "claude-sonnet-4-6",
 }
 # Models the OpenAI-compatible fake serves only on /v1/responses.
 RESPONSES_ONLY = ("gpt-5.5",)
 
 GITLAB_PATS = ("glpat-conformance-user-a-000000", "glpat-conformance-user-b-000000")
 OPENAI_KEYS = ("sk-upstream-A", "sk-upstream-B")
+ANTHROPIC_KEYS = ("sk-ant-api03-conformance-A-0000", "sk-ant-api03-conformance-B-0000")
 CODEX_ACCOUNTS = (
     FakeChatGPTAccount(account_id="acc-conf-000a", user_id="user-conf-000a", email="a@example.com"),
     FakeChatGPTAccount(account_id="acc-conf-000b", user_id="user-conf-000b", email="b@example.com"),
@@ -53,31 +57,35 @@ class Fakes:
     gitlab: GitLabFakes
     codex: FakeServer[Any]
     openai: FakeServer[Any]
+    anthropic: FakeServer[Any]
 
     def reset(self) -> None:
         self.gitlab.reset()
         self.codex.reset()
         self.openai.reset()
+        self.anthropic.reset()
 
     @classmethod
     def serve(cls) -> Fakes:
         """Every fake of the paths, scripted for real clients, on free ports."""
-        from tests.conformance.scripted import serve_codex, serve_gitlab, serve_openai_compat
+        from tests.conformance.scripted import serve_anthropic, serve_codex, serve_gitlab, serve_openai_compat
 
         return cls(
             gitlab=serve_gitlab(),
             codex=serve_codex(CODEX_ACCOUNTS),
             openai=serve_openai_compat(OPENAI_KEYS, [MODELS[OPENAI_COMPAT], MODELS[OPENAI_RESPONSES]], RESPONSES_ONLY),
+            anthropic=serve_anthropic(ANTHROPIC_KEYS, [MODELS[ANTHROPIC_API]]),
         )
 
     def stop(self) -> None:
         self.gitlab.stop()
         self.codex.stop()
         self.openai.stop()
+        self.anthropic.stop()
 
     def violations(self) -> list[Any]:
         """Rules of docs/fake-rules.md any fake enforced since the last reset."""
-        servers = (self.gitlab.instance, self.gitlab.gateway, self.codex, self.openai)
+        servers = (self.gitlab.instance, self.gitlab.gateway, self.codex, self.openai, self.anthropic)
         return [v for server in servers for v in server.violations]
 
 
@@ -145,4 +153,16 @@ def setup_path(name: str, fakes: Fakes, *, accounts: int = 1) -> Upstream:
                 priority=10 - i,
             )
         return Upstream(name, MODELS[name], fakes.openai, lambda p: p in ("/v1/chat/completions", "/v1/responses"))
+    if name == ANTHROPIC_API:
+        from executors.anthropic.services import account_add_anthropic
+
+        for i in range(accounts):
+            account_add_anthropic(
+                label=f"anthropic-{chr(97 + i)}",
+                base_url=fakes.anthropic.url,
+                api_key=ANTHROPIC_KEYS[i],
+                model_names=[MODELS[name]],
+                priority=10 - i,
+            )
+        return Upstream(name, MODELS[name], fakes.anthropic, lambda p: p == "/v1/messages")
     raise ValueError(f"unknown path {name!r}")

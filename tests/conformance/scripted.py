@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.anthropic import AnthropicApp
 from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp, FakeChatGPTAccount
 from tests.fakes.gitlab import GitLabFakes, GitLabGatewayApp, GitLabInstanceApp, GitLabWorld
@@ -117,13 +118,33 @@ class ScriptedGitLabGatewayApp(GitLabGatewayApp):
     def _reply_blocks(
         self, msgs: list[Any], last: str, tools: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], str]:
-        ends_with_result = _anthropic_tool_result_last(msgs)
-        picked = None if ends_with_result else self.script.pick(last, (str(t.get("name")) for t in tools))
-        if picked is None:
-            return super()._reply_blocks(msgs, last, tools)
-        name, args = picked
-        block = {"type": "tool_use", "id": f"toolu_script{next(self._ids):06d}", "name": name, "input": dict(args)}
-        return [block], "tool_use"
+        scripted = _scripted_tool_use(self.script, msgs, last, tools, next(self._ids))
+        return scripted or super()._reply_blocks(msgs, last, tools)
+
+
+class ScriptedAnthropicApp(AnthropicApp):
+    """Anthropic API fake that follows `script` first."""
+
+    script: ToolScript = DEFAULT_SCRIPT
+
+    def _reply_blocks(
+        self, msgs: list[Any], last: str, tools: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str]:
+        scripted = _scripted_tool_use(self.script, msgs, last, tools, next(self._ids))
+        return scripted or super()._reply_blocks(msgs, last, tools)
+
+
+def _scripted_tool_use(
+    script: ToolScript, msgs: list[Any], last: str, tools: list[dict[str, Any]], n: int
+) -> tuple[list[dict[str, Any]], str] | None:
+    """A Messages `tool_use` answer for the script's call, or None (the fake plans as usual)."""
+    if _anthropic_tool_result_last(msgs):
+        return None
+    picked = script.pick(last, (str(t.get("name")) for t in tools))
+    if picked is None:
+        return None
+    name, args = picked
+    return [{"type": "tool_use", "id": f"toolu_script{n:06d}", "name": name, "input": dict(args)}], "tool_use"
 
 
 def _last_user_text(items: list[dict[str, Any]]) -> str:
@@ -160,6 +181,10 @@ def serve_gitlab() -> GitLabFakes:
     instance = FakeServer(GitLabInstanceApp(world, chunks=10)).start()
     gateway = FakeServer(ScriptedGitLabGatewayApp(world, chunks=10)).start()
     return GitLabFakes(world, instance, gateway)  # type: ignore[arg-type]
+
+
+def serve_anthropic(keys: Iterable[str], models: Iterable[str]) -> FakeServer[ScriptedAnthropicApp]:
+    return FakeServer(ScriptedAnthropicApp(keys=tuple(keys), models=tuple(models), chunks=10)).start()
 
 
 def serve_codex(accounts: Iterable[FakeChatGPTAccount]) -> FakeServer[ScriptedCodexFakeApp]:

@@ -16,6 +16,8 @@ import pytest
 
 from formats.compaction import proxy_blob
 from tests.conformance.paths import (
+    ANTHROPIC_API,
+    ANTHROPIC_KEYS,
     CODEX,
     GITLAB_ANTHROPIC,
     GITLAB_OPENAI,
@@ -302,11 +304,80 @@ async def code_suggestions_fallback(run: Run) -> None:
     assert any(r["path"] == "/api/v4/code_suggestions/completions" for r in run.fakes.gitlab.instance.requests)
 
 
+async def count_tokens_exact(run: Run) -> None:
+    """count_tokens from a Messages client: on an Anthropic API account it is forwarded with
+    only the fields count_tokens takes (never max_tokens or sampling fields)."""
+    headers = {"authorization": f"Bearer {run.key}", "anthropic-version": "2023-06-01"}
+    body = {"model": run.up.model, "system": "Be brief.", "messages": USER, "tools": [MSG_FN]}
+    resp = await run.http.post(run.proxy_url + "/v1/messages/count_tokens", json=body, headers=headers)
+    assert resp.status_code == 200 and resp.json()["input_tokens"] > 0, resp.text
+    if run.up.name == ANTHROPIC_API:
+        assert [r["json"] for r in run.fakes.anthropic.requests if r["path"].endswith("/count_tokens")] == [body]
+
+
+async def anthropic_revoked_key(run: Run) -> None:
+    """The first account's key was revoked: it is marked and the second account serves."""
+    run.fakes.anthropic.app.keys.discard(ANTHROPIC_KEYS[0])
+    try:
+        await run.expect(Req("messages", {"max_tokens": 64, "messages": USER}))
+    finally:
+        run.fakes.anthropic.app.keys.add(ANTHROPIC_KEYS[0])
+
+
+async def anthropic_unknown_model(run: Run) -> None:
+    """An account lists a model its key cannot use: 404 there (logged by that server), and the
+    path's own account serves the request."""
+    from accounts.selectors import caches_clear
+    from executors.anthropic.services import account_add_anthropic
+    from infra.db import db_call
+    from tests.fakes.anthropic import AnthropicApp
+    from tests.fakes.base import FakeServer
+
+    other = FakeServer(AnthropicApp(keys=("sk-ant-other",), models=("claude-haiku-4-5-20251001",))).start()
+    try:
+        await db_call(
+            account_add_anthropic,
+            label="lists-too-much",
+            base_url=other.url,
+            api_key="sk-ant-other",
+            model_names=[run.up.model],
+            priority=50,
+        )
+        caches_clear()
+        await run.expect(Req("chat", {"messages": USER}))
+        assert [v["rule"] for v in other.violations] == ["anthropic.model"]
+        assert len(run.up.calls()) == 1
+    finally:
+        other.stop()
+
+
+async def anthropic_largest_body(run: Run) -> None:
+    """A Messages body just under the proxy's own size limit still fits the API's 32 MB."""
+    from django.conf import settings
+
+    filler = "x " * ((settings.PROXY_MAX_BODY_BYTES - 64 * 1024) // 2)
+    await run.expect(Req("messages", {"max_tokens": 16, "messages": [{"role": "user", "content": filler}]}))
+
+
+async def thinking_round_trips(run: Run) -> None:
+    """Thinking blocks go back with their signatures: a Messages client resending its history,
+    and a Responses client continuing with reasoning on."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    first = await run.expect(Req("messages", {"max_tokens": 2048, "thinking": thinking, "messages": USER}))
+    history = [*USER, {"role": "assistant", "content": first.json()["content"]}, *USER]
+    for req in both("messages", {"max_tokens": 2048, "thinking": thinking, "messages": history}):
+        await run.expect(req)
+    reasoning = {"effort": "low", "summary": "auto"}
+    opened = await run.expect(Req("responses", {"input": "think", "reasoning": reasoning}))
+    follow = {"input": "again", "reasoning": reasoning, "previous_response_id": opened.json()["id"]}
+    await run.expect(Req("responses", follow))
+
+
 # ------------------------------------------------------------------------- the table
 
 _EVERY_OPENAI = ProxyCase(OPENAI_PATHS, tuple(ALL_SHAPES))
 _EVERY_GATEWAY = ProxyCase(GITLAB_PATHS, tuple([*NO_SYSTEM, *WITH_SYSTEM, *CODEX_CLI, *TOOL_ROUNDS]))
-_EVERY_ANTHROPIC = ProxyCase((GITLAB_ANTHROPIC,), tuple(ALL_SHAPES))
+_EVERY_ANTHROPIC = ProxyCase((GITLAB_ANTHROPIC, ANTHROPIC_API), tuple(ALL_SHAPES))
 _EVERY_CODEX = ProxyCase((CODEX,), tuple(ALL_SHAPES))
 
 PROXY_CASES: dict[str, ProxyCase] = {
@@ -343,7 +414,16 @@ PROXY_CASES: dict[str, ProxyCase] = {
     "gitlab.gateway.model": _EVERY_GATEWAY,
     "gitlab.gateway.path": _EVERY_GATEWAY,
     "anthropic.version-header": _EVERY_ANTHROPIC,
-    "anthropic.unknown-field": _EVERY_ANTHROPIC,
+    "anthropic.unknown-field": ProxyCase(
+        (GITLAB_ANTHROPIC, ANTHROPIC_API), tuple(ALL_SHAPES), scenario=count_tokens_exact
+    ),
+    "anthropic.api-key": ProxyCase((ANTHROPIC_API,), tuple([*NO_SYSTEM, *TOOL_ROUNDS]), scenario=count_tokens_exact),
+    "anthropic.auth": ProxyCase(
+        (ANTHROPIC_API,), scenario=anthropic_revoked_key, expect_violations=("anthropic.auth",)
+    ),
+    "anthropic.model": ProxyCase((ANTHROPIC_API,), scenario=anthropic_unknown_model),
+    "anthropic.size": ProxyCase((ANTHROPIC_API,), scenario=anthropic_largest_body),
+    "anthropic.thinking-signature": ProxyCase((ANTHROPIC_API,), scenario=thinking_round_trips),
     "anthropic.schema": _EVERY_ANTHROPIC,
     "gitlab.rest.scope": ProxyCase((GITLAB_ANTHROPIC,), tuple(NO_SYSTEM)),
     "gitlab.rest.completions-body": ProxyCase((GITLAB_ANTHROPIC,), scenario=code_suggestions_fallback),

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fakes.anthropic import AnthropicApp
 from tests.fakes.base import FakeServer, parse_sse
 from tests.fakes.codex import CodexFakeApp
 from tests.fakes.gitlab import GitLabFakes, serve
@@ -31,12 +32,12 @@ class World:
     codex: FakeServer[CodexFakeApp]
     openai: FakeServer[OpenAICompatApp]
     gitlab: GitLabFakes
+    anthropic: FakeServer[AnthropicApp]
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
 
     def fake(self, name: str) -> FakeServer[Any]:
-        return {"codex": self.codex, "openai": self.openai, "gateway": self.gitlab.gateway}.get(
-            name, self.gitlab.instance
-        )
+        fakes = {"codex": self.codex, "openai": self.openai, "gateway": self.gitlab.gateway, "api": self.anthropic}
+        return fakes.get(name, self.gitlab.instance)
 
     # -- valid requests each case breaks in exactly one way
     def codex_request(self, *, drop: tuple[str, ...] = (), **patch: Any) -> tuple[dict[str, str], dict[str, Any]]:
@@ -122,6 +123,24 @@ def openai(path: str, body: Any = None, *, key: str = "sk-upstream", raw: bytes 
 def gateway(path: str, body: Any, **override: str | None) -> Callable[[World], httpx.Response]:
     def send(w: World) -> httpx.Response:
         return _post(w, "gateway", "/ai/v1/proxy" + path, json=body, headers=w.gateway_headers(**override))
+
+    return send
+
+
+ANT_KEY = "sk-ant-rules"
+
+
+def api(path: str, body: Any = None, *, raw: bytes | None = None, **override: str | None) -> Any:
+    """A request to the Anthropic API fake with a valid key and version, `override` applied."""
+
+    def send(w: World) -> httpx.Response:
+        headers: dict[str, str] = {"x-api-key": ANT_KEY, "anthropic-version": "2023-06-01"}
+        for key, value in override.items():
+            if value is None:
+                headers.pop(key.replace("_", "-"), None)
+            else:
+                headers[key.replace("_", "-")] = value
+        return _post(w, "api", path, json=body, content=raw, headers=headers)
 
     return send
 
@@ -262,6 +281,29 @@ CASES = [
     Case("anthropic.schema", "gateway",
          gateway("/anthropic/v1/messages", {"model": "claude-sonnet-4-6", "messages": USER_HI}), 400,
          anthropic("max_tokens: Field required")),
+    # ------------------------------------------------------------------------ Anthropic API
+    Case("anthropic.api-key", "api", api("/v1/messages", CLAUDE, x_api_key=None), 401,
+         lambda b: b["error"] == {"type": "authentication_error", "message": "x-api-key header is required"}),
+    Case("anthropic.auth", "api", api("/v1/messages", CLAUDE, x_api_key="sk-ant-revoked"), 401,
+         lambda b: b == {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+    Case("anthropic.version-header", "api", api("/v1/messages", CLAUDE, anthropic_version=None), 400,
+         anthropic("anthropic-version: header is required")),
+    Case("anthropic.unknown-field", "api", api("/v1/messages", {**CLAUDE, "user": "dev-1"}), 400,
+         anthropic("user: Extra inputs are not permitted")),
+    Case("anthropic.unknown-field", "api", api("/v1/messages/count_tokens", CLAUDE), 400,
+         anthropic("max_tokens: Extra inputs are not permitted")),
+    Case("anthropic.schema", "api", api("/v1/messages", {"model": "claude-sonnet-4-6", "messages": USER_HI}), 400,
+         anthropic("max_tokens: Field required")),
+    Case("anthropic.schema", "api", api("/v1/messages", {**CLAUDE, "messages": []}), 400,
+         anthropic("messages: Field required")),
+    Case("anthropic.size", "api", api("/v1/messages", raw=b'{"a":"' + b"x" * (32 * 1024 * 1024) + b'"}'), 413,
+         lambda b: b["error"]["type"] == "request_too_large"),
+    Case("anthropic.model", "api", api("/v1/messages", {**CLAUDE, "model": "claude-2"}), 404,
+         lambda b: b["error"] == {"type": "not_found_error", "message": "model: claude-2"}),
+    Case("anthropic.thinking-signature", "api",
+         api("/v1/messages", {**CLAUDE, "messages": [*USER_HI, {"role": "assistant", "content": [
+             {"type": "thinking", "thinking": "hm", "signature": "forged"}]}, *USER_HI]}), 400,
+         anthropic("messages.1.content.0: Invalid `signature` in `thinking` block")),
     # --------------------------------------------------------------- GitLab instance REST
     Case("gitlab.rest.scope", "instance",
          lambda w: _post(w, "instance", "/api/v4/ai/third_party_agents/direct_access",
@@ -279,27 +321,29 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def _servers() -> Iterator[tuple[Any, Any, GitLabFakes]]:
+def _servers() -> Iterator[tuple[Any, Any, GitLabFakes, Any]]:
     codex_server = FakeServer(CodexFakeApp()).start()
+    api_server = FakeServer(AnthropicApp(keys=(ANT_KEY,))).start()
     openai_server = FakeServer(
         OpenAICompatApp(keys=("sk-upstream",), models=("gpt-4o-mini", ModelSpec("gpt-5.5", responses_only=True)))
     ).start()
     gitlab = serve()
-    yield codex_server, openai_server, gitlab
+    yield codex_server, openai_server, gitlab, api_server
+    api_server.stop()
     codex_server.stop()
     openai_server.stop()
     gitlab.stop()
 
 
 @pytest.fixture
-def world(_servers: tuple[Any, Any, GitLabFakes]) -> Iterator[World]:
-    codex_server, openai_server, gitlab = _servers
-    for fake in (codex_server, openai_server):
+def world(_servers: tuple[Any, Any, GitLabFakes, Any]) -> Iterator[World]:
+    codex_server, openai_server, gitlab, api_server = _servers
+    for fake in (codex_server, openai_server, api_server):
         fake.reset()
     gitlab.reset()
     gitlab.world.add_pat(PAT, scopes=("api",))
     gitlab.world.add_pat("glpat-read-only-00000000000", scopes=("read_user",))
-    w = World(codex_server, openai_server, gitlab)
+    w = World(codex_server, openai_server, gitlab, api_server)
     yield w
     w.http.close()
 

@@ -1,0 +1,7 @@
+from executors import apps
+
+
+class AnthropicApp(apps.ProviderApp):
+    name = "executors.anthropic"
+    label = "anthropic"
+    verbose_name = "Anthropic API"
