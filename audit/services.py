@@ -19,6 +19,7 @@ import logging
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -99,16 +100,32 @@ def _local_keep(entries: list[bytes]) -> None:
             log.error("usage fallback buffer full: %d records dropped so far", _local_dropped)
 
 
-async def usage_record(draft: UsageDraft, *, store: StateStore | None = None) -> None:
-    """Hand one finished record to the buffer (one RPUSH; no database on the request path)."""
+async def usage_record(
+    draft: UsageDraft, *, store: StateStore | None = None, counters: Sequence[tuple[str, int]] = ()
+) -> None:
+    """Hand one finished record to the buffer (one RPUSH; no database on the request path).
+
+    `counters`: changes to apply first in the same round trip (`counters_adjust`), e.g. the
+    request's limits settlement: one Redis call per request instead of two."""
     # Cleaned here, where the record is complete: nothing the client or upstream put into it
     # can make the database refuse it later (audit/cleaning.py). Then orjson serialises the
     # dataclass natively (no asdict copy).
     usage_draft_clean(draft)
     raw = orjson.dumps(draft)
     try:
-        await (store or get_store()).list_push(USAGE_BUFFER_KEY, raw)
+        store = store or get_store()
+        if counters:
+            try:
+                await store.counters_adjust_then_push(counters, USAGE_BUFFER_KEY, raw)
+                return
+            except StoreUnavailable:
+                raise
+            except Exception:  # e.g. a script error: the settlement is lost (logged), not the record
+                log.exception("could not settle limits with usage record %s", draft.request_id)
+        await store.list_push(USAGE_BUFFER_KEY, raw)
     except StoreUnavailable:
+        if counters:  # as a failed settlement alone: the charges stay in place
+            log.exception("could not settle limits with usage record %s", draft.request_id)
         # Fail open: the answer was served; keep the record here until it can be written.
         _local_keep([raw])
         _drainer_ensure()

@@ -11,9 +11,11 @@ from typing import Any
 import django
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core import signals
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, reset_queries
+from django.urls import set_script_prefix
 
 from observability.requestid import with_request_id
 
@@ -41,6 +43,53 @@ class ApiHandler(ASGIHandler):
         # response): profiling showed that thread churn as ~17% of API CPU. Without it, such
         # calls share the process's single sync thread; the API's own DB work uses db_call.
         await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's ASGIHandler.handle, except that the response is closed on the event loop.
+
+        Django closes it through `sync_to_async`: a hop to the sync thread and back for every
+        request (CPU, and a wake-up of another thread on a busy machine). What closing runs here
+        is loop-safe: the request_finished receivers left for this handler are `close_caches`
+        (the local-memory cache: nothing to close) and `reset_urlconf`, and a stream's
+        `abandon` closer schedules its work on the loop (routing/proxy.py)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+        try:
+            # As in Django: the view runs beside a listener that ends it when the client leaves.
+            listener = asyncio.create_task(self.listen_for_disconnect(receive))
+            work = asyncio.create_task(self._respond(request, send))
+            await asyncio.wait((listener, work), return_when=asyncio.FIRST_COMPLETED)
+            for task in (listener, work):
+                if task.done():
+                    with contextlib.suppress(RequestAborted):
+                        task.result()
+                    continue
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if work.cancelled():
+                await signals.request_finished.asend(sender=self.__class__)
+            else:
+                work.result().close()
+        finally:
+            body_file.close()
+
+    async def _respond(self, request: Any, send: Any) -> Any:
+        response = await self.run_get_response(request)
+        with contextlib.suppress(asyncio.CancelledError):  # the client left during the send
+            await self.send_response(response, send)
+        return response
 
     async def send_response(self, response: Any, send: Any) -> None:
         from routing.api.views import SseResponse

@@ -61,7 +61,7 @@ from state.limits import (
     estimate_tokens,
     key_has_limits,
     limits_reserve,
-    limits_settle,
+    limits_settlement,
     max_output_tokens,
 )
 from statestore import get_store
@@ -125,14 +125,16 @@ class _Finisher:
         self.draft.duration_ms = int((time.perf_counter() - self.started) * 1000)
         # Before settling: a hostile upstream's negative count must not refund a key's budget.
         usage_draft_clean(self.draft)
+        settle: list[tuple[str, int]] = []
         if self.reservation is not None:
             d = self.draft
             cost = await _real_cost(d) if self.reservation.money else 0
-            await limits_settle(
-                get_store(), self.reservation, actual_tokens=d.input_tokens + d.output_tokens, actual_cost_nano=cost
+            settle = limits_settlement(
+                self.reservation, actual_tokens=d.input_tokens + d.output_tokens, actual_cost_nano=cost
             )
         try:
-            await usage_record(self.draft)
+            # The settlement goes with the record: one state-store round trip, not two.
+            await usage_record(self.draft, counters=settle)
         except Exception:  # the client's answer must not fail because accounting did
             log.exception("could not buffer usage record %s", self.draft.request_id)
         await metrics_record(self.draft)  # never raises; after the answer, off the TTFB

@@ -252,15 +252,30 @@ async def limits_reserve(
 async def limits_settle(
     store: StateStore, reservation: Reservation, *, actual_tokens: int, actual_cost_nano: int | None = 0
 ) -> None:
-    """Replace each charge with what the request really used (tokens; cost in nano-USD) and
-    release the held part. actual_cost_nano=None (the cost could not be found out) keeps the
-    money charges as they are: the conservative side of a budget.
+    """Apply `limits_settlement` to the store.
 
     Never raises: the client already has its answer; a failed settlement only leaves the
     charge in place (logged).
     """
-    if reservation.degraded or not reservation.charges:
+    deltas = limits_settlement(reservation, actual_tokens=actual_tokens, actual_cost_nano=actual_cost_nano)
+    if not deltas:
         return
+    try:
+        await store.counters_adjust(deltas)
+    except Exception:
+        log.exception("could not settle limits for key %s", reservation.key_id)
+
+
+def limits_settlement(
+    reservation: Reservation, *, actual_tokens: int, actual_cost_nano: int | None = 0
+) -> list[tuple[str, int]]:
+    """The counter changes that settle a reservation: each charge replaced with what the
+    request really used (tokens; cost in nano-USD) and the held part released.
+    actual_cost_nano=None (the cost could not be found out) keeps the money charges as they
+    are: the conservative side of a budget. For `counters_adjust` (or, on the request path,
+    applied in the same round trip as the usage record)."""
+    if reservation.degraded or not reservation.charges:
+        return []
     deltas: list[tuple[str, int]] = []
     for counter, kind, charged in reservation.charges:
         if kind == "money":
@@ -271,12 +286,7 @@ async def limits_settle(
             deltas.append((counter, actual - charged))
         if charged:
             deltas.append((held_key(counter), -charged))
-    if not deltas:
-        return
-    try:
-        await store.counters_adjust(deltas)
-    except Exception:
-        log.exception("could not settle limits for key %s", reservation.key_id)
+    return deltas
 
 
 def estimate_tokens(raw_body_len: int, body: dict[str, object]) -> int:

@@ -104,6 +104,13 @@ class StateStore(ABC):
         """Add (possibly negative) amounts to counters that still exist. A counter whose
         window already ended is left alone, so a late settlement never opens a new window."""
 
+    async def counters_adjust_then_push(self, deltas: Sequence[tuple[str, int]], key: str, *values: bytes) -> None:
+        """`counters_adjust(deltas)` and then `list_push(key, *values)`, in one round trip
+        where the backend allows it (a request's settlement and its usage record)."""
+        if deltas:
+            await self.counters_adjust(deltas)
+        await self.list_push(key, *values)
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Several values in one round trip where the backend allows it (Redis MGET)."""
         return [await self.get(k) for k in keys]

@@ -93,6 +93,16 @@ end
 return 0
 """
 
+# Settle, then buffer the usage record: _ADJUST followed by RPUSH in one round trip.
+# KEYS: the n counters, then the list. ARGV: n, the n amounts, then the values to push.
+_ADJUST_PUSH = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('exists', KEYS[i]) == 1 then redis.call('incrby', KEYS[i], ARGV[i+1]) end
+end
+return redis.call('rpush', KEYS[n+1], unpack(ARGV, n+2))
+"""
+
 
 class RedisStore(StateStore):
     shared = True
@@ -120,6 +130,7 @@ class RedisStore(StateStore):
         self._incr_script = self._redis.register_script(_INCR_TTL)
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._adjust_script = self._redis.register_script(_ADJUST)
+        self._adjust_push_script = self._redis.register_script(_ADJUST_PUSH)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -194,6 +205,14 @@ class RedisStore(StateStore):
     async def counters_adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
         if deltas:
             await self._adjust_script(keys=[self._k(k) for k, _ in deltas], args=[a for _, a in deltas])
+
+    @_guarded
+    async def counters_adjust_then_push(self, deltas: Sequence[tuple[str, int]], key: str, *values: bytes) -> None:
+        if not deltas:
+            await self._redis.rpush(self._k(key), *values)
+            return
+        keys = [self._k(k) for k, _ in deltas] + [self._k(key)]
+        await self._adjust_push_script(keys=keys, args=[len(deltas), *(a for _, a in deltas), *values])
 
     @_guarded
     async def _release(self, key: str, token: bytes) -> None:

@@ -76,3 +76,29 @@ def test_celery_task_flushes(transactional_db: None) -> None:
     result = usage_flush_task.apply()
     assert result.get() == 1
     assert UsageRecord.objects.count() == 1
+
+
+async def test_record_with_counters_settles_and_buffers(store: Any) -> None:
+    # given a live counter (a key's limit charged at reservation)
+    await store.incr("limit-counter", 50, ttl=60)
+    # when the record carries the settlement
+    await usage_record(UsageDraft(surface="chat", requested_model="m"), store=store, counters=[("limit-counter", -20)])
+    # then both happened: the counter is settled and the record is buffered
+    assert await store.get("limit-counter") == b"30"
+    assert await store.list_len(USAGE_BUFFER_KEY) == 1
+
+
+async def test_record_with_counters_is_kept_when_the_store_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import services
+    from statestore import StoreUnavailable
+    from statestore.memory import InProcessStore
+
+    class Down(InProcessStore):
+        async def counters_adjust_then_push(self, *a: Any, **kw: Any) -> None:
+            raise StoreUnavailable("down")
+
+    kept: list[bytes] = []
+    monkeypatch.setattr(services, "_local_keep", kept.extend)
+    monkeypatch.setattr(services, "_drainer_ensure", lambda: None)
+    await usage_record(UsageDraft(surface="chat", requested_model="m"), store=Down(), counters=[("c", -1)])
+    assert len(kept) == 1, "the record waits in the fallback buffer, as without a settlement"

@@ -35,18 +35,8 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.base import (
-    FakeApp,
-    FakeServer,
-    HTTPError,
-    Request,
-    Response,
-    SSEResponse,
-    iter_split,
-    json_response,
-    sse_event,
-    wait_for_signal,
-)
+from tests.fakes import base
+from tests.fakes.base import FakeApp, FakeServer, HTTPError, Request, Response, SSEResponse
 
 MODELS = ("claude-sonnet-4-6", "claude-opus-4-7", "claude-haiku-4-5-20251001", "claude-sonnet-4-5-20250929")
 VERSIONS = frozenset({"2023-06-01", "2023-01-01"})
@@ -87,7 +77,7 @@ def invalid(message: str, *, rule: str) -> HTTPError:
 
 def _error_event(error: dict[str, Any]) -> bytes:
     body = error if error.get("type") == "error" else {"type": "error", "error": error}
-    return sse_event(body, event="error")
+    return base.sse_event(body, event="error")
 
 
 def _words(text: str) -> int:
@@ -210,7 +200,9 @@ class AnthropicApp(FakeApp):
 
     # -- the checks every endpoint makes, in the API's order
     def _authenticate(self, req: Request) -> None:
-        key = req.headers.get("x-api-key")
+        # `x-api-key` is the documented header; the official SDK (2.x) sends the same key as a
+        # bearer token, which the API accepts too.
+        key = req.headers.get("x-api-key") or req.bearer()
         if not key:
             raise anthropic_error(401, "authentication_error", "x-api-key header is required", rule="anthropic.api-key")
         if key not in self.keys:
@@ -263,7 +255,7 @@ class AnthropicApp(FakeApp):
             }
             for m in page
         ]
-        return json_response(
+        return base.json_response(
             {
                 "data": data,
                 "has_more": start + limit < len(self.models),
@@ -274,7 +266,7 @@ class AnthropicApp(FakeApp):
 
     async def count_tokens(self, req: Request) -> Response:
         body = self._body(req, COUNT_FIELDS)
-        return json_response({"input_tokens": self._prompt_tokens(body)})
+        return base.json_response({"input_tokens": self._prompt_tokens(body)})
 
     def _prompt_tokens(self, body: dict[str, Any]) -> int:
         texts = [_content_text(m.get("content")) for m in body["messages"] if isinstance(m, dict)]
@@ -291,7 +283,7 @@ class AnthropicApp(FakeApp):
         blocks, stop = self._answer(body, msg_id)
         usage = self._usage(body, blocks)
         now = time.time()
-        key = req.headers["x-api-key"]
+        key = req.headers.get("x-api-key") or req.bearer() or ""
         with self._lock:
             buckets = self.bucket(key)
             buckets["requests"].take(1, now)
@@ -303,7 +295,7 @@ class AnthropicApp(FakeApp):
                 "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": blocks,
                 "stop_reason": stop, "stop_sequence": None, "usage": usage,
             }  # fmt: skip
-            return json_response(message, headers=headers)
+            return base.json_response(message, headers=headers)
         events = _stream(msg_id, model, blocks, stop, usage, req.chunks(self.chunks))
         return SSEResponse(events, interval=self.interval, headers=headers, error_event=_error_event, model=model)
 
@@ -394,7 +386,7 @@ def _stream(
     """The event sequence of "Streaming messages"."""
 
     def ev(type_: str, **data: Any) -> bytes:
-        return sse_event({"type": type_, **data}, event=type_)
+        return base.sse_event({"type": type_, **data}, event=type_)
 
     head: dict[str, Any] = {
         "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
@@ -406,17 +398,17 @@ def _stream(
         kind = block["type"]
         if kind == "thinking":
             yield ev("content_block_start", index=i, content_block={"type": "thinking", "thinking": ""})
-            for piece in iter_split(block["thinking"], n):
+            for piece in base.iter_split(block["thinking"], n):
                 yield ev("content_block_delta", index=i, delta={"type": "thinking_delta", "thinking": piece})
             yield ev("content_block_delta", index=i, delta={"type": "signature_delta", "signature": block["signature"]})
         elif kind == "tool_use":
             start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             yield ev("content_block_start", index=i, content_block=start)
-            for piece in iter_split(orjson.dumps(block["input"]).decode(), n):
+            for piece in base.iter_split(orjson.dumps(block["input"]).decode(), n):
                 yield ev("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": piece})
         else:
             yield ev("content_block_start", index=i, content_block={"type": "text", "text": ""})
-            for piece in iter_split(block["text"], n):
+            for piece in base.iter_split(block["text"], n):
                 yield ev("content_block_delta", index=i, delta={"type": "text_delta", "text": piece})
         yield ev("content_block_stop", index=i)
     final = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
@@ -440,7 +432,7 @@ def main() -> None:
     args = parser.parse_args()
     server = serve(keys=args.key or ["sk-ant-fake"], port=args.port, interval=args.interval)
     print(f"fake Anthropic API on {server.url} (keys: {', '.join(server.app.keys)})", flush=True)
-    wait_for_signal()
+    base.wait_for_signal()
     server.stop()
 
 

@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlencode
 
 import orjson
 
+from tests.fakes.anthropic import MESSAGES_FIELDS as ANTHROPIC_MESSAGES_FIELDS
 from tests.fakes.base import (
     FakeApp,
     FakeServer,
@@ -59,32 +60,6 @@ from tests.fakes.base import (
 from tests.fakes.openai_compat import ModelSpec, OpenAICompatApp
 
 UNIT_PRIMITIVE = "ai_gateway_model_provider_proxy"
-# Top-level fields of an Anthropic Messages request (Anthropic API reference, "Create a
-# Message", incl. the beta fields Claude Code sends with their `anthropic-beta` header). Any
-# other field is refused: 400 "<field>: Extra inputs are not permitted" (docs/fake-rules.md).
-ANTHROPIC_MESSAGES_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "max_tokens",
-        "system",
-        "metadata",
-        "stop_sequences",
-        "stream",
-        "temperature",
-        "top_p",
-        "top_k",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "service_tier",
-        "container",
-        "mcp_servers",
-        "context_management",
-        "output_config",
-        "cache_control",
-    }
-)
 KNOWN_PRIMITIVES = frozenset({UNIT_PRIMITIVE, "complete_code", "duo_chat", "generate_code"})
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -904,6 +879,7 @@ class GitLabGatewayApp(FakeApp):
                 _anthropic_error("invalid_request_error", "anthropic-version: header is required"),
                 rule="anthropic.version-header",
             )
+        # The Anthropic API's own field list (tests/fakes/anthropic.py): the body reaches it unchanged.
         for key in body:
             if key not in ANTHROPIC_MESSAGES_FIELDS:
                 raise HTTPError(

@@ -91,3 +91,17 @@ async def test_adjust_touches_only_live_counters(kv: StateStore) -> None:
     await kv.counters_adjust([("live", -4), ("gone", 7)])
     assert await kv.get("live") == b"6"
     assert await kv.get("gone") is None, "settling must not open a new window"
+
+
+async def test_adjust_then_push_settles_live_counters_and_buffers(kv: StateStore) -> None:
+    # given a live counter and one whose window ended
+    await kv.counters_reserve([CounterLimit("live2", 10, 100, 60)])
+    # when a settlement goes with a list push
+    await kv.counters_adjust_then_push([("live2", -3), ("gone2", 5)], "buf", b"r1", b"r2")
+    # then the live counter is adjusted, the dead one stays closed, and the items are queued
+    assert await kv.get("live2") == b"7"
+    assert await kv.get("gone2") is None, "settling must not open a new window"
+    assert await kv.list_range("buf", 10) == [b"r1", b"r2"]
+    # and without counters it is a plain push
+    await kv.counters_adjust_then_push([], "buf", b"r3")
+    assert await kv.list_range("buf", 10) == [b"r1", b"r2", b"r3"]

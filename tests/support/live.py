@@ -22,6 +22,9 @@ class LiveASGIServer:
             log_level="warning",
             loop="asyncio",
             http="httptools",
+            # At the end of the session, a client socket left open (a WebSocket, a keep-alive
+            # connection) must not hold the teardown until stop()'s join gives up.
+            timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="live-proxy", daemon=True)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.executors.anthropic.conftest import KEYS, MODEL, Pool
 from tests.fakes.base import Fault, parse_sse
+from tests.support.proxy import usage_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -95,6 +96,9 @@ async def test_count_tokens_is_forwarded_for_an_exact_count(pool: Pool) -> None:
     assert len(counted) == 1 and counted[0]["json"] == body
     assert resp.json() == {"input_tokens": 5}  # the fake's own count (words), not the local one
     assert pool.fake.violations == []
+    [row] = await usage_rows(1)
+    assert (row.surface, row.input_tokens, row.usage_estimated) == ("messages.count_tokens", 5, False)
+    assert row.account_id == pool.accounts[0].id
 
 
 async def test_429_fails_over_and_cools_the_account_until_its_reset(pool: Pool) -> None:
@@ -150,8 +154,6 @@ async def test_rate_limit_headers_become_quota_readings(pool: Pool) -> None:
 
 
 async def test_usage_is_recorded_and_priced_in_money(pool: Pool) -> None:
-    from tests.support.proxy import usage_rows
-
     resp = await _post(pool, "/v1/messages", {"model": MODEL, "max_tokens": 16, "messages": USER})
     assert resp.status_code == 200
     [row] = await usage_rows(1)

@@ -82,3 +82,19 @@ def test_the_command_adds_an_account_with_discovered_models(anthropic: Any, monk
     account = UpstreamAccount.objects.get(label="cli-claude")
     assert account.model_names == sorted(MODELS) and account.base_url == anthropic.url
     assert account.credential.secret == {"api_key": KEYS[1]} and KEYS[1] not in out.getvalue()
+
+
+def test_test_now_sends_one_tiny_request(anthropic: Any) -> None:
+    from accounts.providers import provider_get
+    from executors.anthropic.services import account_add_anthropic
+
+    account = account_add_anthropic(label="probe-me", base_url=anthropic.url, api_key=KEYS[0], model_names=[MODELS[0]])
+    spec = provider_get("anthropic")
+    assert spec is not None and spec.probe is not None
+    result = spec.probe(account)
+    assert result.ok, result
+    [sent] = [r for r in anthropic.requests if r["path"] == "/v1/messages"]
+    assert sent["json"]["max_tokens"] == 1 and sent["headers"]["x-api-key"] == KEYS[0]
+    anthropic.app.keys.discard(KEYS[0])
+    failed = spec.probe(account)
+    assert not failed.ok and "401" in failed.message and KEYS[0] not in failed.upstream_text
