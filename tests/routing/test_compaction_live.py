@@ -193,3 +193,26 @@ async def test_compact_endpoint_key_checks_as_for_responses(run: dict[str, Any])
         ("responses.compact", 200),
         ("responses.compact", 429),
     ]
+
+
+async def test_codex_compact_fails_over_and_passes_client_errors(live_proxy: Any, fakes: Fakes) -> None:
+    """A 5xx from the backend's /responses/compact fails over to the next Codex account; the
+    backend's own 4xx reaches the client as a 400 in the OpenAI dialect."""
+    from accounts.services import client_key_create
+    from infra.db import db_call
+    from tests.fakes.base import Fault
+
+    fakes.reset()
+    up = await db_call(setup_path, CODEX, fakes, accounts=2)
+    _, key = await db_call(client_key_create, name="compact", owner_label="compact@example.com")
+    run = {"url": live_proxy.url, "key": key, "up": up, "fakes": fakes}
+    fakes.codex.faults.push(Fault.http(500).where(path="/backend-api/codex/responses/compact"))
+    resp = await _post(run, "/v1/responses/compact", {"input": HISTORY})
+    assert resp.status_code == 200, resp.text
+    compact_calls = [r for r in fakes.codex.requests if r["path"].endswith("/responses/compact")]
+    assert len(compact_calls) == 2
+    foreign = {"type": "compaction", "encrypted_content": "gAAAAABnotminted"}
+    resp = await _post(run, "/v1/responses/compact", {"input": [_user("hi"), foreign]})
+    assert resp.status_code == 400 and "could not be verified" in resp.json()["error"]["message"], resp.text
+    rows = await usage_rows(2)
+    assert [r.outcome for r in rows] == ["ok", "upstream_error"] and rows[0].attempts == 2
