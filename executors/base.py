@@ -48,6 +48,24 @@ def translate_for(
     return encode_request(canonical, target, options=options), dropped
 
 
+def compaction_translate(
+    canonical: dict[str, Any], target: Dialect, options: EncodeOptions, *, summarise: bool
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A request with compaction items (or asking for compaction) for a target that does not
+    compact natively: the proxy's items expanded, a Codex blob refused (UnsupportedFeature),
+    and with `summarise` the proxy's summarising turn (docs/protocols/compaction.md)."""
+    expanded = compaction_expand(canonical, keep_foreign=False)
+    if summarise:
+        expanded = summarise_request(expanded)
+    if target is Dialect.RESPONSES:
+        return dict(expanded), ()
+    return translate_for(expanded, target, options)
+
+
+def compaction_memo_key(target: Dialect, options: EncodeOptions, *, summarise: bool) -> str:
+    return f"compaction:{summarise}:{target.value}:{options!r}"
+
+
 def translation_memo_key(target: Dialect, options: EncodeOptions) -> str:
     """Where a prepared translation of the request to `target` is kept in the request memo."""
     return f"translation:{target.value}:{options!r}"
@@ -156,15 +174,20 @@ class UpstreamCall:
         return body
 
     def _compaction_body(self, target: Dialect, native: bool) -> dict[str, Any]:
-        canonical = compaction_expand(self.canonical, keep_foreign=native)
-        if self.compaction is not None and not native:
-            canonical = summarise_request(canonical)
         dropped: tuple[str, ...] = ()
-        if target is Dialect.RESPONSES:
-            body = dict(canonical)
+        if native:  # the upstream compacts itself and reads its own blobs; a Responses target
+            body = compaction_expand(self.canonical, keep_foreign=True)
         else:
-            body, dropped = translate_for(canonical, target, encode_options_for(self.account))
-            body = dict(body)
+            options = encode_options_for(self.account)
+            summarise = self.compaction is not None
+            # A large body's was prepared off the event loop (routing.intake.translations_warm).
+            warm = self.memo.get(compaction_memo_key(target, options, summarise=summarise))
+            body, dropped = (
+                warm
+                if warm is not None
+                else compaction_translate(self.canonical, target, options, summarise=summarise)
+            )
+        body = dict(body)
         self.memo[DROPPED_TOOLS] = dropped
         body["model"] = self.upstream_model
         return body
@@ -266,6 +289,8 @@ class Executor(Protocol):
     # How the upstream charges: "metered" (per token, e.g. an API key) or "subscription" (a
     # flat fee: ChatGPT plans, GitLab Duo seats). Pricing's default for the provider's usage.
     billing: str
+    # Optional `native_compaction = True`: the upstream compacts itself (UpstreamCall.compaction);
+    # without it routing emulates compaction with a summarising turn (docs/protocols/compaction.md).
 
     async def open(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the request once. Raises UpstreamError (classified from the provider's error

@@ -34,7 +34,7 @@ SUMMARY_PROMPT = (
     "The conversation above is about to be compacted: everything before this message will be "
     "replaced by your summary. Write that summary now. Keep what is needed to continue the "
     "work: the user's goals and requests, decisions taken, the current state (files, commands, "
-    "results, errors), and what remains to be done. Plain text, no preamble, do not call tools."
+    "results, errors), and what remains to be done. Answer in plain text only, with no preamble."
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from executors.base import translate_for, translation_memo_key
+from executors.base import compaction_memo_key, compaction_translate, translate_for, translation_memo_key
 from formats import (
     Dialect,
     EncodeOptions,
@@ -32,6 +32,7 @@ from formats import (
     validate_request,
 )
 from formats.bounds import RequestTooLarge, depth_check, values_check
+from formats.compaction import has_compaction_items
 from formats.tokens import count_tokens
 from routing.affinity import session_of
 from routing.errors import ErrorCode, ProxyError
@@ -122,12 +123,19 @@ def expanded_read(dialect: Dialect, body: dict[str, Any]) -> Intake:
     return intake
 
 
-def translations_warm(memo: dict[str, Any], dialect: Dialect, options: Iterable[EncodeOptions]) -> None:
+def translations_warm(
+    memo: dict[str, Any], dialect: Dialect, options: Iterable[EncodeOptions], *, compaction: bool = False
+) -> None:
     """Prepare, off the loop, what the executors would compute from a large body: its
     translation to every other dialect for each target's options (UpstreamCall.body_for reads
-    them from the memo), and the rough prompt size."""
+    them from the memo), and the rough prompt size. A compaction request, or one carrying
+    compaction items, gets its emulated form for every dialect instead."""
     canonical = memo.get("canonical")
     if canonical is None:
+        return
+    if compaction or has_compaction_items(canonical):
+        _compaction_warm(memo, canonical, options, summarise=compaction)
+        memo["approx_tokens"] = count_tokens(canonical, exact=False)
         return
     for target in Dialect:
         if target is dialect:
@@ -138,3 +146,16 @@ def translations_warm(memo: dict[str, Any], dialect: Dialect, options: Iterable[
             except (UnsupportedFeature, InvalidRequest):
                 continue  # the executor raises it again on the loop, as a 400 naming the field
     memo["approx_tokens"] = count_tokens(canonical, exact=False)
+
+
+def _compaction_warm(
+    memo: dict[str, Any], canonical: dict[str, Any], options: Iterable[EncodeOptions], *, summarise: bool
+) -> None:
+    for target in Dialect:
+        for opts in {compaction_memo_key(target, o, summarise=summarise): o for o in options}.values():
+            try:
+                memo[compaction_memo_key(target, opts, summarise=summarise)] = compaction_translate(
+                    canonical, target, opts, summarise=summarise
+                )
+            except (UnsupportedFeature, InvalidRequest):
+                continue  # raised again by the executor, as a 400 naming the field

@@ -305,7 +305,7 @@ async def _handle(
         resolution = await _resolve(req.model)
         if req.memo.get("canonical") is not None:  # a large body: its translations off the loop too
             options = [encode_options_for(t.account) for t in resolution.targets]
-            await asyncio.to_thread(translations_warm, req.memo, dialect, options)
+            await asyncio.to_thread(translations_warm, req.memo, dialect, options, compaction=compaction is not None)
         job = Job(
             resolution,
             dialect,

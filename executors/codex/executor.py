@@ -63,6 +63,7 @@ from statestore import get_store
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_COMPACT_BODY = 64 * 1024 * 1024  # a compaction object holds the retained user messages
 _KEPT_HEADERS = ("x-request-id", "openai-model", "x-codex-active-limit", "x-codex-turn-state", "cf-ray")
 
 
@@ -203,36 +204,37 @@ class CodexExecutor:
         headers = _credential_headers(cfg, secret, ident, compact=True)
         client = http_client("codex")
         url = f"{call.account.base_url}/responses/compact"
+        request = client.build_request("POST", url, content=orjson.dumps(body), headers=headers)
         try:
-            response = await client.post(url, content=orjson.dumps(body), headers=headers)
+            response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
+        try:
+            ok = 200 <= response.status_code < 300
+            raw = await read_bounded(response, _MAX_COMPACT_BODY if ok else _MAX_ERROR_BODY)
+        except httpx.HTTPError as exc:
+            raise classify_transport_error(exc) from None
+        finally:
+            await response.aclose()
         resp_headers = _lower(response.headers)
         request_id = resp_headers.get("x-request-id", "")
         await self._record_headers(call, resp_headers)
         ctype = resp_headers.get("content-type", "")
-        if not 200 <= response.status_code < 300 or "json" not in ctype:
+        try:
+            payload = orjson.loads(raw) if ok and "json" in ctype else None
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("output"), list):
+            # Any non-2xx is an error; a 2xx that is not the compaction object is a bad gateway.
             err = errors.classify(
-                status=response.status_code if response.status_code >= 300 else 502,
-                body=response.content[:_MAX_ERROR_BODY],
+                status=response.status_code if not ok else 502,
+                body=raw[:_MAX_ERROR_BODY],
                 headers=resp_headers,
                 content_type=ctype,
                 request_id=request_id,
             )
             await self._note_usage_limit(call, err, resp_headers)
             raise err
-        try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict) or not isinstance(payload.get("output"), list):
-            raise errors.classify(
-                status=502,
-                body=response.content[:_MAX_ERROR_BODY],
-                headers=resp_headers,
-                content_type=ctype,
-                request_id=request_id,
-            )
         return UpstreamResponse(
             dialect=Dialect.RESPONSES,
             request_id=request_id,

@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 import openai
 
+from formats.compaction import SUMMARY_HEADER, SUMMARY_PROMPT
 from tests.conformance.harness import BIN, RecordingApp
 from tests.conformance.paths import Upstream
 from tests.conformance.scripted import MARKER_FILE, TOOL_TRIGGER
@@ -266,7 +267,7 @@ model_provider = "proxy"
 check_for_update_on_startup = false
 
 [model_providers.proxy]
-name = "Team proxy"
+name = "{name}"
 base_url = "{base_url}"
 wire_api = "responses"
 env_key = "PROXY_API_KEY"
@@ -287,14 +288,19 @@ trace_exporter = "none"
 """
 
 
-def codex(cell: Cell, *args: str, ws: bool) -> CodexRun:
+def codex(cell: Cell, *args: str, ws: bool, config: tuple[str, ...] = (), provider: str = "Team proxy") -> CodexRun:
+    """One `codex exec` run. `config`: `-c key=value` overrides on the client side; `provider`:
+    the provider's display name (Codex CLI 0.169 uses remote compaction only for "OpenAI")."""
     codex_home = cell.home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(
-        CODEX_CONFIG.format(model=cell.up.model, base_url=cell.proxy_url + "/v1", ws="true" if ws else "false")
+        CODEX_CONFIG.format(
+            model=cell.up.model, base_url=cell.proxy_url + "/v1", ws="true" if ws else "false", name=provider
+        )
     )
     env = cell.cli_env(CODEX_HOME=str(codex_home), PROXY_API_KEY=cell.key)
-    cmd = [str(BIN / "codex"), "exec", "--json", "--skip-git-repo-check", "--strict-config", *args]
+    overrides = [arg for c in config for arg in ("-c", c)]
+    cmd = [str(BIN / "codex"), "exec", "--json", "--skip-git-repo-check", "--strict-config", *overrides, *args]
     proc = subprocess.run(
         cmd, cwd=cell.workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT
     )
@@ -353,8 +359,44 @@ def codex_cli(cell: Cell) -> None:
         expect(not run.ok, f"a cut stream was reported as success: {_short(run.text)}")
         cell.expect_fault_hit("/v1/responses")
         cell.note = run.why()
+    elif s == "compaction":
+        _codex_compaction(cell, ws=False)
+        expect(not posts() or all(h.status == 200 for h in posts()), f"answers: {[h.status for h in posts()]}")
     else:
         raise ValueError(s)
+
+
+# Client-side only: compact as soon as the context passes 200 tokens (the CLI's own prompt is
+# thousands), so the second run compacts before its turn. Account settings stay default.
+COMPACT_LIMIT = "model_auto_compact_token_limit=200"
+
+
+def _codex_compaction(cell: Cell, *, ws: bool) -> None:
+    """Two runs of one session; the second compacts first (remote compaction: a `/v1/responses`
+    turn whose input ends with `compaction_trigger`), then asks its question with the compacted
+    history. Checked through the proxy: it got the trigger turn, answered it with a compaction
+    item, and the next turn's upstream request carried that item's content."""
+    first = codex(cell, f"Remember the code word {cell.nonce}", ws=ws, config=(COMPACT_LIMIT,), provider="OpenAI")
+    expect(first.ok, f"turn 1 failed: {first.why()}")
+    calls_before = len(cell.up.calls())
+    second = codex(
+        cell, "resume", first.thread_id, "Which code word?", ws=ws, config=(COMPACT_LIMIT,), provider="OpenAI"
+    )
+    expect(second.ok, f"turn 2 (after compaction) failed: {second.why()}")
+    expect("Which code word" in second.text, f"turn 2 answer: {_short(second.text)}")
+    triggers = [h for h in cell.recorder.hits if h.compaction]
+    expect(triggers, "the proxy got no compaction turn (no compaction_trigger in any request)")
+    calls = [json.dumps(c["json"]) for c in cell.up.calls()[calls_before:]]
+    expect(len(calls) >= 2, f"upstream got {len(calls)} model calls in the compacting run, expected 2")
+    if cell.up.name == "codex":
+        # The backend compacts itself; the next turn replays the backend's own blob.
+        expect('"compaction_trigger"' in calls[0], "the trigger did not reach the Codex backend")
+        expect("fake-cmp-" in calls[-1], "the next turn did not carry the backend's compaction item")
+    else:
+        expect(SUMMARY_PROMPT in calls[0], "the proxy did not run its summarising turn")
+        expect(SUMMARY_HEADER in calls[-1], "the next turn did not carry the proxy's summary")
+    expect(cell.nonce in calls[-1], "the code word (a retained user message) did not survive compaction")
+    cell.note = f"{len(triggers)} compaction turn(s) through the proxy"
 
 
 def _codex_checks_ws(cell: Cell, runs: int, turns: int) -> None:
@@ -420,6 +462,9 @@ def codex_cli_ws(cell: Cell) -> None:
         expect(len(posts) == 1 and posts[0].status == 200, f"HTTP fallback after the socket's failure: {posts}")
         cell.note = run.why() + " (after the socket's turn ended in response.failed and the HTTP retry was cut too)"
         return
+    elif s == "compaction":
+        _codex_compaction(cell, ws=True)
+        runs, turns = 2, 3
     else:
         raise ValueError(s)
     _codex_checks_ws(cell, runs, turns)
@@ -577,9 +622,32 @@ def openai_responses(cell: Cell) -> None:
         )
     elif s == "mid-stream-cut":
         _expect_stream_error(cell, "/v1/responses", lambda: final(input=prompt).output_text)
+    elif s == "compaction":
+        _responses_compact(cell, client, final)
     else:
         raise ValueError(s)
     client.close()
+
+
+def _responses_compact(cell: Cell, client: openai.OpenAI, final: Callable[..., Any]) -> None:
+    """`client.responses.compact`, then a turn whose input is the compacted output."""
+    history: list[Any] = [
+        {"role": "user", "content": f"Remember the code word {cell.nonce}"},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Now list the files."},
+    ]
+    compacted = client.responses.compact(model=cell.up.model, input=history)
+    kinds = [o.type for o in compacted.output]
+    expect(kinds[-1:] == ["compaction"] and kinds.count("compaction") == 1, f"compacted output: {kinds}")
+    expect(compacted.usage is not None and compacted.usage.output_tokens > 0, f"usage: {compacted.usage}")
+    hits = [h for h in cell.recorder.hits if h.method == "POST" and h.path == "/v1/responses/compact"]
+    expect(len(hits) == 1 and hits[0].status == 200, f"POST /v1/responses/compact: {hits}")
+    items = [o.model_dump(exclude_none=True) for o in compacted.output]
+    resp = final(input=[*items, {"role": "user", "content": "Which code word?"}])
+    expect("Which code word" in resp.output_text, f"answer after compaction: {_short(resp.output_text)}")
+    carried = "fake-cmp-" if cell.up.name == "codex" else SUMMARY_HEADER
+    expect(cell.upstream_saw(carried, cell.nonce), "the turn after compaction did not carry its output")
+    cell.note = "POST /v1/responses/compact, then a turn on its output"
 
 
 # ========================================================================= Anthropic SDK

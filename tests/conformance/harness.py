@@ -62,6 +62,7 @@ class ProxyHit:
     status: int | None = None
     stream: bool | None = None  # the JSON body's `stream`, when there is one
     frames: int = 0  # WebSocket: response.create messages the client sent
+    compaction: bool = False  # a request or frame whose input carried a compaction_trigger item
 
 
 class RecordingApp:
@@ -96,6 +97,7 @@ class RecordingApp:
             msg: dict[str, Any] = await receive()
             if msg["type"] == "websocket.receive" and '"response.create"' in (msg.get("text") or ""):
                 hit.frames += 1
+                hit.compaction = hit.compaction or '"compaction_trigger"' in (msg.get("text") or "")
             if msg["type"] == "http.request":
                 body.extend(msg.get("body", b""))
                 if not msg.get("more_body") and body:
@@ -105,6 +107,7 @@ class RecordingApp:
                         parsed = None
                     if isinstance(parsed, dict):
                         hit.stream = bool(parsed.get("stream"))
+                        hit.compaction = b'"compaction_trigger"' in body
             return msg
 
         async def send_recorded(msg: dict[str, Any]) -> None:
@@ -166,13 +169,20 @@ class RefusingProxy:
 
 # ---------------------------------------------------------------------------- results
 
-SCENARIOS = ("plain", "tool", "multi-turn", "429-failover", "mid-stream-cut")
+SCENARIOS = ("plain", "tool", "multi-turn", "429-failover", "mid-stream-cut", "compaction")
 SCENARIO_TITLES = {
     "plain": "plain prompt (SDKs: no system prompt)",
     "tool": "tool round trip",
     "multi-turn": "multi-turn",
     "429-failover": "429 on 1st account",
     "mid-stream-cut": "cut mid-stream",
+    "compaction": "compaction",
+}
+# (client, scenario) cells that do not exist, with why; shown as "n/a" and not run.
+NOT_APPLICABLE = {
+    ("claude-code", "compaction"): "Claude Code compacts on its own: an ordinary /v1/messages turn",
+    ("openai-sdk chat", "compaction"): "Chat Completions has no compaction",
+    ("anthropic-sdk", "compaction"): "the Messages API has no compaction endpoint the proxy serves",
 }
 
 
@@ -200,9 +210,9 @@ class Matrix:
 MATRIX = Matrix()
 
 
-def _cell_text(r: CellResult | None) -> str:
+def _cell_text(r: CellResult | None, na: bool = False) -> str:
     if r is None:
-        return "not run"
+        return "n/a" if na else "not run"
     if r.status == "pass":
         return "pass"
     if r.status == "n/a":
@@ -218,7 +228,7 @@ def render(matrix: Matrix, *, clients: list[str], paths: list[str], titles: dict
         for path in paths:
             if not any((client, path, s) in matrix.cells for s in SCENARIOS):
                 continue
-            row = [_cell_text(matrix.cells.get((client, path, s))) for s in SCENARIOS]
+            row = [_cell_text(matrix.cells.get((client, path, s)), (client, s) in NOT_APPLICABLE) for s in SCENARIOS]
             lines.append(f"| {client} | {path} | " + " | ".join(row) + " |")
     notes = [r for r in matrix.cells.values() if r.status in ("fail", "known") and r.reason]
     if notes:
@@ -242,6 +252,8 @@ def render(matrix: Matrix, *, clients: list[str], paths: list[str], titles: dict
         lines += ["", "How each client reported the mid-stream cut (all correctly failed):", ""]
         for r in sorted(cuts, key=lambda r: (clients.index(r.client), paths.index(r.path))):
             lines.append(f"- {r.client} x {r.path}: {r.reason}")
+    lines += ["", "Not applicable (n/a):", ""]
+    lines += [f"- {c} x {s}: {why}" for (c, s), why in NOT_APPLICABLE.items() if c in clients]
     lines += ["", "Upstream paths:", ""]
     lines += [f"- `{p}`: {titles[p]}" for p in paths]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.drivers import CLI_CLIENTS, CLIENTS, Cell, CellError
-from tests.conformance.harness import MATRIX, SCENARIOS, CellResult, RefusingProxy
+from tests.conformance.harness import MATRIX, NOT_APPLICABLE, SCENARIOS, CellResult, RefusingProxy
 from tests.conformance.paths import PATHS, Fakes, setup_path
 
 pytestmark = [pytest.mark.conformance, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -33,6 +33,7 @@ def _cells() -> list[Any]:
         for client in CLIENTS
         for path in PATHS
         for scenario in SCENARIOS
+        if (client, scenario) not in NOT_APPLICABLE
     ]
 
 

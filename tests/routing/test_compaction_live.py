@@ -143,3 +143,76 @@ async def test_compact_endpoint_bad_input_never_reaches_upstream(run: dict[str, 
     assert not run["up"].calls()
     rows = await usage_rows(2)
     assert [(r.surface, r.status_code) for r in rows] == [("responses.compact", 400)] * 2
+
+
+@pytest.mark.parametrize("run", ["openai-compat"], indirect=True)
+async def test_large_compaction_request_is_prepared_off_the_loop(
+    run: dict[str, Any], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large body's summarising turn is built by translations_warm (off the event loop); the
+    executor then only reads it from the memo."""
+    import executors.base
+
+    settings.PROXY_INLINE_BODY_BYTES = 200
+
+    def on_the_loop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the compaction translation was computed on the event loop")
+
+    monkeypatch.setattr(executors.base, "compaction_translate", on_the_loop)
+    history = [*HISTORY, _user("x " * 300), {"type": "compaction_trigger"}]
+    resp = await _post(run, "/v1/responses", {"input": history})
+    assert resp.status_code == 200, resp.text[:400]
+    assert [i["type"] for i in resp.json()["output"]] == ["compaction"]
+    assert "PELICAN" in _last_call(run)
+
+
+@pytest.mark.parametrize("run", [CODEX], indirect=True)
+async def test_compact_endpoint_key_checks_as_for_responses(run: dict[str, Any]) -> None:
+    """No key, a key without the model, a key out of requests: refused in the OpenAI dialect,
+    each with its usage record, and no upstream call."""
+    from accounts.services import client_key_create
+    from infra.db import db_call
+
+    _, other = await db_call(client_key_create, name="narrow", allowed_models=["gpt-4o-mini"])
+    _, limited = await db_call(client_key_create, name="limited", requests_per_minute=1)
+    body = {"model": run["up"].model, "input": HISTORY}
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = run["url"] + "/v1/responses/compact"
+        anonymous = await http.post(url, json=body)
+        narrow = await http.post(url, json=body, headers={"authorization": f"Bearer {other}"})
+        first = await http.post(url, json=body, headers={"authorization": f"Bearer {limited}"})
+        second = await http.post(url, json=body, headers={"authorization": f"Bearer {limited}"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"]
+    assert narrow.status_code == 403 and narrow.json()["error"]["param"] == "model"
+    assert first.status_code == 200 and second.status_code == 429 and second.headers.get("retry-after")
+    assert len([r for r in run["fakes"].codex.requests if r["path"].endswith("/compact")]) == 1
+    rows = await usage_rows(4)
+    assert [(r.surface, r.status_code) for r in rows] == [
+        ("responses.compact", 401),
+        ("responses.compact", 403),
+        ("responses.compact", 200),
+        ("responses.compact", 429),
+    ]
+
+
+async def test_codex_compact_fails_over_and_passes_client_errors(live_proxy: Any, fakes: Fakes) -> None:
+    """A 5xx from the backend's /responses/compact fails over to the next Codex account; the
+    backend's own 4xx reaches the client as a 400 in the OpenAI dialect."""
+    from accounts.services import client_key_create
+    from infra.db import db_call
+    from tests.fakes.base import Fault
+
+    fakes.reset()
+    up = await db_call(setup_path, CODEX, fakes, accounts=2)
+    _, key = await db_call(client_key_create, name="compact", owner_label="compact@example.com")
+    run = {"url": live_proxy.url, "key": key, "up": up, "fakes": fakes}
+    fakes.codex.faults.push(Fault.http(500).where(path="/backend-api/codex/responses/compact"))
+    resp = await _post(run, "/v1/responses/compact", {"input": HISTORY})
+    assert resp.status_code == 200, resp.text
+    compact_calls = [r for r in fakes.codex.requests if r["path"].endswith("/responses/compact")]
+    assert len(compact_calls) == 2
+    foreign = {"type": "compaction", "encrypted_content": "gAAAAABnotminted"}
+    resp = await _post(run, "/v1/responses/compact", {"input": [_user("hi"), foreign]})
+    assert resp.status_code == 400 and "could not be verified" in resp.json()["error"]["message"], resp.text
+    rows = await usage_rows(2)
+    assert [r.outcome for r in rows] == ["ok", "upstream_error"] and rows[0].attempts == 2
