@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
@@ -104,9 +105,15 @@ def _new_client() -> httpx.AsyncClient:
         keepalive_timeout=30,
         ssl=httpx.create_ssl_context(),
     )
-    session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+    # No cookie jar on either layer: one client serves every account of a provider, and a
+    # cookie an upstream sets for one account (e.g. a bot-protection cookie on a 429) would be
+    # replayed on every other account's requests to that host, linking the team's accounts.
+    session = aiohttp.ClientSession(
+        connector=connector, trust_env=False, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
     return httpx.AsyncClient(
         transport=_Transport(client=session),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(connect=t["connect"], read=t["read"], write=t["write"], pool=t["pool"]),
         # Clients never choose upstream URLs, and a redirect from an upstream is not followed.
         follow_redirects=False,

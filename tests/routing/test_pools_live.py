@@ -298,3 +298,19 @@ async def test_fields_the_proxy_cannot_honour_never_reach_an_upstream(
         assert pool.a.requests == [] and pool.b.requests == []
         ok = await pool.chat(client, "still here", model="gpt-5.5")
     assert ok.status_code == 200 and len(pool.a.requests) + len(pool.b.requests) == 1
+
+
+async def test_an_upstream_cookie_never_travels_to_another_account(pool: Pool) -> None:
+    # A bot-protection cookie set on one account's answer (Cloudflare sets `__cf_bm` on 429s)
+    # must not be replayed on another account's request: cookies are per host, not per port or
+    # per account, so a shared client jar would link the team's accounts upstream.
+    cookie = "__cf_bm=account-a-session; Path=/; HttpOnly"
+    pool.a.faults.push(Fault.http(429, headers={"retry-after": "1", "set-cookie": cookie}))
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await pool.chat(client, "one")
+        await asyncio.sleep(1.2)
+        second = await pool.chat(client, "two")
+    assert first.status_code == second.status_code == 200
+    assert len(pool.a.requests) == 2 and len(pool.b.requests) == 1
+    sent = [r["headers"] for r in (*pool.a.requests, *pool.b.requests)]
+    assert all("cookie" not in h for h in sent), [h.get("cookie") for h in sent]
