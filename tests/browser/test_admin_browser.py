@@ -12,6 +12,7 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
@@ -33,7 +34,24 @@ def _click_and_wait(driver: Any, by: str, selector: str) -> None:
     before navigation, which makes page_source racy under load)."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, selector).click()
-    WebDriverWait(driver, 15).until(staleness_of(old))
+    WebDriverWait(driver, 15).until(_replaced(old))
+
+
+def _replaced(old: Any) -> Any:
+    """staleness_of, plus the other answer ChromeDriver gives for a node of a page that is gone:
+    "unhandled inspector error: Node with given id does not belong to the document" (a generic
+    WebDriverException, which staleness_of lets through and which failed these tests in CI)."""
+    stale = staleness_of(old)
+
+    def check(driver: Any) -> bool:
+        try:
+            return bool(stale(driver))
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+
+    return check
 
 
 def _shot(driver: Any, artifacts: Path, name: str, width: int = 1500) -> None:
