@@ -12,9 +12,8 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.rollups import rollups_update
@@ -31,27 +30,21 @@ def _fill(driver: Any, name: str, value: str) -> None:
 
 def _click_and_wait(driver: Any, by: str, selector: str) -> None:
     """Click something that loads a new page, and wait for that page (a bare click returns
-    before navigation, which makes page_source racy under load)."""
+    before navigation, which makes page_source racy under load). ChromeDriver may answer a check
+    on the old page while it is replaced with an inspector error ("Node with given id does not
+    belong to the document") rather than "stale": both mean "gone"."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, selector).click()
-    WebDriverWait(driver, 15).until(_replaced(old))
 
-
-def _replaced(old: Any) -> Any:
-    """staleness_of, plus the other answer ChromeDriver gives for a node of a page that is gone:
-    "unhandled inspector error: Node with given id does not belong to the document" (a generic
-    WebDriverException, which staleness_of lets through and which failed these tests in CI)."""
-    stale = staleness_of(old)
-
-    def check(driver: Any) -> bool:
+    def replaced(_: Any) -> bool:
         try:
-            return bool(stale(driver))
-        except WebDriverException as exc:
-            if "does not belong to the document" in str(exc):
-                return True
-            raise
+            old.is_enabled()
+        except (StaleElementReferenceException, WebDriverException):
+            return True
+        return False
 
-    return check
+    WebDriverWait(driver, 15).until(replaced)
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _shot(driver: Any, artifacts: Path, name: str, width: int = 1500) -> None:

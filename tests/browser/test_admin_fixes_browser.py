@@ -17,7 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -29,7 +29,7 @@ from audit.rollups import rollups_update
 from executors.openai_compat.services import account_add_openai_compat
 from state.cooldown import cooldown_start, family_scope
 from statestore.factory import call_sync
-from tests.browser.test_admin_browser import _fill
+from tests.browser.test_admin_browser import _click_and_wait, _fill
 from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp
 
@@ -37,24 +37,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(trans
 
 WIDTHS = [1400, 800]
 PASSWORD = "correct-horse-9"
-
-
-def _click_and_wait(driver: Any, by: str, selector: str) -> None:
-    """Click something that loads a new page and wait for it. Chromium may answer a check on
-    the old page while it is being replaced with an inspector error rather than "stale":
-    both mean "gone", so both are waited through."""
-    old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(by, selector).click()
-
-    def replaced(d: Any) -> bool:
-        try:
-            old.is_enabled()
-        except (StaleElementReferenceException, WebDriverException):
-            return True
-        return False
-
-    WebDriverWait(driver, 15).until(replaced)
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _at(driver: Any, width: int) -> None:
