@@ -47,6 +47,15 @@ def _click_and_wait(driver: Any, by: str, selector: str) -> None:
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+def admin_login(driver: Any, base: str) -> None:
+    """A superuser `boss` exists and is signed in to the admin in this browser."""
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "correct-horse-9")
+    driver.get(base + "/admin/login/")
+    _fill(driver, "username", "boss")
+    _fill(driver, "password", "correct-horse-9")
+    _click_and_wait(driver, By.CSS_SELECTOR, "input[type=submit]")
+
+
 def _shot(driver: Any, artifacts: Path, name: str, width: int = 1500) -> None:
     # Full page height so the screenshot shows every chart, not just the first screen.
     driver.set_window_size(width, 1100)
@@ -60,13 +69,8 @@ def test_add_account_create_key_use_it_and_see_usage(
     browser: Any, artifacts: Path, live_proxy: Any, fake_openai: Any
 ) -> None:
     base = live_proxy.url
-    get_user_model().objects.create_superuser("boss", "boss@example.com", "correct-horse-9")
-
     # given a logged-in admin
-    browser.get(base + "/admin/login/")
-    _fill(browser, "username", "boss")
-    _fill(browser, "password", "correct-horse-9")
-    _click_and_wait(browser, By.CSS_SELECTOR, "input[type=submit]")
+    admin_login(browser, base)
     assert "Accounts, keys and usage" in browser.page_source
 
     # when they add an OpenAI-compatible account through the guided flow

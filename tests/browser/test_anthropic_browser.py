@@ -9,14 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 
 from accounts.services import client_key_create
 from audit.models import UsageRecord
 from audit.rollups import rollups_update
 from audit.services import usage_flush
-from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot
+from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot, admin_login
 from tests.fakes.anthropic import MODELS, AnthropicApp
 from tests.fakes.base import FakeServer
 
@@ -36,11 +35,7 @@ def test_add_anthropic_account_in_the_browser_and_use_it(
     browser: Any, artifacts: Any, live_proxy: Any, anthropic_server: FakeServer[AnthropicApp]
 ) -> None:
     base = live_proxy.url
-    get_user_model().objects.create_superuser("boss", "boss@example.com", "correct-horse-9")
-    browser.get(base + "/admin/login/")
-    _fill(browser, "username", "boss")
-    _fill(browser, "password", "correct-horse-9")
-    _click_and_wait(browser, By.CSS_SELECTOR, "input[type=submit]")
+    admin_login(browser, base)
 
     # the guided flow: a wrong key is refused on its field, with nothing saved
     browser.get(base + "/admin/accounts/upstreamaccount/add/")

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot
+from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot, admin_login
 from tests.fakes.base import FakeServer
 from tests.fakes.codex import CodexFakeApp, make_jwt
 
@@ -31,11 +30,7 @@ def test_add_codex_accounts_with_auth_json_and_device_code(
     browser: Any, artifacts: Path, live_proxy: Any, codex_server: FakeServer[CodexFakeApp], tmp_path: Path
 ) -> None:
     base = live_proxy.url
-    get_user_model().objects.create_superuser("boss", "boss@example.com", "correct-horse-9")
-    browser.get(base + "/admin/login/")
-    _fill(browser, "username", "boss")
-    _fill(browser, "password", "correct-horse-9")
-    _click_and_wait(browser, By.CSS_SELECTOR, "input[type=submit]")
+    admin_login(browser, base)
 
     # auth.json import: a file whose tokens name two ChatGPT accounts is refused with the reason
     good = codex_server.app.auth_json()

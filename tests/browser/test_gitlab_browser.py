@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot
+from tests.browser.test_admin_browser import _click_and_wait, _fill, _shot, admin_login
 from tests.fakes.gitlab import GitLabFakes, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -47,11 +46,7 @@ def test_add_gitlab_accounts_with_pat_and_device_flow(
     browser: Any, artifacts: Path, live_proxy: Any, gitlab_fakes: GitLabFakes
 ) -> None:
     base = live_proxy.url
-    get_user_model().objects.create_superuser("boss", "boss@example.com", "correct-horse-9")
-    browser.get(base + "/admin/login/")
-    _fill(browser, "username", "boss")
-    _fill(browser, "password", "correct-horse-9")
-    _click_and_wait(browser, By.CSS_SELECTOR, "input[type=submit]")
+    admin_login(browser, base)
 
     # PAT: a wrong token is refused with the reason, on the token field
     browser.get(base + "/admin/accounts/upstreamaccount/add/")
