@@ -337,7 +337,10 @@ def test_developer_page(browser: Any, artifacts: Path, live_proxy: Any, width: i
     _click_and_wait(browser, By.ID, "done")
     browser.find_element(By.ID, f"key-{created.pk}").find_element(By.CSS_SELECTOR, "button.revoke").click()
     browser.switch_to.alert.accept()
-    WebDriverWait(browser, 10).until(lambda d: "revoked" in d.find_element(By.ID, f"key-{created.pk}").text)
+    # The revoke posts and the page reloads: the row found before the reload goes stale.
+    WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "revoked" in d.find_element(By.ID, f"key-{created.pk}").text
+    )
     assert not ClientKey.objects.get(pk=created.pk).enabled
 
     # The admin stays closed to a developer.
