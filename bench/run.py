@@ -42,8 +42,9 @@ RESULTS = BENCH / "results"
 PY = str(ROOT / ".venv/bin/python")
 HOST = "127.0.0.1"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "proxy_bench"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# Overridable so two runs on one machine (e.g. two engineers' A/B runs) do not share state.
+BENCH_DB = os.environ.get("BENCH_DB", "proxy_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 FAKE_KEY = "sk-fake-upstream"
 LITELLM_KEY = "sk-bench-master"
 MODEL = "bench-model"
