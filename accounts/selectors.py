@@ -19,6 +19,7 @@ from django.conf import settings
 from accounts.models import AccountState, ClientKey, Team, UpstreamAccount
 from accounts.services import CACHE_VERSION_KEY, client_key_hash
 from infra.db import db_call
+from infra.singleflight import SingleFlight
 from statestore import StoreUnavailable, get_store
 
 _NEGATIVE_CACHE_MAX = 10_000
@@ -83,6 +84,8 @@ class _Caches:
 
 
 _caches = _Caches()
+_key_flight: SingleFlight[KeyInfo | None] = SingleFlight()
+_accounts_flight: SingleFlight[list[AccountInfo]] = SingleFlight()
 
 
 def cache_generation() -> int:
@@ -191,8 +194,16 @@ async def client_key_lookup(raw_key: str) -> KeyInfo | None:
     hit = _caches.keys.get(digest)
     if hit is not None and now - hit[1] < settings.PROXY_CACHE_TTL_SECONDS:
         return hit[0]
+    # One query for a burst of requests with this key (infra/singleflight.py).
+    return await _key_flight.run((digest, _caches.generation), lambda: _key_load(digest, now))
+
+
+async def _key_load(digest: str, now: float) -> KeyInfo | None:
+    generation = _caches.generation
     row = await db_call(ClientKey.objects.select_related("team").filter(key_hash=digest).first)
     info = None if row is None else key_info_from_row(row)
+    if generation != _caches.generation:
+        return info  # cleared while loading: a newer load fills the cache
     _caches.keys[digest] = (info, now)
     _caches.keys.move_to_end(digest)
     # Bounded: random invalid keys must not grow memory without limit.
@@ -231,8 +242,14 @@ async def accounts_enabled() -> list[AccountInfo]:
     cached = _caches.accounts
     if cached is not None and now - cached[1] < settings.PROXY_CACHE_TTL_SECONDS:
         return cached[0]
+    return await _accounts_flight.run(_caches.generation, lambda: _accounts_load(now))
+
+
+async def _accounts_load(now: float) -> list[AccountInfo]:
+    generation = _caches.generation
     accounts = await db_call(_load_accounts)
-    _caches.accounts = (accounts, now)
+    if generation == _caches.generation:  # else cleared while loading: a newer load fills it
+        _caches.accounts = (accounts, now)
     return accounts
 
 

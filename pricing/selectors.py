@@ -22,6 +22,7 @@ from django.db.models import F, Sum
 from accounts.models import UpstreamAccount
 from accounts.selectors import cache_generation
 from infra.db import db_call
+from infra.singleflight import SingleFlight
 from pricing.cost import FREE, PriceCard, Rate, TokenCounts, usd_to_nano
 from pricing.library import list_price
 from pricing.models import MoneyBudget, PriceMode, PriceRule
@@ -151,6 +152,7 @@ class _Cache:
 
 
 _cache = _Cache()
+_book_flight: SingleFlight[PriceBook] = SingleFlight()
 _load_lock = threading.Lock()
 
 
@@ -180,8 +182,12 @@ async def price_book() -> PriceBook:
     book = _fresh()
     if book is None:
         generation = cache_generation()
-        book = _store(await db_call(_load), generation)
+        book = await _book_flight.run(generation, lambda: _book_load(generation))
     return book
+
+
+async def _book_load(generation: int) -> PriceBook:
+    return _store(await db_call(_load), generation)
 
 
 def price_book_clear() -> None:
@@ -228,6 +234,7 @@ class _BudgetCache:
 
 
 _budgets = _BudgetCache()
+_budgets_flight: SingleFlight[None] = SingleFlight()
 
 
 def _load_budgets() -> tuple[dict[int, tuple[MoneyLimit, ...]], dict[int, tuple[MoneyLimit, ...]]]:
@@ -253,10 +260,15 @@ async def money_limits(key_id: int, team_id: int | None) -> tuple[MoneyLimit, ..
         or _budgets.generation != generation
         or time.monotonic() - _budgets.loaded_at > settings.PROXY_CACHE_TTL_SECONDS
     ):
-        _budgets.by_key, _budgets.by_team = await db_call(_load_budgets)
-        _budgets.loaded_at, _budgets.generation = time.monotonic(), generation
+        # One query for a burst of requests (infra/singleflight.py).
+        await _budgets_flight.run(generation, lambda: _budgets_load(generation))
     own = (_budgets.by_key or {}).get(key_id, ())
     return own + _budgets.by_team.get(team_id, ()) if team_id else own
+
+
+async def _budgets_load(generation: int) -> None:
+    _budgets.by_key, _budgets.by_team = await db_call(_load_budgets)
+    _budgets.loaded_at, _budgets.generation = time.monotonic(), generation
 
 
 def money_limits_clear() -> None:

@@ -23,6 +23,7 @@ from accounts.providers import provider_get
 from accounts.selectors import AccountInfo, account_usable, accounts_enabled, cache_generation
 from executors.base import ModelFacts
 from infra.db import db_call
+from infra.singleflight import SingleFlight
 from routing.models import CatalogEntry, Strategy
 
 _DATED = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview)$")
@@ -72,6 +73,7 @@ class _CatalogCache:
 
 
 _cache = _CatalogCache()
+_flight: SingleFlight[dict[str, _Entry]] = SingleFlight()
 
 
 def _load_entries() -> dict[str, _Entry]:
@@ -98,9 +100,15 @@ async def _entries() -> dict[str, _Entry]:
         or generation != _cache.generation
         or now - _cache.loaded_at > settings.PROXY_CACHE_TTL_SECONDS
     ):
-        _cache.entries = await db_call(_load_entries)
-        _cache.loaded_at, _cache.generation = now, generation
+        # One query for a burst of requests (infra/singleflight.py).
+        return await _flight.run(generation, lambda: _entries_load(now, generation))
     return _cache.entries
+
+
+async def _entries_load(now: float, generation: int) -> dict[str, _Entry]:
+    entries = await db_call(_load_entries)
+    _cache.entries, _cache.loaded_at, _cache.generation = entries, now, generation
+    return entries
 
 
 def catalog_cache_clear() -> None:
