@@ -914,6 +914,26 @@ def main_section(
     return med
 
 
+_SPIN = "import sys,time\nend=time.monotonic()+float(sys.argv[1]);n=0\nwhile time.monotonic()<end:\n n+=1\nprint(n)"
+
+
+def _spin(processes: int, seconds: float = 1.5) -> int:
+    """Loop iterations that `processes` CPU-bound Python processes complete together in `seconds`."""
+    procs = [subprocess.Popen([PY, "-c", _SPIN, str(seconds)], stdout=subprocess.PIPE) for _ in range(processes)]
+    return sum(int(p.communicate()[0]) for p in procs)
+
+
+def cpu_parallelism(reps: int = 3) -> float:
+    """How much more CPU work two busy processes get done than one, on this machine now: the
+    ceiling for two web workers over one (1.0 = the second core adds nothing, 2.0 = a full
+    second core), before the load generator, the fake upstream and the services take theirs."""
+    ratios = []
+    for _ in range(reps):
+        one = _spin(1)
+        ratios.append(_spin(2) / one if one else float("nan"))
+    return statistics.median(ratios)
+
+
 def scale_section(proxy: Server, src: Path, var_dir: Path, wls: list[Workload], args: argparse.Namespace) -> list[Row]:
     key = proxy.headers["authorization"].removeprefix("Bearer ")
     two = start_proxy("proxy-2w", PORTS["proxy2w"], src, proxy_env(var_dir, 2), key, 2, celery=False)
@@ -949,6 +969,8 @@ def main() -> None:
         targets = start_targets(args, src, src_b, env)
         med = main_section(targets, wls, args, results)
         if not args.no_scale:
+            results["cpu_parallelism"] = cpu_parallelism()
+            print(f"two busy processes get {results['cpu_parallelism']:.2f}x the work of one", flush=True)
             scale_rows = scale_section(targets[1], src, var_dir, wls, args)
             results["scale"] = [asdict(r) for r in scale_rows]
         if args.profile:
@@ -970,6 +992,13 @@ def main() -> None:
     (RESULTS / "results.md").write_text(report)
     print("\n" + report)
     print(f"\ndone in {results['seconds']} s; results in {RESULTS / 'results.md'} and results.json")
+
+
+def _cores_line(row: Row) -> str:
+    d = row.data
+    cores = d["rps"] * d["cpu_ms_per_1k"] / 1e6
+    per_core = d["rps"] / cores if cores else float("nan")
+    return f"- {row.workload}, {row.target}: the web workers used {cores:.2f} cores ({per_core:.0f} req/s per core)"
 
 
 def markdown(results: dict[str, Any], med: list[Row], scale: list[Row], wls: list[Workload]) -> str:
@@ -995,7 +1024,12 @@ def markdown(results: dict[str, Any], med: list[Row], scale: list[Row], wls: lis
         *(f"| {t} | {i:.0f} | {p:.0f} |" for t, (i, p) in results.get("rss", {}).items()),
     ]
     if scale:
-        parts += ["", "## 1 vs 2 web workers (Redis mode)", "", table(scale, wls, base_target="proxy")]
+        parts += ["", "## 1 vs 2 web workers (Redis mode)", "", table(scale, wls, base_target="proxy"), ""]
+        parts += [_cores_line(r) for r in scale if "rps" in r.data]
+        parts.append(
+            f"- two CPU-bound processes get {results.get('cpu_parallelism', float('nan')):.2f}x the work of one on "
+            "this machine (measured before the scale section): the ceiling for two workers over one"
+        )
     if not results["quick"] and {w.key for w in wls} >= {"W1c1", "W1c50", "W2c1", "W3", "T200"}:
         parts += ["", "## Goals (issue 16)", "", goals(med, scale, wls, results.get("rss", {}))]
     return "\n".join(parts) + "\n"
