@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from statestore.base import CounterLimit, Reserved, StateStore, StoreUnavailable, held_key
+from statestore.coalesce import Coalescer
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -131,6 +132,10 @@ class RedisStore(StateStore):
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._adjust_script = self._redis.register_script(_ADJUST)
         self._adjust_push_script = self._redis.register_script(_ADJUST_PUSH)
+        # The two commands of every request, each sent once for all requests that issue it
+        # while one is in flight (statestore/coalesce.py).
+        self._mget: Coalescer[list[str], list[Any]] = Coalescer(self._mget_send)
+        self._rpush: Coalescer[tuple[str, tuple[bytes, ...]], int] = Coalescer(self._rpush_send)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -171,12 +176,39 @@ class RedisStore(StateStore):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._redis.mget([self._k(k) for k in keys])
+        values = await self._mget.call([self._k(k) for k in keys])
         return [None if v is None else _as_bytes(v) for v in values]
+
+    async def _mget_send(self, calls: Sequence[list[str]]) -> list[list[Any]]:
+        """One MGET for every queued call's keys; each call gets its own slice back."""
+        if len(calls) == 1:
+            return [await self._redis.mget(calls[0])]
+        values = await self._redis.mget([key for keys in calls for key in keys])
+        out, start = [], 0
+        for keys in calls:
+            out.append(values[start : start + len(keys)])
+            start += len(keys)
+        return out
 
     @_guarded
     async def list_push(self, key: str, *values: bytes) -> int:
-        return int(await self._redis.rpush(self._k(key), *values))
+        return await self._rpush.call((self._k(key), values))
+
+    async def _rpush_send(self, calls: Sequence[tuple[str, tuple[bytes, ...]]]) -> list[int]:
+        """One RPUSH per list for every queued call, values in call order (per caller too).
+        Each call gets the list's length after the whole batch."""
+        grouped: dict[str, list[bytes]] = {}
+        for key, values in calls:
+            grouped.setdefault(key, []).extend(values)
+        if len(grouped) == 1:
+            [(only, pushed)] = grouped.items()
+            lengths = {only: int(await self._redis.rpush(only, *pushed))}
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            for each, pushed in grouped.items():
+                pipe.rpush(each, *pushed)
+            lengths = {key: int(n) for key, n in zip(grouped, await pipe.execute(), strict=True)}
+        return [lengths[key] for key, _ in calls]
 
     @_guarded
     async def list_range(self, key: str, count: int) -> list[bytes]:
