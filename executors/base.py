@@ -183,9 +183,7 @@ class UpstreamCall:
             # A large body's was prepared off the event loop (routing.intake.translations_warm).
             warm = self.memo.get(compaction_memo_key(target, options, summarise=summarise))
             body, dropped = (
-                warm
-                if warm is not None
-                else compaction_translate(self.canonical, target, options, summarise=summarise)
+                warm if warm is not None else compaction_translate(self.canonical, target, options, summarise=summarise)
             )
         body = dict(body)
         self.memo[DROPPED_TOOLS] = dropped

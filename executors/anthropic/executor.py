@@ -27,7 +27,7 @@ from executors.anthropic.errors import classify_reply, classify_stream_event
 from executors.anthropic.ratelimits import readings_record
 from executors.base import UpstreamCall, UpstreamError, UpstreamResponse
 from executors.errors import bad_response, classify_transport_error, closing_on_error
-from executors.http import http_client
+from executors.http import http_post
 from executors.streaming import open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from statestore import get_store
@@ -74,15 +74,9 @@ async def upstream_post(
     call: UpstreamCall, path: str, body: dict[str, Any], *, stream: bool
 ) -> tuple[httpx.Response, str]:
     """POST `{base}{path}`; a non-2xx answer is recorded and raised as a classified error."""
-    client = http_client(KIND)
-    request = client.build_request(
-        "POST",
-        f"{call.account.base_url}{path}",
-        content=orjson.dumps(body),
-        headers=upstream_headers(call.account, call.client_headers, stream=stream),
-    )
+    headers = upstream_headers(call.account, call.client_headers, stream=stream)
     try:
-        response = await client.send(request, stream=True)
+        response = await http_post(KIND, f"{call.account.base_url}{path}", content=orjson.dumps(body), headers=headers)
     except httpx.HTTPError as exc:
         raise classify_transport_error(exc) from None
     request_id = response.headers.get("request-id", "")

@@ -53,7 +53,7 @@ from executors.codex.websocket import (
     ws_url,
 )
 from executors.errors import classify_transport_error
-from executors.http import http_client
+from executors.http import http_post
 from executors.streaming import assemble_response, open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from observability.metrics import ws_upstream_reconnect
@@ -202,11 +202,9 @@ class CodexExecutor:
         """`POST {base}/responses/compact`: unary JSON, answered with the backend's
         `response.compaction` object, passed to the client verbatim (docs/protocols/compaction.md)."""
         headers = _credential_headers(cfg, secret, ident, compact=True)
-        client = http_client("codex")
         url = f"{call.account.base_url}/responses/compact"
-        request = client.build_request("POST", url, content=orjson.dumps(body), headers=headers)
         try:
-            response = await client.send(request, stream=True)
+            response = await http_post("codex", url, content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
         try:
@@ -251,11 +249,9 @@ class CodexExecutor:
             opened = await self._websocket(call, cfg, headers, ident, body)
             if opened is not None:
                 return opened
-        client = http_client("codex")
         payload = orjson.dumps(body)
-        request = client.build_request("POST", f"{call.account.base_url}/responses", content=payload, headers=headers)
         try:
-            response = await client.send(request, stream=True)
+            response = await http_post("codex", f"{call.account.base_url}/responses", content=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
         resp_headers = _lower(response.headers)

@@ -46,7 +46,7 @@ from executors.gitlab.transport import (
     map_fallback_stream,
     transport_for,
 )
-from executors.http import http_client
+from executors.http import http_post
 from executors.streaming import open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent
 from statestore import StateStore, get_store
@@ -193,10 +193,8 @@ async def _backoff(store: StateStore, account_id: int, family: str) -> float:
 
 
 async def _send(prepared: Prepared) -> httpx.Response:
-    client = http_client("gitlab")
-    request = client.build_request("POST", prepared.url, content=orjson.dumps(prepared.body), headers=prepared.headers)
     try:
-        return await client.send(request, stream=True)
+        return await http_post("gitlab", prepared.url, content=orjson.dumps(prepared.body), headers=prepared.headers)
     except httpx.HTTPError as exc:
         raise classify_transport_error(exc) from None
 

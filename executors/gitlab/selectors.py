@@ -27,7 +27,5 @@ def gitlab_account_ids_for_refresh() -> list[int]:
     reprobe = Q(state=AccountState.NOT_ENTITLED) & (
         Q(last_error_at__isnull=True) | Q(last_error_at__lt=timezone.now() - REPROBE_AFTER)
     )
-    rows = UpstreamAccount.objects.filter(provider=KIND, enabled=True).filter(
-        Q(state=AccountState.ACTIVE) | reprobe
-    )
+    rows = UpstreamAccount.objects.filter(provider=KIND, enabled=True).filter(Q(state=AccountState.ACTIVE) | reprobe)
     return list(rows.order_by("id").values_list("id", flat=True))

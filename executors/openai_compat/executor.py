@@ -27,7 +27,7 @@ from executors.errors import (
     http_signal,
     seconds,
 )
-from executors.http import http_client
+from executors.http import http_post
 from executors.streaming import assemble_response, open_stream, read_bounded, relay_events
 from formats import Dialect, SseEvent, error_from_upstream
 
@@ -78,21 +78,17 @@ class OpenAICompatExecutor:
         return await self._open_chat(call)
 
     async def _send(self, call: UpstreamCall, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
-        client = http_client("openai_compat")
-        request = client.build_request(
-            "POST",
-            f"{call.account.base_url}{path}",
-            content=orjson.dumps(body),
-            headers={
-                "authorization": f"Bearer {call.account.secret.get('api_key', '')}",
-                "content-type": "application/json",
-                "accept": "text/event-stream" if stream else "application/json",
-                # A compressed stream would be buffered by the compressor: ask for identity.
-                **({"accept-encoding": "identity"} if stream else {}),
-            },
-        )
+        headers = {
+            "authorization": f"Bearer {call.account.secret.get('api_key', '')}",
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+            # A compressed stream would be buffered by the compressor: ask for identity.
+            **({"accept-encoding": "identity"} if stream else {}),
+        }
         try:
-            response = await client.send(request, stream=True)
+            response = await http_post(
+                "openai_compat", f"{call.account.base_url}{path}", content=orjson.dumps(body), headers=headers
+            )
         except httpx.HTTPError as exc:
             raise classify_transport_error(exc) from None
         # Anything but 2xx is an error: a 3xx (redirects are never followed) must not be
