@@ -185,16 +185,14 @@ class RedisStore(StateStore):
         return [None if v is None else _as_bytes(v) for v in values]
 
     async def _mget_send(self, calls: Sequence[list[str]]) -> list[list[Any]]:
-        """One MGET for every queued call's keys; each call gets its own slice back."""
+        """One MGET for every queued call's keys (each key once); each call gets its own values."""
         self._breaker_check()
         if len(calls) == 1:
             return [await self._redis.mget(calls[0])]
-        values = await self._redis.mget([key for keys in calls for key in keys])
-        out, start = [], 0
-        for keys in calls:
-            out.append(values[start : start + len(keys)])
-            start += len(keys)
-        return out
+        # Concurrent requests mostly read the same keys (the same accounts' cooldowns): each once.
+        unique = list(dict.fromkeys(key for keys in calls for key in keys))
+        found = dict(zip(unique, await self._redis.mget(unique), strict=True))
+        return [[found[key] for key in keys] for keys in calls]
 
     @_guarded
     async def list_push(self, key: str, *values: bytes) -> int:
