@@ -31,8 +31,7 @@ def _guarded(
 
     @functools.wraps(fn)
     async def wrapper(self: RedisStore, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._down_until > time.monotonic():
-            raise StoreUnavailable("redis unavailable (breaker open)")
+        self._breaker_check()
         try:
             return await fn(self, *args, **kwargs)
         except _DOWN_ERRORS as exc:
@@ -137,6 +136,12 @@ class RedisStore(StateStore):
         self._mget: Coalescer[list[str], list[Any]] = Coalescer(self._mget_send)
         self._rpush: Coalescer[tuple[str, tuple[bytes, ...]], int] = Coalescer(self._rpush_send)
 
+    def _breaker_check(self) -> None:
+        # Also for a coalesced batch that waited behind a call which just tripped the breaker:
+        # its callers fail now, as they would have had they sent their own command.
+        if self._down_until > time.monotonic():
+            raise StoreUnavailable("redis unavailable (breaker open)")
+
     def _k(self, key: str) -> str:
         return self._prefix + key
 
@@ -180,15 +185,14 @@ class RedisStore(StateStore):
         return [None if v is None else _as_bytes(v) for v in values]
 
     async def _mget_send(self, calls: Sequence[list[str]]) -> list[list[Any]]:
-        """One MGET for every queued call's keys; each call gets its own slice back."""
+        """One MGET for every queued call's keys (each key once); each call gets its own values."""
+        self._breaker_check()
         if len(calls) == 1:
             return [await self._redis.mget(calls[0])]
-        values = await self._redis.mget([key for keys in calls for key in keys])
-        out, start = [], 0
-        for keys in calls:
-            out.append(values[start : start + len(keys)])
-            start += len(keys)
-        return out
+        # Concurrent requests mostly read the same keys (the same accounts' cooldowns): each once.
+        unique = list(dict.fromkeys(key for keys in calls for key in keys))
+        found = dict(zip(unique, await self._redis.mget(unique), strict=True))
+        return [[found[key] for key in keys] for keys in calls]
 
     @_guarded
     async def list_push(self, key: str, *values: bytes) -> int:
@@ -197,6 +201,7 @@ class RedisStore(StateStore):
     async def _rpush_send(self, calls: Sequence[tuple[str, tuple[bytes, ...]]]) -> list[int]:
         """One RPUSH per list for every queued call, values in call order (per caller too).
         Each call gets the list's length after the whole batch."""
+        self._breaker_check()
         grouped: dict[str, list[bytes]] = {}
         for key, values in calls:
             grouped.setdefault(key, []).extend(values)

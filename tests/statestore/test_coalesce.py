@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+import redis.exceptions
 from django.conf import settings
 
 from statestore import StoreUnavailable
@@ -176,3 +177,25 @@ async def test_redis_down_fails_every_coalesced_caller_with_store_unavailable() 
         assert all(isinstance(r, StoreUnavailable) for r in results), results
     finally:
         await store.aclose()
+
+
+async def test_callers_queued_behind_a_failure_fail_at_the_breaker_without_a_second_attempt(redis_store: Any) -> None:
+    store = redis_store
+    attempts: list[str] = []
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        attempts.append("sent")
+        await asyncio.sleep(0.01)  # in flight long enough for the others to queue behind it
+        raise redis.exceptions.ConnectionError("link down (test)")
+
+    store._redis.mget = store._redis.rpush = down
+    results = await asyncio.gather(
+        *(store.get_many(["a"]) for _ in range(10)),
+        *(store.list_push("records", b"x") for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    # one MGET and one RPUSH met the dead link and opened the breaker; the queued batches
+    # failed at once, as their callers would have had they sent their own command (a timing
+    # out Redis would otherwise hold them for a second socket timeout)
+    assert attempts == ["sent", "sent"]
