@@ -109,7 +109,7 @@ class _Client(httpx.AsyncClient):
 
     async def post_streamed(self, url: httpx.URL, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """`send(build_request("POST", ...), stream=True)` without the machinery this client
-        never uses (~40 µs of a request's CPU, docs/performance.md): the same request, headers
+        never uses (~0.1 ms of a request's CPU, docs/performance.md): the same request, headers
         and timeouts reach the same transport. Skipped: redirects (never followed: the 3xx is
         the answer either way), auth (none; each request carries its own header), event hooks
         (none), the cookie jar (its policy refuses every cookie, so there is nothing to store
