@@ -4,16 +4,15 @@ answer, failures reach every caller of the batch, nothing a caller started is lo
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 import redis.exceptions
-from django.conf import settings
 
 from statestore import StoreUnavailable
 from statestore.coalesce import Coalescer
+from tests.support.stores import store_for_tests
 
 
 class _Upstream:
@@ -105,24 +104,10 @@ async def test_a_cancelled_sender_hands_the_queue_on() -> None:
 # --- the Redis store -------------------------------------------------------------------------
 
 
-def _redis_url() -> str:
-    return settings.REDIS_URL or os.environ.get("TEST_REDIS_URL", "")
-
-
 @pytest.fixture
 async def redis_store() -> AsyncIterator[Any]:
-    url = _redis_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true: the Redis store must be tested (set REDIS_URL)")
-        pytest.skip("no REDIS_URL: Redis tests run in CI")
-    from statestore.redis import RedisStore
-
-    store = RedisStore(url, prefix=f"llmproxy-coalesce-{os.getpid()}:")
-    await store.flush_prefix()
-    yield store
-    await store.flush_prefix()
-    await store.aclose()
+    async for store in store_for_tests("redis", "coalesce"):
+        yield store
 
 
 def _count(store: Any, name: str) -> list[int]:

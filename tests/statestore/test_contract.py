@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import pytest
-from django.conf import settings
 
 from statestore import LockNotAcquired, StateStore
-from statestore.memory import InProcessStore
-
-
-def _redis_url() -> str:
-    return settings.REDIS_URL or os.environ.get("TEST_REDIS_URL", "")
+from tests.support.stores import store_for_tests
 
 
 @pytest.fixture(params=["in-process", "redis"])
 async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
-    if request.param == "in-process":
-        yield InProcessStore()
-        return
-    url = _redis_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true: the Redis store must be tested (set REDIS_URL)")
-        pytest.skip("no REDIS_URL: Redis contract tests run in CI")
-    from statestore.redis import RedisStore
-
-    store = RedisStore(url, prefix=f"llmproxy-contract-{os.getpid()}:")
-    await store.flush_prefix()
-    yield store
-    await store.flush_prefix()
-    await store.aclose()
+    """Both stores (tests/support/stores.py)."""
+    async for store in store_for_tests(request.param, "contract"):
+        yield store
 
 
 async def test_get_set_delete(any_store: StateStore) -> None:

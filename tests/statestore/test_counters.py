@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import pytest
-from django.conf import settings
 
 from statestore import CounterLimit, StateStore, held_key
-from statestore.memory import InProcessStore
+from tests.support.stores import store_for_tests
 
 
 @pytest.fixture(params=["in-process", "redis"])
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
-    """Both stores, as in tests/statestore/test_contract.py (Redis required when CI=true)."""
-    if request.param == "in-process":
-        yield InProcessStore()
-        return
-    url = settings.REDIS_URL or os.environ.get("TEST_REDIS_URL", "")
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true: the Redis store must be tested (set REDIS_URL)")
-        pytest.skip("no REDIS_URL: Redis tests run in CI")
-    from statestore.redis import RedisStore
-
-    store = RedisStore(url, prefix=f"llmproxy-limits-{os.getpid()}:")
-    await store.flush_prefix()
-    yield store
-    await store.flush_prefix()
-    await store.aclose()
+    """Both stores (tests/support/stores.py)."""
+    async for store in store_for_tests(request.param, "counters"):
+        yield store
 
 
 async def test_reserve_charges_every_counter_or_none(kv: StateStore) -> None:
