@@ -35,7 +35,7 @@ from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Client]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -126,7 +126,7 @@ class _Client(httpx.AsyncClient):
             raise
 
 
-def _new_client() -> httpx.AsyncClient:
+def _new_client() -> _Client:
     t = settings.UPSTREAM_TIMEOUTS
     connector = aiohttp.TCPConnector(
         limit=max(1, settings.UPSTREAM_MAX_CONNECTIONS),
@@ -150,7 +150,7 @@ def _new_client() -> httpx.AsyncClient:
     )
 
 
-def http_client(kind: str) -> httpx.AsyncClient:
+def http_client(kind: str) -> _Client:
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
     client = per_loop.get(kind)
@@ -169,9 +169,7 @@ def _url(url: str) -> httpx.URL:
 async def http_post(kind: str, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
     """POST on the `kind` pool; the response is streamed (the caller reads or closes it).
     Raises httpx errors as `client.send` does."""
-    client = http_client(kind)
-    assert isinstance(client, _Client)
-    return await client.post_streamed(_url(url), content, headers)
+    return await http_client(kind).post_streamed(_url(url), content, headers)
 
 
 async def http_clients_close() -> None:

@@ -33,7 +33,7 @@ class Coalescer(Generic[A, R]):
         self._send = send
         self._busy = False
         self._queue: list[tuple[A, asyncio.Future[R]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # referenced: a bare task may be collected
 
     async def call(self, arg: A) -> R:
         if self._busy:
